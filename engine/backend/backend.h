@@ -1,0 +1,129 @@
+// Backend: the device a model runs on (CPU threads today, a CUDA stream tomorrow). It owns
+// device memory and runs the ops of the model; the model holds only Tensors that point into
+// memory a Backend allocated, and never dereferences them. Ops are issued in order on the
+// backend's stream; Synchronize() waits for them. A Backend is used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "engine/core/status.h"
+#include "kernels/dtype.h"
+
+namespace sy {
+
+class Backend;
+
+// A 2-D view (rows x cols, row-major, contiguous) of device memory. Vectors have rows == 1.
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  int64_t numel() const { return rows * cols; }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  // Rows [begin, begin + n) of this tensor.
+  Tensor Rows(int64_t begin, int64_t n) const;
+  // The same memory seen with another shape of equal element count.
+  Tensor Reshaped(int64_t new_rows, int64_t new_cols) const;
+};
+
+// Owns one device allocation; frees it through its backend when destroyed. Move-only.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend* owner, void* data, size_t size) : owner_(owner), data_(data), size_(size) {}
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer();
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  void Release();
+
+  Backend* owner_ = nullptr;
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Paged-attention metadata, already on the device (int32 tensors).
+struct AttentionMetadata {
+  Tensor block_tables;  // [num_seqs, max_blocks_per_seq]
+  Tensor token_seq;     // [1, tokens]: row of block_tables for each token
+  Tensor ctx_len;       // [1, tokens]: keys visible to each token (its position + 1)
+  Tensor slots;         // [1, tokens] int64: cache slot receiving each token's K/V
+  int block_size = 0;
+};
+
+// Weights of one gated (SiLU) feed-forward block: gate and up stacked as [2*inter, hidden].
+struct FfnWeights {
+  Tensor gate_up;
+  Tensor down;  // [hidden, inter]
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // --- memory ---
+  virtual StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
+  virtual void Free(void* data) = 0;
+  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  virtual void Synchronize() = 0;
+
+  // --- ops: activations are f32; weights may be f32, bf16 or f16 ---
+  // out[i,:] = table[ids[i],:]; ids is int32 [1, n].
+  virtual void Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
+  // y[m,n] = x[m,k] . w[n,k]^T (+ bias[1,n]).
+  virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) = 0;
+  // y = rms_norm(x) * w per row; x and y may alias.
+  virtual void RmsNorm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) = 0;
+  // residual += x; y = rms_norm(residual) * w.
+  virtual void AddRmsNorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                          const Tensor& y) = 0;
+  // In-place rotate-half rotary embedding of x [tokens, heads*head_dim] at int32 positions.
+  virtual void Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim, const Tensor& positions,
+                    const Tensor& inv_freq, float attn_scale) = 0;
+  // Writes K and V rows of the batch into a layer's paged cache at md.slots.
+  virtual void KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md,
+                       const Tensor& k_cache, const Tensor& v_cache) = 0;
+  // Causal (optionally sliding-window) grouped-query attention over the paged cache.
+  virtual void PagedAttention(const Tensor& q, const AttentionMetadata& md, const Tensor& k_cache,
+                              const Tensor& v_cache, int n_heads, int n_kv_heads, int head_dim,
+                              int sliding_window, float scale, const Tensor& out) = 0;
+  // Softmax router: ids/weights [tokens, k] (int32 / f32) from logits [tokens, experts].
+  virtual void RouteTopK(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
+                         const Tensor& weights) = 0;
+  // Experts of one layer over tokens sorted by expert: rows [offsets[e], offsets[e+1]) of x go
+  // through experts[e]; y gets the results in the same order. `scratch` holds at least
+  // x.rows * (3 * max inter) floats. offsets live on the host (num_experts + 1 entries).
+  virtual void ExpertFfn(const Tensor& x, std::span<const int64_t> offsets,
+                         std::span<const FfnWeights> experts, const Tensor& scratch,
+                         const Tensor& y) = 0;
+  // y = ffn(x) for a dense gated FFN; scratch holds x.rows * 3 * inter floats.
+  virtual void Ffn(const Tensor& x, const FfnWeights& w, const Tensor& scratch,
+                   const Tensor& y) = 0;
+  // dst[i,:] = src[idx[i],:] (idx int32 [1, n]).
+  virtual void GatherRows(const Tensor& src, const Tensor& idx, const Tensor& dst) = 0;
+  // For i in order: dst[idx[i],:] += scale[i] * src[i,:].
+  virtual void ScatterAddRows(const Tensor& src, const Tensor& idx, const Tensor& scale,
+                              const Tensor& dst) = 0;
+  // x = 0.
+  virtual void Zero(const Tensor& x) = 0;
+  // x = sigmoid(x) elementwise.
+  virtual void Sigmoid(const Tensor& x) = 0;
+  // dst[r,:] += gate[r] * src[r,:] for gate [rows, 1].
+  virtual void AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) = 0;
+};
+
+}  // namespace sy

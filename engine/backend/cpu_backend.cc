@@ -1,0 +1,159 @@
+#include "engine/backend/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "engine/core/check.h"
+#include "kernels/cpu/ops.h"
+
+namespace sy {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+template <typename T>
+T* ptr(const Tensor& t) {
+  return static_cast<T*>(t.data);
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int n_threads) : pool_(std::make_unique<cpu::ThreadPool>(n_threads)) {}
+
+CpuBackend::~CpuBackend() = default;
+
+int CpuBackend::n_threads() const { return pool_->size(); }
+
+StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
+  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+  if (p == nullptr) {
+    return Status::ResourceExhausted("cannot allocate " + std::to_string(bytes) +
+                                     " bytes of host memory");
+  }
+  return DeviceBuffer(this, p, bytes);
+}
+
+void CpuBackend::Free(void* data) { std::free(data); }
+
+void CpuBackend::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
+  SY_CHECK(ids.numel() == out.rows && table.cols == out.cols);
+  cpu::embedding(ptr<int32_t>(ids), ids.numel(), table.data, table.dtype, table.cols,
+                 ptr<float>(out), pool_.get());
+}
+
+void CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  SY_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
+  SY_CHECK(bias == nullptr || bias->numel() == w.rows);
+  cpu::matmul(ptr<float>(x), w.data, w.dtype, bias ? ptr<float>(*bias) : nullptr, ptr<float>(y),
+              x.rows, w.rows, w.cols, pool_.get());
+}
+
+void CpuBackend::RmsNorm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {
+  SY_CHECK(w.numel() == x.cols && x.numel() == y.numel());
+  cpu::rms_norm(ptr<float>(x), ptr<float>(w), ptr<float>(y), x.rows, x.cols, eps, pool_.get());
+}
+
+void CpuBackend::AddRmsNorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                            const Tensor& y) {
+  SY_CHECK(w.numel() == x.cols && x.numel() == y.numel() && x.numel() == residual.numel());
+  cpu::add_rms_norm(ptr<float>(residual), ptr<float>(x), ptr<float>(w), ptr<float>(y), x.rows,
+                    x.cols, eps, pool_.get());
+}
+
+void CpuBackend::Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim,
+                      const Tensor& positions, const Tensor& inv_freq, float attn_scale) {
+  SY_CHECK(x.cols % head_dim == 0 && positions.numel() == x.rows);
+  cpu::rope_neox(ptr<float>(x), x.rows, x.cols / head_dim, head_dim, rotary_dim,
+                 ptr<int32_t>(positions), ptr<float>(inv_freq), attn_scale, pool_.get());
+}
+
+void CpuBackend::KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md,
+                         const Tensor& k_cache, const Tensor& v_cache) {
+  SY_CHECK(k.rows == md.slots.numel() && k.numel() == v.numel() && k.cols == k_cache.cols);
+  cpu::kv_write(ptr<float>(k), ptr<float>(v), k.rows, k.cols, ptr<int64_t>(md.slots),
+                ptr<float>(k_cache), ptr<float>(v_cache));
+}
+
+void CpuBackend::PagedAttention(const Tensor& q, const AttentionMetadata& md, const Tensor& k_cache,
+                                const Tensor& v_cache, int n_heads, int n_kv_heads, int head_dim,
+                                int sliding_window, float scale, const Tensor& out) {
+  cpu::PagedAttentionArgs a;
+  a.q = ptr<float>(q);
+  a.out = ptr<float>(out);
+  a.k_cache = ptr<float>(k_cache);
+  a.v_cache = ptr<float>(v_cache);
+  a.block_tables = ptr<int32_t>(md.block_tables);
+  a.token_seq = ptr<int32_t>(md.token_seq);
+  a.ctx_len = ptr<int32_t>(md.ctx_len);
+  a.tokens = q.rows;
+  a.n_heads = n_heads;
+  a.n_kv_heads = n_kv_heads;
+  a.head_dim = head_dim;
+  a.block_size = md.block_size;
+  a.max_blocks_per_seq = static_cast<int>(md.block_tables.cols);
+  a.sliding_window = sliding_window;
+  a.scale = scale;
+  cpu::paged_attention(a, pool_.get());
+}
+
+void CpuBackend::RouteTopK(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
+                           const Tensor& weights) {
+  SY_CHECK(ids.rows == logits.rows && ids.cols == k && weights.numel() == ids.numel());
+  cpu::route_topk(ptr<float>(logits), logits.rows, logits.cols, k, renormalize, ptr<int32_t>(ids),
+                  ptr<float>(weights));
+}
+
+void CpuBackend::Ffn(const Tensor& x, const FfnWeights& w, const Tensor& scratch, const Tensor& y) {
+  const int64_t inter = w.down.cols;
+  SY_CHECK(scratch.numel() >= x.rows * 3 * inter);
+  const Tensor gate_up{scratch.data, DType::kF32, x.rows, 2 * inter};
+  const Tensor act{ptr<float>(scratch) + x.rows * 2 * inter, DType::kF32, x.rows, inter};
+  MatMul(x, w.gate_up, nullptr, gate_up);
+  cpu::silu_mul(ptr<float>(gate_up), ptr<float>(act), x.rows, inter, pool_.get());
+  MatMul(act, w.down, nullptr, y);
+}
+
+void CpuBackend::ExpertFfn(const Tensor& x, std::span<const int64_t> offsets,
+                           std::span<const FfnWeights> experts, const Tensor& scratch,
+                           const Tensor& y) {
+  SY_CHECK(offsets.size() == experts.size() + 1 && offsets.back() == x.rows);
+  for (size_t e = 0; e < experts.size(); ++e) {
+    const int64_t n = offsets[e + 1] - offsets[e];
+    if (n == 0) continue;
+    Ffn(x.Rows(offsets[e], n), experts[e], scratch, y.Rows(offsets[e], n));
+  }
+}
+
+void CpuBackend::GatherRows(const Tensor& src, const Tensor& idx, const Tensor& dst) {
+  SY_CHECK(idx.numel() == dst.rows && src.cols == dst.cols);
+  cpu::gather_rows(ptr<float>(src), ptr<int32_t>(idx), dst.rows, dst.cols, ptr<float>(dst));
+}
+
+void CpuBackend::ScatterAddRows(const Tensor& src, const Tensor& idx, const Tensor& scale,
+                                const Tensor& dst) {
+  SY_CHECK(idx.numel() == src.rows && scale.numel() == src.rows && src.cols == dst.cols);
+  cpu::scatter_add_rows(ptr<float>(src), ptr<int32_t>(idx), ptr<float>(scale), src.rows, src.cols,
+                        ptr<float>(dst));
+}
+
+void CpuBackend::Zero(const Tensor& x) { std::memset(x.data, 0, x.nbytes()); }
+
+void CpuBackend::Sigmoid(const Tensor& x) { cpu::sigmoid(ptr<float>(x), x.numel()); }
+
+void CpuBackend::AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) {
+  SY_CHECK(src.numel() == dst.numel() && gate.numel() == src.rows);
+  cpu::add_gated_rows(ptr<float>(src), ptr<float>(gate), src.rows, src.cols, ptr<float>(dst));
+}
+
+}  // namespace sy

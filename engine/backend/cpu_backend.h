@@ -1,0 +1,55 @@
+// CpuBackend: runs the model's ops with the vectorised kernels in kernels/cpu on a pool of
+// threads. Device memory is ordinary 64-byte-aligned host memory; ops complete before returning.
+#pragma once
+
+#include <memory>
+
+#include "engine/backend/backend.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace sy {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int n_threads);
+  ~CpuBackend() override;
+
+  std::string_view name() const override { return "cpu"; }
+  int n_threads() const;
+
+  StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
+  void Free(void* data) override;
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override;
+  void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void Synchronize() override {}
+
+  void Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
+  void RmsNorm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) override;
+  void AddRmsNorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                  const Tensor& y) override;
+  void Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim, const Tensor& positions,
+            const Tensor& inv_freq, float attn_scale) override;
+  void KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md, const Tensor& k_cache,
+               const Tensor& v_cache) override;
+  void PagedAttention(const Tensor& q, const AttentionMetadata& md, const Tensor& k_cache,
+                      const Tensor& v_cache, int n_heads, int n_kv_heads, int head_dim,
+                      int sliding_window, float scale, const Tensor& out) override;
+  void RouteTopK(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
+                 const Tensor& weights) override;
+  void ExpertFfn(const Tensor& x, std::span<const int64_t> offsets,
+                 std::span<const FfnWeights> experts, const Tensor& scratch,
+                 const Tensor& y) override;
+  void Ffn(const Tensor& x, const FfnWeights& w, const Tensor& scratch, const Tensor& y) override;
+  void GatherRows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;
+  void ScatterAddRows(const Tensor& src, const Tensor& idx, const Tensor& scale,
+                      const Tensor& dst) override;
+  void Zero(const Tensor& x) override;
+  void Sigmoid(const Tensor& x) override;
+  void AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) override;
+
+ private:
+  std::unique_ptr<cpu::ThreadPool> pool_;
+};
+
+}  // namespace sy

@@ -1,0 +1,36 @@
+#include "engine/kv/kv_cache.h"
+
+#include <string>
+
+namespace sy {
+
+size_t KvCache::BytesPerBlock(int64_t num_layers, int block_size, int64_t kv_dim) {
+  return 2 * static_cast<size_t>(num_layers * block_size * kv_dim) * sizeof(float);
+}
+
+StatusOr<KvCache> KvCache::Create(Backend* backend, int64_t num_layers, int64_t num_blocks,
+                                  int block_size, int64_t kv_dim) {
+  if (num_layers <= 0 || num_blocks <= 0 || block_size <= 0 || kv_dim <= 0) {
+    return Status::InvalidArgument("KV cache needs positive sizes (blocks " +
+                                   std::to_string(num_blocks) + ", block size " +
+                                   std::to_string(block_size) + ")");
+  }
+  const size_t bytes =
+      static_cast<size_t>(num_layers * num_blocks * block_size * kv_dim) * sizeof(float);
+  KvCache cache;
+  SY_ASSIGN_OR_RETURN(cache.k_, backend->Allocate(bytes));
+  SY_ASSIGN_OR_RETURN(cache.v_, backend->Allocate(bytes));
+  cache.num_layers_ = num_layers;
+  cache.num_blocks_ = num_blocks;
+  cache.block_size_ = block_size;
+  cache.kv_dim_ = kv_dim;
+  return cache;
+}
+
+Tensor KvCache::LayerView(const DeviceBuffer& buf, int64_t layer) const {
+  const int64_t rows = num_blocks_ * block_size_;
+  Tensor t{buf.data(), DType::kF32, num_layers_ * rows, kv_dim_};
+  return t.Rows(layer * rows, rows);
+}
+
+}  // namespace sy

@@ -1,0 +1,33 @@
+// make-model: writes a random-weight checkpoint in Hugging Face layout (config.json,
+// safetensors, tokenizer.json) for any supported architecture at any size, deterministic from a
+// seed. For demos, tests and benchmarks, since no real weights can be downloaded.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "kernels/dtype.h"
+
+namespace sy {
+
+struct MakeModelOptions {
+  std::string arch;    // mixtral, qwen2_moe, qwen3_moe or olmoe; may be empty with a preset
+  std::string preset;  // a name from configs/presets; empty: tiny-<arch>
+  std::vector<std::string> overrides;  // "key=value": a config.json field; value parsed as JSON
+  std::string out_dir;
+  uint64_t seed = 0;
+  DType dtype = DType::kBF16;
+  uint64_t max_shard_bytes = 4ull << 30;
+};
+
+// Writes the checkpoint; `progress` (optional) receives a line per written tensor group.
+Status MakeModel(const MakeModelOptions& options,
+                 const std::function<void(const std::string&)>& progress = {});
+
+// The config.json text MakeModel would write (preset + arch + overrides), validated.
+StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& options);
+
+}  // namespace sy

@@ -1,0 +1,43 @@
+// ModelWeights: every weight of an MoE decoder in backend memory, and the loader that reads
+// them from a Hugging Face checkpoint by each architecture's tensor names. Matrices keep the
+// checkpoint's dtype (f32, bf16, f16); norm weights and biases are converted to f32.
+#pragma once
+
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/config.h"
+
+namespace sy {
+
+struct LayerWeights {
+  Tensor input_norm;      // [1, hidden]
+  Tensor post_attn_norm;  // [1, hidden]
+  Tensor wq, wk, wv, wo;  // [out, in]
+  Tensor bq, bk, bv, bo;  // [1, out]; data == nullptr when the model has no such bias
+  Tensor q_norm, k_norm;  // [1, head_dim] (per head) or [1, q/k width] (full); empty if none
+  bool is_moe = false;
+  Tensor router;                    // [experts, hidden]
+  std::vector<FfnWeights> experts;  // one per expert
+  FfnWeights shared_expert;         // empty unless shared_expert_intermediate_size > 0
+  Tensor shared_expert_gate;        // [1, hidden]
+  FfnWeights dense;                 // the MLP of a non-MoE layer
+};
+
+struct ModelWeights {
+  Tensor embed;    // [vocab, hidden]
+  Tensor lm_head;  // [vocab, hidden]; the same memory as embed when tied
+  Tensor final_norm;
+  Tensor inv_freq;  // [1, rotary_dim / 2]
+  int64_t rotary_dim = 0;
+  float rope_attention_scale = 1.0f;
+  std::vector<LayerWeights> layers;
+  std::vector<DeviceBuffer> buffers;  // owns all of the above
+  size_t total_bytes = 0;
+};
+
+StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const Checkpoint& checkpoint,
+                                        Backend* backend);
+
+}  // namespace sy

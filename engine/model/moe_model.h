@@ -1,0 +1,57 @@
+// MoeModel: the one generic MoE decoder (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE), configured from
+// a ModelConfig. Owns its weights in backend memory and runs the forward pass of one flat batch
+// (prefill chunks and decode tokens of many sequences) over a paged KV cache.
+// Not thread-safe: one engine thread drives it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backend/backend.h"
+#include "engine/kv/kv_cache.h"
+#include "engine/model/config.h"
+#include "engine/model/model_weights.h"
+#include "engine/moe/expert_load.h"
+
+namespace sy {
+
+// One step's inputs, already in backend memory.
+struct ForwardInputs {
+  Tensor tokens;     // int32 [1, T]
+  Tensor positions;  // int32 [1, T]
+  AttentionMetadata attn;
+  Tensor logits_indices;  // int32 [1, L]: tokens whose next-token logits are wanted
+};
+
+class MoeModel {
+ public:
+  MoeModel(Backend* backend, ModelConfig config, ModelWeights weights);
+  // Reads config.json and the weights of a Hugging Face model directory into `backend`.
+  static StatusOr<std::unique_ptr<MoeModel>> Load(const std::string& model_dir, Backend* backend);
+
+  const ModelConfig& config() const { return config_; }
+  Backend* backend() const { return backend_; }
+  // Bytes of activation workspace a step of up to `max_tokens` tokens needs.
+  size_t WorkspaceBytes(int64_t max_tokens) const;
+  // logits: f32 [L, vocab]. Records each MoE layer's tokens per expert into `load` if not null.
+  Status Forward(const ForwardInputs& in, const KvCache& kv, const Tensor& workspace,
+                 ExpertLoad* load, const Tensor& logits);
+
+ private:
+  struct Activations;
+  // Views of the workspace at `base` for a step of `tokens`; `bytes` gets the size they span.
+  Activations Carve(void* base, int64_t tokens, size_t* bytes) const;
+  void Attention(int64_t layer, const ForwardInputs& in, const KvCache& kv, const Activations& a);
+  void Moe(int64_t layer, const Activations& a, ExpertLoad* load);
+
+  Backend* backend_;
+  ModelConfig config_;
+  ModelWeights w_;
+  // Host-side scratch for grouping tokens by expert (reused across steps).
+  std::vector<int32_t> topk_ids_host_;
+  std::vector<int64_t> expert_offsets_;
+  std::vector<int32_t> sorted_host_;
+};
+
+}  // namespace sy

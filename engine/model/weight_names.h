@@ -1,0 +1,46 @@
+// Hugging Face tensor names of an MoE decoder's weights, per architecture: the one place that
+// knows them, shared by the weight loader and by make-model, which writes checkpoints.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/model/config.h"
+
+namespace sy {
+
+struct FfnNames {
+  std::string gate, up, down;  // gate/up: [inter, hidden]; down: [hidden, inter]
+};
+
+struct LayerWeightNames {
+  std::string input_norm, post_attn_norm;
+  std::string q, k, v, o;              // projection weights
+  std::string q_bias, k_bias, v_bias;  // empty without qkv bias
+  std::string o_bias;                  // empty without an o_proj bias
+  std::string q_norm, k_norm;          // empty without q/k norm
+  std::string router;                  // empty in a dense layer
+  std::vector<FfnNames> experts;
+  FfnNames shared_expert;  // gate empty without a shared expert
+  std::string shared_expert_gate;
+  FfnNames dense;  // gate empty in an MoE layer
+};
+
+struct ModelWeightNames {
+  std::string embed = "model.embed_tokens.weight";
+  std::string final_norm = "model.norm.weight";
+  std::string lm_head;  // empty when tied to the embedding
+  std::vector<LayerWeightNames> layers;
+};
+
+ModelWeightNames WeightNamesFor(const ModelConfig& config);
+
+// Every weight of the model as (name, shape), in checkpoint order.
+struct WeightSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+std::vector<WeightSpec> ListWeights(const ModelConfig& config);
+
+}  // namespace sy

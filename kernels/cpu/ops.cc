@@ -1,0 +1,253 @@
+// sy::cpu: the fast ops. Each takes the active instruction set's kernel table (or falls back to
+// the reference), splits the work over the pool, and does plain data movement itself.
+#include "kernels/cpu/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace sy::cpu {
+namespace {
+
+using detail::KernelTable;
+using detail::MatmulArgs;
+
+// Below this many multiply-adds (or elements touched), waking the pool costs more than it saves.
+constexpr int64_t kMinParallelWork = int64_t{1} << 15;
+
+// Rotary angles are computed in slices of this many pairs (a stack buffer, any rotary_dim).
+constexpr int64_t kRopeSlice = 256;
+
+ThreadPool* pool_for(ThreadPool* pool, int64_t work) {
+  return work >= kMinParallelWork ? pool : nullptr;
+}
+
+using MatmulColumns = void (*)(const MatmulArgs&, int64_t, int64_t);
+
+MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
+  switch (w_dtype) {
+    case DType::kF32:
+      return kt.matmul_f32;
+    case DType::kBF16:
+      return kt.matmul_bf16;
+    case DType::kF16:
+      return kt.matmul_f16;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t m,
+            int64_t n, int64_t k, ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  const MatmulColumns columns = kt != nullptr ? matmul_kernel(*kt, w_dtype) : nullptr;
+  if (columns == nullptr) return ref::matmul(x, w, w_dtype, bias, y, m, n, k, pool);
+  if (m <= 0 || n <= 0) return;
+  // Threads split the output columns: every thread streams its own slice of the weights once.
+  const MatmulArgs args{x, w, bias, y, m, n, k};
+  const int64_t unit = kt->matmul_columns_per_unit;
+  run_parallel(pool_for(pool, m * n * k), (n + unit - 1) / unit, [&](int64_t begin, int64_t end) {
+    columns(args, begin * unit, std::min(end * unit, n));
+  });
+}
+
+void embedding(const int32_t* ids, int64_t n, const void* table, DType dtype, int64_t dim,
+               float* out, ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr || (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16)) {
+    return ref::embedding(ids, n, table, dtype, dim, out, pool);
+  }
+  const auto row_bytes = static_cast<int64_t>(dim * dtype_size(dtype));
+  const auto* bytes = static_cast<const uint8_t*>(table);
+  run_parallel(pool_for(pool, n * dim), n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const uint8_t* row = bytes + ids[i] * row_bytes;
+      if (dtype == DType::kF32) {
+        std::memcpy(out + i * dim, row, row_bytes);
+      } else {
+        const auto* half = reinterpret_cast<const uint16_t*>(row);
+        (dtype == DType::kBF16 ? kt->bf16_to_f32 : kt->f16_to_f32)(half, out + i * dim, dim);
+      }
+    }
+  });
+}
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps,
+              ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::rms_norm(x, w, y, rows, dim, eps, pool);
+  run_parallel(pool_for(pool, rows * dim), rows, [&](int64_t begin, int64_t end) {
+    kt->rms_norm(x + begin * dim, w, y + begin * dim, end - begin, dim, eps);
+  });
+}
+
+void add_rms_norm(float* residual, const float* x, const float* w, float* y, int64_t rows,
+                  int64_t dim, float eps, ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::add_rms_norm(residual, x, w, y, rows, dim, eps, pool);
+  run_parallel(pool_for(pool, rows * dim), rows, [&](int64_t begin, int64_t end) {
+    kt->add_rms_norm(residual + begin * dim, x + begin * dim, w, y + begin * dim, end - begin, dim,
+                     eps);
+  });
+}
+
+void rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+               const int32_t* positions, const float* inv_freq, float attn_scale,
+               ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) {
+    return ref::rope_neox(x, tokens, heads, head_dim, rotary_dim, positions, inv_freq, attn_scale,
+                          pool);
+  }
+  const int64_t half = rotary_dim / 2;
+  run_parallel(
+      pool_for(pool, tokens * heads * rotary_dim), tokens, [&](int64_t begin, int64_t end) {
+        // The angles depend on the token only: computed once, applied to every head.
+        float cos[kRopeSlice];
+        float sin[kRopeSlice];
+        for (int64_t t = begin; t < end; ++t) {
+          const auto position = static_cast<float>(positions[t]);
+          for (int64_t i0 = 0; i0 < half; i0 += kRopeSlice) {
+            const int64_t count = std::min(kRopeSlice, half - i0);
+            for (int64_t i = 0; i < count; ++i) {
+              const float angle = position * inv_freq[i0 + i];
+              cos[i] = std::cos(angle) * attn_scale;
+              sin[i] = std::sin(angle) * attn_scale;
+            }
+            kt->rope(x + t * heads * head_dim + i0, cos, sin, heads, head_dim, half, count);
+          }
+        }
+      });
+}
+
+void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter, ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::silu_mul(gate_up, out, rows, inter, pool);
+  run_parallel(pool_for(pool, rows * inter), rows, [&](int64_t begin, int64_t end) {
+    kt->silu_mul(gate_up + begin * 2 * inter, out + begin * inter, end - begin, inter);
+  });
+}
+
+void softmax(float* x, int64_t rows, int64_t n) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::softmax(x, rows, n);
+  kt->softmax(x, rows, n);
+}
+
+void route_topk(const float* logits, int64_t tokens, int64_t experts, int k, bool renormalize,
+                int32_t* ids, float* weights) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::route_topk(logits, tokens, experts, k, renormalize, ids, weights);
+  thread_local std::vector<float> probs;  // grows once; no allocation in steady state
+  probs.resize(experts);
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::memcpy(probs.data(), logits + t * experts, experts * sizeof(float));
+    kt->softmax(probs.data(), 1, experts);
+    // Pick by (probability descending, id ascending): each pick is the best expert that comes
+    // after the previous pick in that order, so nothing needs marking. NaN ranks as -inf.
+    float total = 0.0f;
+    float prev_prob = INFINITY;
+    int32_t prev_id = -1;
+    for (int j = 0; j < k; ++j) {
+      int32_t best = -1;
+      float best_prob = -INFINITY;
+      for (int32_t e = 0; e < experts; ++e) {
+        const float p = std::isnan(probs[e]) ? -INFINITY : probs[e];
+        const bool after_prev = p < prev_prob || (p == prev_prob && e > prev_id);
+        if (after_prev && (best < 0 || p > best_prob)) {
+          best = e;
+          best_prob = p;
+        }
+      }
+      ids[t * k + j] = best;
+      weights[t * k + j] = probs[best];
+      total += probs[best];
+      prev_prob = best_prob;
+      prev_id = best;
+    }
+    if (renormalize) {
+      for (int j = 0; j < k; ++j) weights[t * k + j] /= total;
+    }
+  }
+}
+
+void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
+              float* k_cache, float* v_cache) {
+  const auto row_bytes = static_cast<size_t>(kv_dim) * sizeof(float);
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (slots[t] < 0) continue;
+    std::memcpy(k_cache + slots[t] * kv_dim, k + t * kv_dim, row_bytes);
+    std::memcpy(v_cache + slots[t] * kv_dim, v + t * kv_dim, row_bytes);
+  }
+}
+
+void paged_attention(const PagedAttentionArgs& a, ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::paged_attention(a, pool);
+  const int64_t items = a.tokens * a.n_kv_heads;  // (token, KV head) pairs
+  const int threads = pool != nullptr ? pool->size() : 1;
+  if (threads == 1 || items <= 1) return kt->paged_attention(a, 0, items);
+  // Tokens see different numbers of keys (a prefill chunk: 1, 2, ..., n), so threads split the
+  // items by keys visited, not by count. An item's cost: its token's visible keys + 1.
+  auto item_cost = [&a](int64_t token) {
+    const int64_t ctx = std::max<int64_t>(a.ctx_len[token], 0);
+    return (a.sliding_window > 0 ? std::min<int64_t>(ctx, a.sliding_window) : ctx) + 1;
+  };
+  int64_t total = 0;
+  for (int64_t t = 0; t < a.tokens; ++t) total += item_cost(t) * a.n_kv_heads;
+  // The item whose cost range holds `offset` (items for offset == total).
+  auto item_at = [&](int64_t offset) {
+    int64_t before = 0;
+    for (int64_t t = 0; t < a.tokens; ++t) {
+      const int64_t cost = item_cost(t);
+      if (offset < before + cost * a.n_kv_heads) return t * a.n_kv_heads + (offset - before) / cost;
+      before += cost * a.n_kv_heads;
+    }
+    return items;
+  };
+  run_parallel(pool, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      kt->paged_attention(a, item_at(total * c / threads), item_at(total * (c + 1) / threads));
+    }
+  });
+}
+
+void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(dst + i * dim, src + idx[i] * dim, static_cast<size_t>(dim) * sizeof(float));
+  }
+}
+
+void scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
+                      int64_t dim, float* dst) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::scatter_add_rows(src, idx, scale, n, dim, dst);
+  for (int64_t i = 0; i < n; ++i) kt->axpy(scale[i], src + i * dim, dst + idx[i] * dim, dim);
+}
+
+void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::add_gated_rows(src, gate, rows, dim, dst);
+  for (int64_t r = 0; r < rows; ++r) kt->axpy(gate[r], src + r * dim, dst + r * dim, dim);
+}
+
+void add(const float* a, const float* b, float* y, int64_t n) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::add(a, b, y, n);
+  kt->add(a, b, y, n);
+}
+
+void sigmoid(float* x, int64_t n) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) return ref::sigmoid(x, n);
+  kt->sigmoid(x, n);
+}
+
+}  // namespace sy::cpu

@@ -1,0 +1,191 @@
+// sy::cpu::ref: the oracle for every other kernel. Plain scalar loops that follow Hugging Face
+// transformers' definitions literally; single-threaded (the pool argument is ignored), slow.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+
+namespace sy::cpu::ref {
+
+void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t m,
+            int64_t n, int64_t k, ThreadPool* /*pool*/) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      float sum = 0.0f;
+      for (int64_t kk = 0; kk < k; ++kk) sum += x[i * k + kk] * load_as_f32(w, w_dtype, j * k + kk);
+      y[i * n + j] = bias != nullptr ? sum + bias[j] : sum;
+    }
+  }
+}
+
+void embedding(const int32_t* ids, int64_t n, const void* table, DType dtype, int64_t dim,
+               float* out, ThreadPool* /*pool*/) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t d = 0; d < dim; ++d) {
+      out[i * dim + d] = load_as_f32(table, dtype, static_cast<int64_t>(ids[i]) * dim + d);
+    }
+  }
+}
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps,
+              ThreadPool* /*pool*/) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float sum_squares = 0.0f;
+    for (int64_t i = 0; i < dim; ++i) sum_squares += xr[i] * xr[i];
+    const float inv_rms = 1.0f / std::sqrt(sum_squares / static_cast<float>(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i) y[r * dim + i] = xr[i] * inv_rms * w[i];
+  }
+}
+
+void add_rms_norm(float* residual, const float* x, const float* w, float* y, int64_t rows,
+                  int64_t dim, float eps, ThreadPool* pool) {
+  for (int64_t i = 0; i < rows * dim; ++i) residual[i] += x[i];
+  ref::rms_norm(residual, w, y, rows, dim, eps, pool);
+}
+
+void rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+               const int32_t* positions, const float* inv_freq, float attn_scale,
+               ThreadPool* /*pool*/) {
+  const int64_t half = rotary_dim / 2;
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t h = 0; h < heads; ++h) {
+      float* xh = x + (t * heads + h) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = static_cast<float>(positions[t]) * inv_freq[i];
+        const float c = std::cos(angle) * attn_scale;
+        const float s = std::sin(angle) * attn_scale;
+        const float x1 = xh[i];
+        const float x2 = xh[i + half];
+        xh[i] = x1 * c - x2 * s;
+        xh[i + half] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
+void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter, ThreadPool* /*pool*/) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < inter; ++i) {
+      const float g = gate_up[r * 2 * inter + i];
+      const float u = gate_up[r * 2 * inter + inter + i];
+      out[r * inter + i] = g / (1.0f + std::exp(-g)) * u;
+    }
+  }
+}
+
+void softmax(float* x, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* xr = x + r * n;
+    const float row_max = *std::max_element(xr, xr + n);
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      xr[i] = std::exp(xr[i] - row_max);
+      sum += xr[i];
+    }
+    for (int64_t i = 0; i < n; ++i) xr[i] /= sum;
+  }
+}
+
+void route_topk(const float* logits, int64_t tokens, int64_t experts, int k, bool renormalize,
+                int32_t* ids, float* weights) {
+  std::vector<float> probs(experts);
+  std::vector<int32_t> order(experts);
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::copy(logits + t * experts, logits + (t + 1) * experts, probs.begin());
+    ref::softmax(probs.data(), 1, experts);
+    std::iota(order.begin(), order.end(), 0);
+    // Stable: equal probabilities keep ascending expert ids.
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int32_t a, int32_t b) { return probs[a] > probs[b]; });
+    float total = 0.0f;
+    for (int j = 0; j < k; ++j) total += probs[order[j]];
+    for (int j = 0; j < k; ++j) {
+      ids[t * k + j] = order[j];
+      weights[t * k + j] = renormalize ? probs[order[j]] / total : probs[order[j]];
+    }
+  }
+}
+
+void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
+              float* k_cache, float* v_cache) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (slots[t] < 0) continue;
+    for (int64_t d = 0; d < kv_dim; ++d) {
+      k_cache[slots[t] * kv_dim + d] = k[t * kv_dim + d];
+      v_cache[slots[t] * kv_dim + d] = v[t * kv_dim + d];
+    }
+  }
+}
+
+void paged_attention(const PagedAttentionArgs& a, ThreadPool* /*pool*/) {
+  const int group = a.n_heads / a.n_kv_heads;
+  std::vector<float> scores;
+  for (int64_t t = 0; t < a.tokens; ++t) {
+    const int64_t seq = a.token_seq[t];
+    const int64_t ctx = a.ctx_len[t];
+    const int64_t first =
+        a.sliding_window > 0 ? std::max<int64_t>(0, ctx - a.sliding_window) : int64_t{0};
+    for (int h = 0; h < a.n_heads; ++h) {
+      const int kv_head = h / group;
+      const float* q = a.q + (t * a.n_heads + h) * a.head_dim;
+      float* out = a.out + (t * a.n_heads + h) * a.head_dim;
+      // Row of position p in either cache, through the sequence's block table.
+      auto cache_row = [&](const float* cache, int64_t p) {
+        const int64_t block = a.block_tables[seq * a.max_blocks_per_seq + p / a.block_size];
+        const int64_t slot = block * a.block_size + p % a.block_size;
+        return cache + (slot * a.n_kv_heads + kv_head) * a.head_dim;
+      };
+      scores.assign(std::max<int64_t>(0, ctx - first), 0.0f);
+      float max_score = -INFINITY;
+      for (int64_t p = first; p < ctx; ++p) {
+        const float* key = cache_row(a.k_cache, p);
+        float dot = 0.0f;
+        for (int d = 0; d < a.head_dim; ++d) dot += q[d] * key[d];
+        scores[p - first] = dot * a.scale;
+        max_score = std::max(max_score, scores[p - first]);
+      }
+      float total = 0.0f;
+      for (float& s : scores) {
+        s = std::exp(s - max_score);
+        total += s;
+      }
+      for (int d = 0; d < a.head_dim; ++d) out[d] = 0.0f;
+      for (int64_t p = first; p < ctx; ++p) {
+        const float* value = cache_row(a.v_cache, p);
+        for (int d = 0; d < a.head_dim; ++d) out[d] += scores[p - first] / total * value[d];
+      }
+    }
+  }
+}
+
+void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t d = 0; d < dim; ++d) dst[i * dim + d] = src[idx[i] * dim + d];
+  }
+}
+
+void scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
+                      int64_t dim, float* dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t d = 0; d < dim; ++d) dst[idx[i] * dim + d] += scale[i] * src[i * dim + d];
+  }
+}
+
+void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < dim; ++d) dst[r * dim + d] += gate[r] * src[r * dim + d];
+  }
+}
+
+void add(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
+}
+
+void sigmoid(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
+}
+
+}  // namespace sy::cpu::ref

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz/*_fuzz.cc) with clang in build-fuzz and runs each for
+# SECONDS (default 30), one after the other, from its seed corpus tests/fuzz/corpus/<target>/.
+# New inputs go to build-fuzz/fuzz-corpus/<target>/ (the committed seeds stay untouched); crash
+# reproducers go to build-fuzz/fuzz-artifacts/<target>/. Exits non-zero if any target fails.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]    (SY_JOBS sets build parallelism, default 2)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+seconds=${1:-30}
+if (($# > 0)); then shift; fi
+build="$root/build-fuzz"
+
+if (($# > 0)); then
+  targets=("$@")
+else
+  targets=()
+  for src in "$root"/tests/fuzz/*_fuzz.cc; do targets+=("$(basename "$src" .cc)"); done
+fi
+
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DSWITCHYARD_FUZZ=ON -DSWITCHYARD_BUILD_TESTS=OFF >/dev/null
+ninja -C "$build" -j "${SY_JOBS:-2}" "${targets[@]}"
+
+failed=()
+for target in "${targets[@]}"; do
+  work="$build/fuzz-corpus/$target"
+  artifacts="$build/fuzz-artifacts/$target"
+  mkdir -p "$work" "$artifacts"
+  args=(-max_total_time="$seconds" -timeout=25 -print_final_stats=1
+        -artifact_prefix="$artifacts/")
+  dict="$root/tests/fuzz/$target.dict"
+  if [[ -f "$dict" ]]; then args+=(-dict="$dict"); fi
+  seeds=()
+  if [[ -d "$root/tests/fuzz/corpus/$target" ]]; then seeds+=("$root/tests/fuzz/corpus/$target"); fi
+  echo "=== $target: ${seconds}s"
+  if ! "$build/tests/fuzz/$target" "${args[@]}" "$work" "${seeds[@]}"; then
+    echo "=== $target FAILED: reproducers in $artifacts"
+    failed+=("$target")
+  fi
+done
+
+if ((${#failed[@]} > 0)); then
+  echo "fuzz: crashes in ${failed[*]}"
+  exit 1
+fi
+echo "fuzz: ${#targets[@]} targets ran ${seconds}s each without a crash"

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Checks the committed fixtures under tests/golden/ against transformers, independently of
+the generator: every model directory is loaded with AutoModelForCausalLM / AutoTokenizer, its
+logits and greedy continuations are recomputed, and every tokenizer case is re-encoded.
+
+    .venv-golden/bin/python scripts/golden/verify_golden.py [--golden tests/golden]"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+LOGIT_TOL = 1e-5  # recorded logits carry 7 significant digits
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def verify_tokenizers(golden: Path):
+    cases = json.loads((golden / "tokenizers" / "cases.json").read_text())["tokenizers"]
+    failures = 0
+    for name, entry in cases.items():
+        tok = AutoTokenizer.from_pretrained(golden / "tokenizers" / name)
+        for case in entry["cases"]:
+            got = {"ids": tok(case["text"], add_special_tokens=False)["input_ids"],
+                   "ids_with_special": tok(case["text"])["input_ids"]}
+            got["decoded"] = tok.decode(got["ids"])
+            bad = [k for k, v in got.items() if v != case[k]]
+            if bad:
+                failures += 1
+                print(f"FAIL tokenizer {name} {case['text']!r}: {bad}")
+        print(f"tokenizer {name}: {len(entry['cases'])} cases checked")
+    return failures
+
+
+@torch.no_grad()
+def verify_model(model_dir: Path):
+    golden = json.loads((model_dir / "golden.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    native = None
+    if golden["dtype"] != "float32":
+        native = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[golden["dtype"]],
+                                                      attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    failures = 0
+    for i, prompt in enumerate(golden["prompts"]):
+        ids = tok(prompt["text"])["input_ids"]
+        errors = {"ids": ids != prompt["ids"]}
+        logits = model(torch.tensor([prompt["ids"]])).logits[0]
+        errors["logits"] = (logits - torch.tensor(prompt["logits"])).abs().max().item() > LOGIT_TOL
+        out = model.generate(torch.tensor([prompt["ids"]]), do_sample=False,
+                             max_new_tokens=golden["new_tokens"],
+                             min_new_tokens=golden["new_tokens"],
+                             pad_token_id=golden["eos_token_id"])
+        errors["greedy"] = out[0, len(prompt["ids"]):].tolist() != prompt["greedy"]
+        if native is not None:
+            half = native(torch.tensor([prompt["ids"]])).logits[0].float()
+            diff = (half - torch.tensor(prompt["logits_native"])).abs().max().item()
+            errors["logits_native"] = diff > 1e-5 * max(1.0, half.abs().max().item())
+        for key in (k for k, bad in errors.items() if bad):
+            failures += 1
+            print(f"FAIL {model_dir.name} prompt {i}: {key}")
+    print(f"model {model_dir.name}: {len(golden['prompts'])} prompts checked")
+    return failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--golden", type=Path,
+                        default=Path(__file__).resolve().parents[2] / "tests" / "golden")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    failures = verify_tokenizers(args.golden)
+    index = json.loads((args.golden / "models" / "index.json").read_text())
+    for entry in index["models"]:
+        failures += verify_model(args.golden / entry["path"])
+    print("all fixtures reproduce" if not failures else f"{failures} failures")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

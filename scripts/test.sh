@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds with warnings as errors, runs every test
+# (unit, golden, integration), then the unit tests again under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then each fuzz target for FUZZ_SECONDS (default 30).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+fuzz_seconds=${FUZZ_SECONDS:-30}
+
+bash scripts/install-deps.sh
+
+echo "=== build (Release, -Werror) ==="
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSWITCHYARD_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+echo "=== tests ==="
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "=== unit tests under ASan + UBSan ==="
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSWITCHYARD_WERROR=ON \
+  -DSWITCHYARD_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit
+
+if [[ "$fuzz_seconds" -gt 0 ]]; then
+  echo "=== fuzzers (${fuzz_seconds}s each) ==="
+  bash scripts/fuzz.sh "$fuzz_seconds"
+fi
+echo "=== all tests passed ==="

@@ -1,0 +1,17 @@
+// switchyard: one binary, one subcommand per job (generate, make-model; serve comes next).
+#include <CLI/CLI.hpp>
+#include <vector>
+
+#include "server/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Switchyard: an inference server for Mixture-of-Experts language models"};
+  app.require_subcommand(1);
+  const std::vector<sy::Command> commands = {sy::AddGenerateCommand(app),
+                                             sy::AddMakeModelCommand(app)};
+  CLI11_PARSE(app, argc, argv);
+  for (const sy::Command& c : commands) {
+    if (c.app->parsed()) return c.run();
+  }
+  return 1;
+}

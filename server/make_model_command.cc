@@ -1,0 +1,45 @@
+// `switchyard make-model`: writes a random-weight checkpoint in Hugging Face layout.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "engine/model/make_model.h"
+#include "engine/model/presets.h"
+#include "server/commands.h"
+
+namespace sy {
+
+Command AddMakeModelCommand(CLI::App& app) {
+  auto opts = std::make_shared<MakeModelOptions>();
+  auto dtype = std::make_shared<std::string>("bf16");
+  auto list = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand(
+      "make-model", "Write a random-weight MoE checkpoint (config.json, safetensors, tokenizer)");
+  cmd->add_option("--arch", opts->arch, "mixtral, qwen2_moe, qwen3_moe or olmoe");
+  cmd->add_option("--preset", opts->preset, "a preset name (see --list-presets)");
+  cmd->add_option("--set", opts->overrides, "override a config.json field: key=value")->take_all();
+  cmd->add_option("--out", opts->out_dir, "output directory");
+  cmd->add_option("--seed", opts->seed, "random seed (same seed, same weights)");
+  cmd->add_option("--dtype", *dtype, "weight dtype: f32, bf16 or f16")
+      ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  cmd->add_option("--max-shard-bytes", opts->max_shard_bytes, "split into shards above this size");
+  cmd->add_flag("--list-presets", *list, "print the preset names and exit");
+  return {
+      cmd, [opts, dtype, list]() {
+        if (*list) {
+          for (const std::string& name : PresetNames()) std::printf("%s\n", name.c_str());
+          return 0;
+        }
+        opts->dtype = *dtype == "f32" ? DType::kF32 : *dtype == "f16" ? DType::kF16 : DType::kBF16;
+        Status st = MakeModel(
+            *opts, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+        if (!st.ok()) {
+          std::fprintf(stderr, "make-model: %s\n", st.ToString().c_str());
+          return 1;
+        }
+        std::fprintf(stderr, "make-model: wrote %s\n", opts->out_dir.c_str());
+        return 0;
+      }};
+}
+
+}  // namespace sy

@@ -1,0 +1,43 @@
+#include "tests/common/test_model.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+
+namespace sy::testing {
+
+ScratchDir::ScratchDir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  path_ = std::filesystem::temp_directory_path() /
+          ("switchyard-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+LoadedModel LoadForTest(const std::string& dir, int block_size, int64_t max_batch_tokens,
+                        int threads) {
+  LoadedModel m;
+  m.backend = std::make_unique<CpuBackend>(threads);
+  auto model = MoeModel::Load(dir, m.backend.get());
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  if (!model.ok()) return {};
+  m.model = std::move(model).value();
+  RunnerOptions o;
+  o.block_size = block_size;
+  o.max_batch_tokens = max_batch_tokens;
+  o.max_seqs = 64;
+  o.num_kv_blocks = 4096 / block_size + 64;
+  auto runner = ModelRunner::Create(m.model.get(), o);
+  EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+  if (!runner.ok()) return {};
+  m.runner = std::move(runner).value();
+  return m;
+}
+
+}  // namespace sy::testing

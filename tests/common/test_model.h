@@ -1,0 +1,40 @@
+// Test helpers shared by the model tests: paths of golden fixtures, a scratch directory, and a
+// loaded model with its runner, ready to generate.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "engine/backend/cpu_backend.h"
+#include "engine/model/moe_model.h"
+#include "engine/runner/generator.h"
+#include "engine/runner/model_runner.h"
+
+namespace sy::testing {
+
+inline std::string GoldenDir() { return std::string(SY_SOURCE_DIR) + "/tests/golden"; }
+
+// A fresh directory under the system temp dir, removed when the object dies.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag);
+  ~ScratchDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A model loaded on the CPU with a runner sized for tests.
+struct LoadedModel {
+  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<MoeModel> model;
+  std::unique_ptr<ModelRunner> runner;
+};
+
+// Fails the current test (and returns an empty LoadedModel) on error.
+LoadedModel LoadForTest(const std::string& dir, int block_size = 16, int64_t max_batch_tokens = 256,
+                        int threads = 2);
+
+}  // namespace sy::testing
