@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "engine/core/file_util.h"
 
 namespace sy {
 namespace {
@@ -14,15 +14,6 @@ using nlohmann::json;
 
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
-
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot read " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Status::DataLoss("error reading " + path);
-  return text.str();
-}
 
 // A shard name from the index must stay inside the model directory.
 bool IsSafeShardName(const std::string& name) {
@@ -35,7 +26,7 @@ bool IsSafeShardName(const std::string& name) {
 
 // Reads weight_map from the index: tensor name -> shard file name.
 StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::string& index_path) {
-  SY_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(index_path));
+  SY_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
   const std::string corrupt = "corrupt checkpoint index " + index_path + ": ";
   const json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded()) return Status::DataLoss(corrupt + "not valid JSON");

@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
+
+#include "engine/core/file_util.h"
 
 namespace sy {
 namespace {
@@ -574,11 +574,11 @@ StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
 
 StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
   const std::string path = (std::filesystem::path(model_dir) / "config.json").string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("config.json not found in " + model_dir);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return ParseModelConfig(text.str());
+  if (!std::filesystem::exists(path)) {
+    return Status::NotFound("config.json not found in " + model_dir);
+  }
+  SY_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
+  return ParseModelConfig(text);
 }
 
 json ModelConfigToJson(const ModelConfig& c) {

@@ -1,10 +1,9 @@
 #include "engine/tokenizer/hf_config.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "engine/core/file_util.h"
 #include "engine/tokenizer/json_util.h"
 
 namespace sy::tokenizer {
@@ -84,15 +83,6 @@ std::vector<std::optional<std::string>> HfTokenizerConfig::NamedSpecialTokens() 
                                                  pad_token, cls_token, mask_token};
   out.insert(out.end(), additional_special_tokens.begin(), additional_special_tokens.end());
   return out;
-}
-
-StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound("cannot open " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Status::DataLoss("cannot read " + path);
-  return ss.str();
 }
 
 StatusOr<HfTokenizerConfig> ParseTokenizerConfig(std::string_view text) {

@@ -58,9 +58,6 @@ StatusOr<HfTokenizerConfig> ParseTokenizerConfig(std::string_view text);
 // Reads and resolves every side file of a model directory; missing files are fine.
 StatusOr<HfTokenizerConfig> ReadHfTokenizerConfig(const std::string& model_dir);
 
-// Reads a whole file; NotFound if it does not exist.
-StatusOr<std::string> ReadFileToString(const std::string& path);
-
 // transformers' clean_up_tokenization: removes spaces before punctuation and contractions.
 std::string CleanUpTokenization(std::string text);
 

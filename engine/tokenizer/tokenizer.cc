@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "engine/core/file_util.h"
 #include "engine/tokenizer/bpe_tokenizer.h"
 #include "engine/tokenizer/hf_config.h"
 #include "engine/tokenizer/sp_tokenizer.h"
@@ -38,7 +39,7 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_di
   const fs::path sp_path = fs::path(model_dir) / "tokenizer.model";
   const bool has_sp = fs::exists(sp_path, ec);
   if (fs::exists(json_path, ec)) {
-    SY_ASSIGN_OR_RETURN(const std::string text, tokenizer::ReadFileToString(json_path.string()));
+    SY_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(json_path.string()));
     StatusOr<std::unique_ptr<tokenizer::BpeTokenizer>> bpe =
         tokenizer::BpeTokenizer::Create(text, config);
     if (bpe.ok()) return std::unique_ptr<Tokenizer>(std::move(bpe).value());

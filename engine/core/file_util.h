@@ -1,0 +1,14 @@
+// Small file helpers shared by the loaders (checkpoint index, config.json, tokenizer files).
+#pragma once
+
+#include <string>
+
+#include "engine/core/status.h"
+
+namespace sy {
+
+// The whole file as bytes: NotFound "cannot read <path>" if it cannot be opened, DataLoss on a
+// read error.
+StatusOr<std::string> ReadFileToString(const std::string& path);
+
+}  // namespace sy
