@@ -183,17 +183,17 @@ void MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
   for (int32_t e : topk_ids_host_) ++expert_offsets_[e + 1];
   for (int64_t e = 0; e < experts; ++e) expert_offsets_[e + 1] += expert_offsets_[e];
   sorted_host_.resize(2 * tk);
-  std::vector<int64_t> cursor(expert_offsets_.begin(), expert_offsets_.end() - 1);
+  cursor_.assign(expert_offsets_.begin(), expert_offsets_.end() - 1);
   for (int64_t j = 0; j < tk; ++j) {
-    const int64_t pos = cursor[topk_ids_host_[j]]++;
+    const int64_t pos = cursor_[topk_ids_host_[j]]++;
     sorted_host_[pos] = static_cast<int32_t>(j / k);   // token
     sorted_host_[tk + pos] = static_cast<int32_t>(j);  // (token, choice)
   }
   backend_->CopyToDevice(a.sorted.data, sorted_host_.data(), 2 * tk * sizeof(int32_t));
   if (load != nullptr) {
-    std::vector<int64_t> counts(experts);
-    for (int64_t e = 0; e < experts; ++e) counts[e] = expert_offsets_[e + 1] - expert_offsets_[e];
-    load->Record(layer, counts);
+    // The cursors now sit at each expert's end; reuse them as the per-expert counts.
+    for (int64_t e = 0; e < experts; ++e) cursor_[e] -= expert_offsets_[e];
+    load->Record(layer, cursor_);
   }
 
   const Tensor sorted_tok = a.sorted.Rows(0, 1);

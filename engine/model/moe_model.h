@@ -51,6 +51,7 @@ class MoeModel {
   // Host-side scratch for grouping tokens by expert (reused across steps).
   std::vector<int32_t> topk_ids_host_;
   std::vector<int64_t> expert_offsets_;
+  std::vector<int64_t> cursor_;
   std::vector<int32_t> sorted_host_;
 };
 
