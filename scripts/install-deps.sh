@@ -7,8 +7,11 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-venv
   clang clang-format libclang-rt-14-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
-  libsentencepiece-dev libopenblas-dev
+  libopenblas-dev
+  libcpp-httplib-dev prometheus-cpp-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus
 )
 
 missing=()

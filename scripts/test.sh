@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs dependencies, builds with warnings as errors, runs every test
-# (unit, golden, integration), then the unit tests again under AddressSanitizer +
+# The test command: installs dependencies (Debian packages, and the Python test clients into
+# .venv-test), builds with warnings as errors, runs every test (unit, golden, integration with
+# the real server), then the unit tests again under AddressSanitizer +
 # UndefinedBehaviorSanitizer, then each fuzz target for FUZZ_SECONDS (default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ jobs=$(nproc)
 fuzz_seconds=${FUZZ_SECONDS:-30}
 
 bash scripts/install-deps.sh
+bash scripts/setup-test-venv.sh
 
 echo "=== build (Release, -Werror) ==="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSWITCHYARD_WERROR=ON >/dev/null

@@ -14,5 +14,7 @@ struct Command {
 
 Command AddGenerateCommand(CLI::App& app);
 Command AddMakeModelCommand(CLI::App& app);
+Command AddServeCommand(CLI::App& app);
+Command AddBenchCommand(CLI::App& app);
 
 }  // namespace sy

@@ -17,6 +17,7 @@ enum class StatusCode {
   kOutOfRange,         // a size beyond a limit (context length, KV blocks)
   kResourceExhausted,  // out of memory, queue full
   kInternal,           // a bug: an invariant broke
+  kUnavailable,        // not serving now (starting up, shutting down, engine stopped)
 };
 
 class Status {
@@ -32,6 +33,7 @@ class Status {
   static Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, m}; }
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, m}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, m}; }
+  static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, m}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

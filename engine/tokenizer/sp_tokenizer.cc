@@ -1,9 +1,9 @@
 #include "engine/tokenizer/sp_tokenizer.h"
 
-#include <sentencepiece_processor.h>
-
 #include <algorithm>
 
+#include "engine/core/file_util.h"
+#include "engine/tokenizer/sp_model.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace sy::tokenizer {
@@ -55,25 +55,25 @@ void FlushBytes(std::string* bytes, std::string* out) {
 
 }  // namespace
 
-SentencePieceTokenizer::SentencePieceTokenizer()
-    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {}
-
-SentencePieceTokenizer::~SentencePieceTokenizer() = default;
-
 StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::Create(
     const std::string& model_path, const HfTokenizerConfig& config) {
-  auto tok = std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer());
-  const auto status = tok->sp_->Load(model_path);
-  if (!status.ok()) {
-    return Status::DataLoss("cannot load sentencepiece model " + model_path + ": " +
-                            status.ToString());
-  }
+  SY_ASSIGN_OR_RETURN(const std::string bytes, ReadFileToString(model_path));
+  StatusOr<std::unique_ptr<SentencePieceTokenizer>> tok = FromModelBytes(bytes, config);
+  if (!tok.ok()) return Status(tok.status().code(), model_path + ": " + tok.status().message());
+  return tok;
+}
+
+StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::FromModelBytes(
+    std::string_view model_bytes, const HfTokenizerConfig& config) {
+  SY_ASSIGN_OR_RETURN(SpModel model, ParseSpModel(model_bytes));
+  SY_ASSIGN_OR_RETURN(std::unique_ptr<SpEncoder> sp, SpEncoder::Create(std::move(model)));
+  auto tok = std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(sp)));
   SY_RETURN_IF_ERROR(tok->Init(config));
   return tok;
 }
 
 Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
-  piece_count_ = sp_->GetPieceSize();
+  piece_count_ = sp_->size();
   vocab_size_ = piece_count_;
   for (const AddedTokenDecl& t : config.added_tokens_decoder) {
     AddedTokenDecl decl = t;
@@ -103,9 +103,7 @@ Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
   if (!legacy_) {
     // transformers' non-legacy trick: encode "<unk>" + chunk and drop the pieces of "<unk>".
     unk_piece_ = *named.unk_token;
-    std::vector<int> pieces;
-    sp_->Encode(unk_piece_, &pieces).IgnoreError();
-    unk_pieces_ = pieces.size();
+    unk_pieces_ = sp_->Encode(unk_piece_).size();
   }
   add_eos_ = config.AddEos() && !eos_ids_.empty();
   clean_up_spaces_ = config.clean_up_tokenization_spaces;
@@ -113,10 +111,7 @@ Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
 }
 
 std::optional<int32_t> SentencePieceTokenizer::PieceId(std::string_view piece) const {
-  const int id = sp_->PieceToId(piece);
-  if (id < 0 || id >= piece_count_) return std::nullopt;
-  if (id == sp_->unk_id() && sp_->IdToPiece(id) != piece) return std::nullopt;
-  return id;
+  return sp_->PieceToId(piece);
 }
 
 std::vector<int32_t> SentencePieceTokenizer::Encode(std::string_view text,
@@ -142,15 +137,14 @@ std::vector<int32_t> SentencePieceTokenizer::Encode(std::string_view text,
 
 void SentencePieceTokenizer::EncodeChunk(std::string_view chunk, bool dummy_prefix,
                                          std::vector<int32_t>* ids) const {
-  std::vector<int> pieces;
   if (dummy_prefix) {
-    sp_->Encode(chunk, &pieces).IgnoreError();
+    const std::vector<int32_t> pieces = sp_->Encode(chunk);
     ids->insert(ids->end(), pieces.begin(), pieces.end());
     return;
   }
   std::string text = unk_piece_;
   text.append(chunk);
-  sp_->Encode(text, &pieces).IgnoreError();
+  const std::vector<int32_t> pieces = sp_->Encode(text);
   if (pieces.size() >= unk_pieces_)
     ids->insert(ids->end(), pieces.begin() + unk_pieces_, pieces.end());
 }

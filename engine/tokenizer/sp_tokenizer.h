@@ -2,7 +2,8 @@
 // transformers' LlamaTokenizerFast (added tokens split out of the text first; each remaining
 // chunk encoded with its own dummy prefix in legacy mode, only the chunk at the start of the text
 // otherwise; Replace/ByteFallback/Fuse/Strip decoding).
-// Immutable after Create; sentencepiece's const calls are thread-safe, so all calls are.
+// The model file is read and encoded natively (sp_model.h, sp_encoder.h); no libsentencepiece.
+// Immutable after Create; all calls are thread-safe.
 #pragma once
 
 #include <memory>
@@ -11,20 +12,20 @@
 
 #include "engine/tokenizer/added_vocab.h"
 #include "engine/tokenizer/hf_config.h"
+#include "engine/tokenizer/sp_encoder.h"
 #include "engine/tokenizer/tokenizer.h"
-
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
 
 namespace sy::tokenizer {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  // `model_path` is a tokenizer.model file.
+  // `model_path` is a tokenizer.model file: NotFound if unreadable, DataLoss if corrupt,
+  // Unimplemented for model features SpEncoder does not support.
   static StatusOr<std::unique_ptr<SentencePieceTokenizer>> Create(const std::string& model_path,
                                                                   const HfTokenizerConfig& config);
-  ~SentencePieceTokenizer() override;
+  // The same from the bytes of a tokenizer.model.
+  static StatusOr<std::unique_ptr<SentencePieceTokenizer>> FromModelBytes(
+      std::string_view model_bytes, const HfTokenizerConfig& config);
 
   std::vector<int32_t> Encode(std::string_view text, bool add_special_tokens) const override;
   std::string Decode(std::span<const int32_t> ids, bool skip_special_tokens) const override;
@@ -36,12 +37,12 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string id_to_token(int32_t id) const override;
 
  private:
-  SentencePieceTokenizer();
+  explicit SentencePieceTokenizer(std::unique_ptr<SpEncoder> sp) : sp_(std::move(sp)) {}
   Status Init(const HfTokenizerConfig& config);
   std::optional<int32_t> PieceId(std::string_view piece) const;
   void EncodeChunk(std::string_view chunk, bool dummy_prefix, std::vector<int32_t>* ids) const;
 
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::unique_ptr<SpEncoder> sp_;
   AddedVocabulary added_;
   int32_t piece_count_ = 0;
   int32_t vocab_size_ = 0;

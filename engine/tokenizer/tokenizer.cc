@@ -1,5 +1,6 @@
 #include "engine/tokenizer/tokenizer.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "engine/core/file_util.h"
@@ -74,26 +75,45 @@ std::string IncrementalDetokenizer::DecodeRange(size_t begin, size_t end) const 
 std::string IncrementalDetokenizer::Push(int32_t id) {
   ids_.push_back(id);
   std::string text = DecodeRange(0, ids_.size());
-  // Hold back text that may still change: an incomplete character decodes to U+FFFD.
-  if (text.size() <= prefix_text_.size() || EndsWith(text, kReplacementChar)) return {};
-  const size_t keep = CommonPrefixAtCharBoundary(prefix_text_, text);
-  std::string delta = text.substr(keep);
+  const std::string emitted = prefix_text_ + held_text_;
+  // An incomplete character at the end decodes to U+FFFD (sentencepiece: one per byte) and
+  // may still change; the text before that run of U+FFFD is final, so emit it and hold back
+  // only the run. A window that stays incomplete for many tokens (a model emitting stray byte
+  // tokens) is let go, so the stream moves on and decoding stays cheap.
+  constexpr size_t kMaxHeldTokens = 16;
+  if (EndsWith(text, kReplacementChar) && ids_.size() - read_offset_ < kMaxHeldTokens) {
+    while (EndsWith(text, kReplacementChar)) text.resize(text.size() - kReplacementChar.size());
+    if (text.size() <= emitted.size() ||
+        CommonPrefixAtCharBoundary(emitted, text) < emitted.size()) {
+      return {};
+    }
+    std::string delta = text.substr(emitted.size());
+    held_text_ += delta;
+    return delta;
+  }
+  if (text.size() <= emitted.size()) return {};
+  // Cut at a character boundary of `text`: normally all of `emitted`, less when a byte run
+  // decoded differently once complete (the stream then stays valid UTF-8 but may differ).
+  std::string delta = text.substr(CommonPrefixAtCharBoundary(emitted, text));
   // The decoded window restarts at the last emitted boundary, which keeps the context that
   // sentencepiece's leading-space rule needs.
   ids_.erase(ids_.begin(), ids_.begin() + read_offset_);
   read_offset_ = ids_.size();
   prefix_text_ = DecodeRange(0, read_offset_);
+  held_text_.clear();
   return delta;
 }
 
 std::string IncrementalDetokenizer::Flush() {
-  std::string text = DecodeRange(0, ids_.size());
-  std::string delta = text.size() > prefix_text_.size()
-                          ? text.substr(CommonPrefixAtCharBoundary(prefix_text_, text))
+  const std::string text = DecodeRange(0, ids_.size());
+  const std::string emitted = prefix_text_ + held_text_;
+  std::string delta = text.size() > emitted.size()
+                          ? text.substr(CommonPrefixAtCharBoundary(emitted, text))
                           : std::string();
   ids_.clear();
   read_offset_ = 0;
   prefix_text_.clear();
+  held_text_.clear();
   return delta;
 }
 

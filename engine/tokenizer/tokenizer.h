@@ -49,9 +49,10 @@ class Tokenizer {
 // Turns a stream of ids into text deltas for streaming. Never emits half a UTF-8 character and
 // handles tokenizers whose per-token text depends on neighbours (sentencepiece's leading space,
 // byte fallback). The concatenation of every Push() and the final Flush() equals
-// tok.Decode(all ids), except after byte-fallback runs that are not valid UTF-8 (which
-// sentencepiece decodes as a whole), where it stays valid UTF-8 but may differ. Borrows `tok`,
-// which must outlive it; not thread-safe.
+// tok.Decode(all ids), except after byte runs that are not valid UTF-8 (sentencepiece decodes
+// byte-fallback runs as a whole; an incomplete character is held back for at most 16 tokens),
+// where it stays valid UTF-8 but may differ. Borrows `tok`, which must outlive it; not
+// thread-safe.
 class IncrementalDetokenizer {
  public:
   IncrementalDetokenizer(const Tokenizer& tok, bool skip_special);
@@ -69,6 +70,7 @@ class IncrementalDetokenizer {
   std::vector<int32_t> ids_;  // ids from prefix_offset on; earlier ones are dropped
   size_t read_offset_ = 0;    // ids_[0, read_offset_) produced text already emitted
   std::string prefix_text_;   // DecodeRange(0, read_offset_)
+  std::string held_text_;     // emitted beyond prefix_text_ while a character was held back
 };
 
 }  // namespace sy

@@ -242,6 +242,21 @@ TEST(TokenizerBpeTest, StreamingNeverSplitsCharacters) {
   EXPECT_EQ(detok.Push(0xE4), "");
   EXPECT_EQ(detok.Flush(), "\xEF\xBF\xBD");
 
+  // Stray lead bytes: held back while a character may still complete, then emitted as
+  // U+FFFD; text before the held run comes out at once.
+  IncrementalDetokenizer stray(*tok, false);
+  const std::string kFffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(stray.Push('a'), "a");
+  EXPECT_EQ(stray.Push(0xE4), "");
+  EXPECT_EQ(stray.Push(0xE4), "");
+  EXPECT_EQ(stray.Push(0xB8), "");
+  EXPECT_EQ(stray.Push(0xAD), kFffd + "\xE4\xB8\xAD");
+  // A model that emits only stray bytes is not held back forever: after 16 tokens the
+  // run comes out.
+  std::string out;
+  for (int i = 0; i < 16; ++i) out += stray.Push(0xE4);
+  EXPECT_EQ(out.size(), 16 * kFffd.size());
+
   // Random ids, including broken byte sequences: every delta is valid UTF-8 and the deltas add
   // up to Decode of all the ids.
   std::mt19937 rng(7);

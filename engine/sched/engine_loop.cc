@@ -1,0 +1,297 @@
+// The engine thread: takes new requests and aborts at step boundaries, runs the scheduler's
+// steps through the model, samples, checks stop conditions and pushes stream updates.
+#include <cmath>
+#include <limits>
+
+#include "engine/sched/engine_impl.h"
+
+namespace sy {
+namespace {
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+void EngineImpl::Loop() {
+  for (;;) {
+    std::vector<std::unique_ptr<ActiveRequest>> incoming;
+    std::vector<uint64_t> aborts;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stop_ || !incoming_.empty() || !aborts_.empty() || scheduler_.HasWork();
+      });
+      if (stop_) break;
+      incoming.swap(incoming_);
+      aborts.swap(aborts_);
+    }
+    for (auto& r : incoming) AddRequest(std::move(r));
+    for (uint64_t id : aborts) AbortRequest(id, FinishReason::kAbort, Status::Ok());
+    if (scheduler_.HasWork()) {
+      if (Status st = RunStep(); !st.ok()) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          alive_ = false;
+        }
+        EndAll(FinishReason::kError, Status::Internal("engine step failed: " + st.ToString()));
+        return;
+      }
+    }
+    Publish();
+  }
+  EndAll(FinishReason::kAbort, Status::Ok());
+}
+
+void EngineImpl::EndAll(FinishReason reason, const Status& status) {
+  std::vector<std::unique_ptr<ActiveRequest>> incoming;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    incoming.swap(incoming_);
+  }
+  for (auto& r : incoming) AddRequest(std::move(r));
+  std::vector<uint64_t> ids;
+  for (const auto& [id, r] : requests_) ids.push_back(id);
+  for (uint64_t id : ids) AbortRequest(id, reason, status);
+  Publish();
+}
+
+void EngineImpl::AddRequest(std::unique_ptr<ActiveRequest> r) {
+  const RequestSpec& spec = r->spec;
+  const bool detokenize = spec.detokenize || !spec.stop.stop_strings.empty();
+  for (int32_t i = 0; i < spec.n; ++i) {
+    auto seq = std::make_unique<Sequence>(r->id, i, spec.prompt);
+    SamplingParams params = spec.sampling;
+    if (params.seed && spec.n > 1) params.seed = *params.seed + static_cast<uint64_t>(i);
+    seq->sampler = std::make_unique<Sampler>(params, spec.prompt);
+    if (detokenize) {
+      seq->detokenizer =
+          std::make_unique<IncrementalDetokenizer>(*tokenizer_, spec.skip_special_tokens);
+    }
+    seq->stop_checker = std::make_unique<StopChecker>(spec.stop, eos_ids_, max_model_len_);
+    // Later choices wait for the first's prompt blocks, then share them via the prefix cache.
+    if (i > 0 && options_.enable_prefix_caching) seq->prefix_leader = r->seqs[0].get();
+    scheduler_.Add(seq.get());
+    r->seqs.push_back(std::move(seq));
+  }
+  const uint64_t id = r->id;
+  requests_.emplace(id, std::move(r));
+}
+
+void EngineImpl::AbortRequest(uint64_t id, FinishReason reason, const Status& status) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  ActiveRequest& r = *it->second;
+  if (r.num_finished == static_cast<int32_t>(r.seqs.size())) return;
+  r.outgoing.status = status;
+  for (auto& seq : r.seqs) {
+    if (seq->status != SequenceStatus::kFinished) FinishSequence(r, seq.get(), reason);
+  }
+}
+
+Status EngineImpl::RunStep() {
+  const Clock::time_point start = Clock::now();
+  const SchedulerOutput out = scheduler_.Schedule();
+  if (!out.preempted.empty()) {
+    num_preemptions_ += static_cast<int64_t>(out.preempted.size());
+    if (options_.observer != nullptr) {
+      options_.observer->OnPreemption(static_cast<int32_t>(out.preempted.size()));
+    }
+  }
+  if (out.scheduled.empty()) return Status::Internal("the scheduler found no work it could run");
+  BuildBatch(out);
+  SY_RETURN_IF_ERROR(runner_->Step(batch_, &logits_));
+  ++steps_;
+  scheduler_.OnStepDone(out);
+  for (const ScheduledSequence& s : out.scheduled) {
+    ActiveRequest& r = *requests_.at(s.seq->request_id);
+    if (!r.first_scheduled) {
+      r.first_scheduled = start;
+      ++dequeued_;
+    }
+  }
+  const Clock::time_point now = Clock::now();
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  for (size_t row = 0; row < logit_seqs_.size(); ++row) {
+    ProcessToken(logit_seqs_[row], std::span<float>(logits_.data() + row * vocab, vocab), now);
+  }
+  ReportStep(out, Seconds(Clock::now() - start));
+  return Status::Ok();
+}
+
+void EngineImpl::BuildBatch(const SchedulerOutput& out) {
+  StepBatch& b = batch_;
+  b.tokens.clear();
+  b.positions.clear();
+  b.slots.clear();
+  b.token_seq.clear();
+  b.logits_indices.clear();
+  logit_seqs_.clear();
+  const int bs = options_.block_size;
+  size_t max_blocks = 1;
+  for (const ScheduledSequence& s : out.scheduled) {
+    max_blocks = std::max(max_blocks, s.seq->blocks.ids.size());
+  }
+  b.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
+  b.block_tables.assign(out.scheduled.size() * max_blocks, 0);
+  for (size_t row = 0; row < out.scheduled.size(); ++row) {
+    const Sequence& seq = *out.scheduled[row].seq;
+    const std::vector<int32_t>& ids = seq.blocks.ids;
+    std::copy(ids.begin(), ids.end(), b.block_tables.begin() + row * max_blocks);
+    const int64_t end = seq.num_computed_tokens + out.scheduled[row].num_tokens;
+    for (int64_t pos = seq.num_computed_tokens; pos < end; ++pos) {
+      b.tokens.push_back(seq.tokens[pos]);
+      b.positions.push_back(static_cast<int32_t>(pos));
+      b.slots.push_back(static_cast<int64_t>(ids[pos / bs]) * bs + pos % bs);
+      b.token_seq.push_back(static_cast<int32_t>(row));
+    }
+    // A sequence whose every known token is now cached gets its next token sampled.
+    if (end == seq.num_tokens()) {
+      b.logits_indices.push_back(static_cast<int32_t>(b.tokens.size() - 1));
+      logit_seqs_.push_back(out.scheduled[row].seq);
+    }
+  }
+}
+
+void EngineImpl::ProcessToken(Sequence* seq, std::span<float> logits, Clock::time_point now) {
+  ActiveRequest& r = *requests_.at(seq->request_id);
+  const StopConditions& stop = r.spec.stop;
+  if (seq->num_output_tokens() < stop.min_tokens) {
+    // As vLLM: before min_tokens, EOS and stop tokens cannot be drawn at all.
+    const float kNegInf = -std::numeric_limits<float>::infinity();
+    if (!stop.ignore_eos) {
+      for (int32_t id : eos_ids_) {
+        if (id >= 0 && static_cast<size_t>(id) < logits.size()) logits[id] = kNegInf;
+      }
+    }
+    for (int32_t id : stop.stop_token_ids) logits[id] = kNegInf;
+  }
+  SampledToken t = seq->sampler->Sample(logits);
+  seq->tokens.push_back(t.token);
+  if (!r.first_token) r.first_token = now;
+  if (seq->num_output_tokens() > 1) {
+    seq->inter_token_seconds.push_back(Seconds(now - seq->last_token_time));
+  }
+  seq->last_token_time = now;
+  StopUpdate u = seq->stop_checker->Append(t.token, seq->num_output_tokens(), seq->num_tokens(),
+                                           seq->detokenizer.get());
+  CompletionDelta& d = DeltaFor(r, seq->index);
+  d.token_ids.push_back(t.token);
+  d.samples.push_back(std::move(t));
+  if (r.spec.detokenize) d.text += u.text;
+  if (u.finish) {
+    d.stop_string = std::move(u.stop_string);
+    d.stop_token = u.stop_token;
+    FinishSequence(r, seq, *u.finish);
+  }
+}
+
+void EngineImpl::FinishSequence(ActiveRequest& r, Sequence* seq, FinishReason reason) {
+  scheduler_.Remove(seq);
+  seq->finish_reason = reason;
+  DeltaFor(r, seq->index).finish_reason = reason;
+  r.last_finish = reason;
+  if (++r.num_finished == static_cast<int32_t>(r.seqs.size())) {
+    if (!r.first_scheduled) ++dequeued_;  // ended while still queued
+    r.outgoing.finished = true;
+    ReportFinished(r);
+  }
+}
+
+CompletionDelta& EngineImpl::DeltaFor(ActiveRequest& r, int32_t index) {
+  if (!r.has_outgoing) {
+    r.has_outgoing = true;
+    touched_.push_back(&r);
+  }
+  for (CompletionDelta& d : r.outgoing.deltas) {
+    if (d.index == index) return d;
+  }
+  r.outgoing.deltas.emplace_back();
+  r.outgoing.deltas.back().index = index;
+  return r.outgoing.deltas.back();
+}
+
+void EngineImpl::ReportStep(const SchedulerOutput& out, double seconds) {
+  if (options_.observer == nullptr) return;
+  StepStats s;
+  s.step_seconds = seconds;
+  s.num_prefill_tokens = static_cast<int32_t>(out.num_prefill_tokens);
+  s.num_decode_tokens = static_cast<int32_t>(out.num_decode_tokens);
+  s.num_running = static_cast<int32_t>(out.scheduled.size());
+  const ModelConfig& c = model_->config();
+  ExpertLoad& load = runner_->expert_load();
+  s.expert_tokens.resize(c.num_layers);
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    const bool moe = layer >= static_cast<int64_t>(c.layer_is_moe.size()) || c.layer_is_moe[layer];
+    if (!moe) continue;
+    const std::span<const int64_t> counts = load.last_step(layer);
+    s.expert_tokens[layer].assign(counts.begin(), counts.end());
+  }
+  options_.observer->OnStep(s);
+}
+
+void EngineImpl::ReportFinished(const ActiveRequest& r) {
+  if (options_.observer == nullptr) return;
+  const Clock::time_point now = Clock::now();
+  const Clock::time_point arrival = r.spec.arrival;
+  RequestStats s;
+  s.finish_reason = r.last_finish;
+  s.prompt_tokens = static_cast<int32_t>(r.spec.prompt.size());
+  s.cached_prompt_tokens = static_cast<int32_t>(std::max<int64_t>(0, r.seqs[0]->num_cached_tokens));
+  for (const auto& seq : r.seqs) {
+    s.choice_finish_reasons.push_back(seq->finish_reason.value_or(r.last_finish));
+    s.generation_tokens += seq->num_output_tokens();
+    s.inter_token_seconds.insert(s.inter_token_seconds.end(), seq->inter_token_seconds.begin(),
+                                 seq->inter_token_seconds.end());
+  }
+  s.queue_seconds = Seconds(r.first_scheduled.value_or(now) - arrival);
+  if (r.first_token) {
+    s.ttft_seconds = Seconds(*r.first_token - arrival);
+    s.prefill_seconds = Seconds(*r.first_token - r.first_scheduled.value_or(*r.first_token));
+  }
+  s.e2e_seconds = Seconds(now - arrival);
+  options_.observer->OnRequestFinished(s);
+}
+
+void EngineImpl::Publish() {
+  EngineSnapshot s;
+  std::vector<uint64_t> finished;
+  for (const auto& [id, r] : requests_) {
+    if (r->num_finished == static_cast<int32_t>(r->seqs.size())) {
+      finished.push_back(id);
+      continue;
+    }
+    const bool running = std::any_of(r->seqs.begin(), r->seqs.end(), [](const auto& seq) {
+      return seq->status == SequenceStatus::kRunning;
+    });
+    ++(running ? s.num_running : s.num_waiting);
+  }
+  s.kv_blocks_total = blocks_.num_blocks();
+  s.kv_blocks_used = blocks_.num_used();
+  s.kv_usage = static_cast<double>(s.kv_blocks_used) / static_cast<double>(s.kv_blocks_total);
+  s.prefix_cache_queries = blocks_.query_tokens();
+  s.prefix_cache_hits = blocks_.hit_tokens();
+  s.num_preemptions = num_preemptions_;
+  s.steps = steps_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_ = s;
+    live_requests_ -= static_cast<int64_t>(finished.size());
+    num_queued_ -= dequeued_;
+  }
+  dequeued_ = 0;
+  for (ActiveRequest* r : touched_) {
+    RequestUpdate& u = r->outgoing;
+    u.prompt_tokens = static_cast<int32_t>(r->spec.prompt.size());
+    u.cached_prompt_tokens =
+        static_cast<int32_t>(std::max<int64_t>(0, r->seqs[0]->num_cached_tokens));
+    u.completion_tokens = 0;
+    for (const auto& seq : r->seqs) u.completion_tokens += seq->num_output_tokens();
+    r->stream->Push(std::move(u));
+    u = RequestUpdate{};
+    r->has_outgoing = false;
+  }
+  touched_.clear();
+  for (uint64_t id : finished) requests_.erase(id);
+}
+
+}  // namespace sy

@@ -1,0 +1,180 @@
+#include "server/grpc/grpc_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+#include "server/grpc/grpc_convert.h"
+#include "switchyard/v1/switchyard.grpc.pb.h"
+
+namespace sy {
+namespace {
+
+namespace pb = switchyard::v1;
+
+constexpr const char* kServiceName = "switchyard.v1.Switchyard";
+// How often a Generate call waiting for output checks whether its client went away.
+constexpr std::chrono::milliseconds kPollInterval(50);
+
+class SwitchyardService final : public pb::Switchyard::Service {
+ public:
+  explicit SwitchyardService(ServingContext* ctx) : ctx_(ctx) {}
+
+  grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
+                        grpc::ServerWriter<pb::GenerateResponse>* writer) override {
+    if (grpc::Status st = CheckServing(request->model()); !st.ok()) return st;
+    Engine* engine = ctx_->engine;
+    StatusOr<RequestSpec> spec =
+        ToRequestSpec(*request, engine->tokenizer(), engine->model_config().vocab_size);
+    if (!spec.ok()) return ToGrpcStatus(spec.status());
+    const bool with_logprobs = spec->sampling.logprobs >= 0;
+    StatusOr<std::shared_ptr<RequestStream>> stream = engine->Submit(std::move(spec).value());
+    if (!stream.ok()) return ToGrpcStatus(stream.status());
+    return Stream(context, **stream, with_logprobs, writer);
+  }
+
+  grpc::Status Tokenize(grpc::ServerContext*, const pb::TokenizeRequest* request,
+                        pb::TokenizeResponse* response) override {
+    if (grpc::Status st = CheckModel(request->model()); !st.ok()) return st;
+    const std::vector<int32_t> ids =
+        ctx_->engine->tokenizer().Encode(request->text(), request->add_special_tokens());
+    response->mutable_token_ids()->Add(ids.begin(), ids.end());
+    response->set_max_model_len(static_cast<int32_t>(ctx_->engine->max_model_len()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Detokenize(grpc::ServerContext*, const pb::DetokenizeRequest* request,
+                          pb::DetokenizeResponse* response) override {
+    if (grpc::Status st = CheckModel(request->model()); !st.ok()) return st;
+    const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
+    response->set_text(ctx_->engine->tokenizer().Decode(ids, request->skip_special_tokens()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ModelInfo(grpc::ServerContext*, const pb::ModelInfoRequest*,
+                         pb::ModelInfoResponse* response) override {
+    if (grpc::Status st = CheckModel(""); !st.ok()) return st;
+    const Engine& engine = *ctx_->engine;
+    const ModelConfig& config = engine.model_config();
+    response->set_model(ctx_->model_name);
+    response->set_architecture(config.architecture);
+    response->set_max_model_len(static_cast<int32_t>(engine.max_model_len()));
+    response->set_vocab_size(static_cast<int32_t>(config.vocab_size));
+    response->set_num_layers(static_cast<int32_t>(config.num_layers));
+    response->set_num_experts(static_cast<int32_t>(config.num_experts));
+    response->set_num_experts_per_token(static_cast<int32_t>(config.num_experts_per_tok));
+    const std::vector<int32_t> eos = engine.tokenizer().eos_ids();
+    response->mutable_eos_token_ids()->Add(eos.begin(), eos.end());
+    return grpc::Status::OK;
+  }
+
+ private:
+  // Calls that only read the model work whenever the engine exists.
+  grpc::Status CheckModel(const std::string& model) const {
+    if (ctx_->engine == nullptr) return {grpc::StatusCode::UNAVAILABLE, "the model is loading"};
+    if (!model.empty() && model != ctx_->model_name) {
+      return {grpc::StatusCode::NOT_FOUND, "the model '" + model + "' does not exist"};
+    }
+    return grpc::Status::OK;
+  }
+
+  // Generation needs readiness too: refused while starting up and once draining.
+  grpc::Status CheckServing(const std::string& model) const {
+    if (grpc::Status st = CheckModel(model); !st.ok()) return st;
+    if (!ctx_->ready.load()) return {grpc::StatusCode::UNAVAILABLE, "the server is not ready"};
+    return grpc::Status::OK;
+  }
+
+  // Writes one response per update until the request finishes. A cancelled call (client cancel
+  // or deadline) or a failed write aborts the request, as an HTTP disconnect does.
+  grpc::Status Stream(grpc::ServerContext* context, RequestStream& stream, bool with_logprobs,
+                      grpc::ServerWriter<pb::GenerateResponse>* writer) {
+    const std::string request_id = std::to_string(stream.id());
+    RequestUpdate update;
+    for (;;) {
+      if (context->IsCancelled()) {
+        ctx_->engine->Abort(stream.id());
+        if (std::chrono::system_clock::now() >= context->deadline()) {
+          return {grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded; request aborted"};
+        }
+        return {grpc::StatusCode::CANCELLED, "cancelled; request aborted"};
+      }
+      if (!stream.Next(&update, kPollInterval)) continue;
+      if (!update.finished && update.deltas.empty()) continue;
+      if (!writer->Write(ToResponse(update, request_id, with_logprobs))) {
+        ctx_->engine->Abort(stream.id());
+        return {grpc::StatusCode::CANCELLED, "the client went away; request aborted"};
+      }
+      if (update.finished) return ToGrpcStatus(update.status);
+    }
+  }
+
+  ServingContext* ctx_;
+};
+
+}  // namespace
+
+GrpcServer::GrpcServer(ServingContext* ctx, std::string address)
+    : ctx_(ctx), address_(std::move(address)) {}
+
+GrpcServer::~GrpcServer() {
+  if (server_ != nullptr) Shutdown(std::chrono::milliseconds(0));
+}
+
+Status GrpcServer::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  service_ = std::make_unique<SwitchyardService>(ctx_);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address_, grpc::InsecureServerCredentials(), &port_);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    server_.reset();
+    return Status::Unavailable("gRPC: cannot listen on " + address_);
+  }
+  SetServing(ctx_->ready.load());
+  health_thread_ = std::thread([this] { HealthLoop(); });
+  spdlog::info("grpc: listening on {} (port {})", address_, port_);
+  return Status::Ok();
+}
+
+void GrpcServer::SetServing(bool serving) {
+  const bool alive = ctx_->engine != nullptr && ctx_->engine->Alive();
+  const int status = serving && alive ? 1 : 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (server_ == nullptr || stopping_ || status == serving_) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus("", status == 1);
+  health->SetServingStatus(kServiceName, status == 1);
+  serving_ = status;
+}
+
+void GrpcServer::HealthLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (stopping_) break;
+    lock.unlock();
+    SetServing(ctx_->ready.load());
+    lock.lock();
+  }
+}
+
+void GrpcServer::Shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (server_ == nullptr || stopping_) return;
+    stopping_ = true;
+    // Sets NOT_SERVING everywhere and ends open Health.Watch streams, which would otherwise
+    // hold Shutdown until the grace period ends.
+    server_->GetHealthCheckService()->Shutdown();
+  }
+  cv_.notify_all();
+  if (health_thread_.joinable()) health_thread_.join();
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Wait();
+}
+
+}  // namespace sy

@@ -1,0 +1,189 @@
+#include "server/http/http_server.h"
+
+#include <httplib.h>
+
+#include <exception>
+#include <set>
+#include <string>
+
+#include "server/http/generation_handler.h"
+#include "server/http/http_reply.h"
+#include "server/http/openai_protocol.h"
+
+#ifndef SY_VERSION
+#define SY_VERSION "unknown"
+#endif
+
+namespace sy::http {
+namespace {
+
+using nlohmann::json;
+
+const std::set<std::string>& PostRoutes() {
+  static const std::set<std::string> routes = {"/v1/completions", "/v1/chat/completions",
+                                               "/tokenize", "/detokenize"};
+  return routes;
+}
+
+const std::set<std::string>& GetRoutes() {
+  static const std::set<std::string> routes = {"/v1/models",    "/health",  "/ready",
+                                               "/health/ready", "/metrics", "/version"};
+  return routes;
+}
+
+ApiError NotServing(const char* what) { return ErrorFromStatus(Status::Unavailable(what)); }
+ApiError Loading() { return NotServing("The model is still loading."); }
+
+// Errors httplib produced itself (no route, body too large, bad request line) get the OpenAI
+// error object; responses our handlers already filled are left alone.
+httplib::Server::HandlerResponse OnError(const httplib::Request& req, httplib::Response& res) {
+  if (!res.body.empty() || res.content_provider_) {
+    return httplib::Server::HandlerResponse::Unhandled;
+  }
+  ApiError error;
+  error.http_status = res.status;
+  if (res.status == 404) {
+    const bool post_route = PostRoutes().count(req.path) > 0;
+    if (post_route || GetRoutes().count(req.path) > 0) {
+      error.http_status = 405;
+      error.message = "Method " + req.method + " is not allowed for " + req.path + ".";
+      res.set_header("Allow", post_route ? "POST" : "GET");
+    } else {
+      error.message = "No route for " + req.method + " " + req.path + ".";
+      error.code = "not_found";
+    }
+  } else if (res.status == 413) {
+    error.message = "The request body is too large.";
+  } else if (res.status >= 500) {
+    error.type = "internal_error";
+    error.message = "Internal server error.";
+  } else {
+    error.message = "Malformed HTTP request.";
+  }
+  SendError(res, error);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+void OnException(const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+  std::string what = "unknown exception";
+  try {
+    if (ep) std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  ApiError error = ErrorFromStatus(Status::Internal("Internal server error: " + what));
+  SendError(res, error);
+}
+
+}  // namespace
+
+HttpServer::HttpServer(ServingContext* ctx, HttpServerOptions options)
+    : ctx_(ctx), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
+  const size_t threads = static_cast<size_t>(std::max(options_.threads, 1));
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_error_handler(httplib::Server::HandlerWithResponse(OnError));
+  server_->set_exception_handler(OnException);
+  // httplib's default also sets SO_REUSEPORT, which would let a second server share the port
+  // silently; SO_REUSEADDR alone still allows a quick restart.
+  server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  RegisterRoutes();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::RegisterRoutes() {
+  ServingContext* ctx = ctx_;
+  const GenerationEnv env{ctx_, &stopping_, &active_, options_.poll_interval};
+  server_->Post("/v1/completions", [env](const httplib::Request& req, httplib::Response& res) {
+    HandleGeneration(env, Endpoint::kCompletions, req, res);
+  });
+  server_->Post("/v1/chat/completions", [env](const httplib::Request& req, httplib::Response& res) {
+    HandleGeneration(env, Endpoint::kChat, req, res);
+  });
+  server_->Get("/v1/models", [ctx](const httplib::Request&, httplib::Response& res) {
+    if (!ctx->loaded.load()) return SendError(res, Loading());
+    json model = {{"id", ctx->model_name},
+                  {"object", "model"},
+                  {"created", 0},
+                  {"owned_by", "switchyard"},
+                  {"root", ctx->engine->model_dir()},
+                  {"parent", nullptr},
+                  {"max_model_len", ctx->engine->max_model_len()}};
+    SendJson(res, 200, {{"object", "list"}, {"data", json::array({model})}});
+  });
+  server_->Post("/tokenize", [ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!ctx->loaded.load()) return SendError(res, Loading());
+    ApiError error;
+    std::optional<json> body = ParseJsonObject(req.body, &error);
+    const ProtocolContext pctx = MakeProtocolContext(*ctx);
+    std::optional<std::vector<int32_t>> tokens;
+    if (body) tokens = ParseTokenizeRequest(*body, pctx, &error);
+    if (!tokens) return SendError(res, error);
+    SendJson(
+        res, 200,
+        {{"tokens", *tokens}, {"count", tokens->size()}, {"max_model_len", pctx.max_model_len}});
+  });
+  server_->Post("/detokenize", [ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!ctx->loaded.load()) return SendError(res, Loading());
+    ApiError error;
+    std::optional<json> body = ParseJsonObject(req.body, &error);
+    const ProtocolContext pctx = MakeProtocolContext(*ctx);
+    std::optional<std::vector<int32_t>> tokens;
+    if (body) tokens = ParseDetokenizeRequest(*body, pctx, &error);
+    if (!tokens) return SendError(res, error);
+    SendJson(res, 200, {{"prompt", ctx->engine->tokenizer().Decode(*tokens, false)}});
+  });
+  server_->Get("/health", [ctx](const httplib::Request&, httplib::Response& res) {
+    // Alive while the model loads; dead only once a loaded engine has stopped.
+    if (ctx->loaded.load() && !ctx->engine->Alive()) {
+      return SendError(res, NotServing("The engine is not running."));
+    }
+    res.status = 200;
+  });
+  auto ready = [ctx](const httplib::Request&, httplib::Response& res) {
+    if (!ctx->ready.load()) return SendError(res, NotServing("The server is not ready."));
+    SendJson(res, 200, {{"status", "ready"}});
+  };
+  server_->Get("/ready", ready);
+  server_->Get("/health/ready", ready);
+  server_->Get("/metrics", [ctx](const httplib::Request&, httplib::Response& res) {
+    res.status = 200;
+    res.set_content(ctx->render_metrics ? ctx->render_metrics() : std::string(),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/version", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"version", SY_VERSION}});
+  });
+}
+
+Status HttpServer::Start() {
+  if (thread_.joinable()) return Status::Internal("the HTTP server is already running");
+  if (options_.port == 0) {
+    bound_port_ = server_->bind_to_any_port(options_.host);
+  } else if (server_->bind_to_port(options_.host, options_.port)) {
+    bound_port_ = options_.port;
+  }
+  if (bound_port_ <= 0) {
+    return Status::Unavailable("cannot listen on " + options_.host + ":" +
+                               std::to_string(options_.port) + " (address in use?)");
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // Wait until the accept loop runs, so that an early Stop() cannot miss it.
+  for (int i = 0; i < 5000 && !server_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Stop() {
+  stopping_ = true;
+  server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace sy::http

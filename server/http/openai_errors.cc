@@ -1,0 +1,118 @@
+// Errors as OpenAI's error object, the Status -> HTTP mapping, and the checks every request body
+// goes through before its fields are read (UTF-8, JSON, an object at the top).
+#include <string>
+
+#include "server/http/openai_protocol.h"
+
+namespace sy::http {
+namespace {
+
+// Seconds a client should wait before retrying when the server is full or not serving.
+constexpr int kRetryAfterSeconds = 1;
+
+}  // namespace
+
+ApiError InvalidRequest(std::string message, std::string param) {
+  ApiError error;
+  error.http_status = 400;
+  error.message = std::move(message);
+  error.param = std::move(param);
+  return error;
+}
+
+ApiError ErrorFromStatus(const Status& status) {
+  ApiError error;
+  error.message = status.message();
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
+      error.http_status = 400;
+      break;
+    case StatusCode::kNotFound:
+      error.http_status = 404;
+      error.code = "not_found";
+      break;
+    case StatusCode::kResourceExhausted:
+      error.http_status = 429;
+      error.type = "rate_limit_error";
+      error.code = "queue_full";
+      error.retry_after_s = kRetryAfterSeconds;
+      break;
+    case StatusCode::kUnavailable:
+      error.http_status = 503;
+      error.type = "service_unavailable";
+      error.retry_after_s = kRetryAfterSeconds;
+      break;
+    default:
+      error.http_status = 500;
+      error.type = "internal_error";
+      break;
+  }
+  return error;
+}
+
+nlohmann::json ErrorBody(const ApiError& error) {
+  nlohmann::json inner = {{"message", error.message}, {"type", error.type}};
+  inner["param"] = error.param.empty() ? nlohmann::json(nullptr) : nlohmann::json(error.param);
+  inner["code"] = error.code.empty() ? nlohmann::json(nullptr) : nlohmann::json(error.code);
+  return {{"error", inner}};
+}
+
+bool IsValidUtf8(std::string_view text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (int k = 1; k < len; ++k) {
+      if ((s[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    static constexpr uint32_t kMinForLength[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+std::optional<nlohmann::json> ParseJsonObject(const std::string& body, ApiError* error) {
+  if (body.empty()) {
+    *error = InvalidRequest("The request body is empty; expected a JSON object.");
+    return std::nullopt;
+  }
+  if (!IsValidUtf8(body)) {
+    *error = InvalidRequest("The request body is not valid UTF-8.");
+    return std::nullopt;
+  }
+  nlohmann::json value = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) {
+    *error = InvalidRequest("The request body is not valid JSON.");
+    return std::nullopt;
+  }
+  if (!value.is_object()) {
+    *error = InvalidRequest("The request body must be a JSON object.");
+    return std::nullopt;
+  }
+  return value;
+}
+
+}  // namespace sy::http

@@ -1,0 +1,92 @@
+// Metrics: the engine's observer that turns step and request statistics into Prometheus metrics
+// (own switchyard_* names plus vLLM-named duplicates). Owns its registry. Thread-safe: observer
+// callbacks come from the engine thread while Render runs on any number of HTTP threads.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/model/config.h"
+#include "engine/sched/engine.h"
+#include "engine/sched/engine_observer.h"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+class Histogram;
+class Registry;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace sy {
+
+struct MetricsOptions {
+  std::string model_name;          // the value of every series' model_name label
+  int64_t num_experts = 0;         // routed experts per MoE layer
+  std::vector<bool> layer_is_moe;  // [num_layers]; MoE series exist for true layers only
+};
+
+// Where the metric names, units and buckets are documented: docs/metrics.md.
+class Metrics : public EngineObserver {
+ public:
+  explicit Metrics(const MetricsOptions& options);
+  // Options from the served model's config: its layers, which are MoE, and its expert count.
+  Metrics(const std::string& model_name, const ModelConfig& config);
+  ~Metrics() override;
+
+  void OnStep(const StepStats& step) override;
+  void OnRequestFinished(const RequestStats& request) override;
+  // Preemptions are counted from EngineSnapshot::num_preemptions in Render (one source).
+  void OnPreemption(int32_t num_sequences) override;
+  void OnRejected(StatusCode code) override;
+
+  // Sets the gauges and snapshot-derived counters from `snapshot`, then returns every metric in
+  // the Prometheus text exposition format (version 0.0.4).
+  std::string Render(const EngineSnapshot& snapshot);
+
+ private:
+  // A metric exposed under our name and, where the meaning is the same, under vLLM's.
+  template <typename T>
+  struct Pair {
+    T* ours = nullptr;
+    T* vllm = nullptr;  // null when vLLM has no equivalent
+  };
+
+  void BuildRequestMetrics();
+  void BuildEngineMetrics();
+  void BuildMoeMetrics(const MetricsOptions& options);
+  prometheus::Counter& RoutedCounter(size_t layer, size_t expert);
+  // Adds (now - last) to the counters when a cumulative snapshot value grew.
+  static void AddDelta(int64_t now, int64_t* last, std::initializer_list<prometheus::Counter*> cs);
+
+  const std::string model_name_;
+  const int64_t num_experts_;
+  std::shared_ptr<prometheus::Registry> registry_;
+
+  Pair<prometheus::Histogram> ttft_, itl_, e2e_, queue_, step_, step_tokens_;
+  prometheus::Histogram* vllm_tpot_ = nullptr;  // vLLM's older name for inter-token latency
+  Pair<prometheus::Gauge> running_, waiting_, kv_usage_;
+  prometheus::Gauge* vllm_gpu_cache_usage_ = nullptr;  // vLLM < 0.9 name, still read by EPPs
+  prometheus::Gauge* kv_blocks_used_ = nullptr;
+  prometheus::Gauge* kv_blocks_total_ = nullptr;
+  prometheus::Gauge* prefix_hit_ratio_ = nullptr;
+  Pair<prometheus::Counter> prompt_tokens_, generation_tokens_, preemptions_;
+  Pair<prometheus::Counter> prefix_queries_, prefix_hits_;
+  Pair<prometheus::Counter> success_[4];  // indexed by FinishReason
+  prometheus::Family<prometheus::Counter>* rejected_ = nullptr;
+  prometheus::Family<prometheus::Counter>* routed_family_ = nullptr;
+  prometheus::Histogram* imbalance_ = nullptr;
+
+  std::mutex mu_;                                          // guards everything below
+  std::vector<std::vector<prometheus::Counter*>> routed_;  // [layer][expert], filled lazily
+  int64_t last_preemptions_ = 0;
+  int64_t last_prefix_queries_ = 0;
+  int64_t last_prefix_hits_ = 0;
+};
+
+}  // namespace sy

@@ -1,0 +1,85 @@
+"""Clients that go away abort their requests: a storm of 100 streaming clients disconnecting at
+random points (some before the first token) leaves no running request and no used KV block, and
+the server keeps serving."""
+
+import json
+import random
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import MODEL_NAME, Server
+
+
+@pytest.fixture(scope="module")
+def server(long_model_dir, tmp_path_factory):
+    s = Server(long_model_dir, tmp_path_factory.mktemp("log") / "cancel.log")
+    yield s
+    assert s.stop() == 0, s.log_tail()
+
+
+def raw_stream_and_drop(port, body, chunks_to_read, rng):
+    data = json.dumps(body).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+    seen = 0
+    while seen < chunks_to_read:
+        buf = s.recv(4096)
+        if not buf:
+            break
+        seen += buf.count(b"data: ")
+    if rng.random() < 0.5:
+        # An abortive close (RST), as a killed client would.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+
+
+def wait_for(server, name, value, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.metric(name) == value:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_cancel_storm_frees_everything(server):
+    rng = random.Random(5)
+    aborts_before = server.metric("switchyard_request_success_total", finished_reason="abort")
+    threads = []
+    for i in range(100):
+        body = {"model": MODEL_NAME, "prompt": [rng.randrange(3, 1000) for _ in range(rng.choice([4, 64, 300]))],
+                "max_tokens": 20000, "temperature": 0, "ignore_eos": True, "stream": True}
+        t = threading.Thread(target=raw_stream_and_drop,
+                             args=(server.port, body, rng.choice([0, 1, 3, 10, 40]),
+                                   random.Random(i)))
+        threads.append(t)
+        t.start()
+    for t in threads:
+        t.join()
+    assert wait_for(server, "switchyard_num_requests_running", 0), server.metrics()
+    assert wait_for(server, "switchyard_num_requests_waiting", 0)
+    assert wait_for(server, "switchyard_kv_cache_usage_ratio", 0)
+    assert server.metric("vllm:num_requests_running") == 0
+    aborts = server.metric("switchyard_request_success_total", finished_reason="abort")
+    assert aborts - aborts_before >= 90  # 20000 tokens take far longer than the storm
+    r = requests.post(server.url + "/v1/completions",
+                      json={"model": MODEL_NAME, "prompt": "still here", "max_tokens": 4})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1
+
+
+def test_non_streaming_client_that_leaves_aborts(server):
+    body = json.dumps({"model": MODEL_NAME, "prompt": "x", "max_tokens": 30000,
+                       "ignore_eos": True}).encode()
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert wait_for(server, "switchyard_num_requests_running", 1)
+    time.sleep(0.3)
+    s.close()
+    assert wait_for(server, "switchyard_num_requests_running", 0, timeout=10)
+    assert wait_for(server, "switchyard_kv_cache_usage_ratio", 0)

@@ -1,0 +1,488 @@
+// HttpServer over a scripted fake engine on 127.0.0.1: routes, status codes and error bodies,
+// non-streaming and SSE responses, readiness, and that a client going away (mid-stream or while
+// a non-streaming request waits) aborts its engine request. The fake engine emits "t0 t1 ..."
+// one token per `token_delay`, so every expected body is written down by hand.
+#include "server/http/http_server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+namespace sy::http {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class ByteTokenizer : public Tokenizer {
+ public:
+  std::vector<int32_t> Encode(std::string_view text, bool add_special_tokens) const override {
+    std::vector<int32_t> ids;
+    if (add_special_tokens) ids.push_back(256);
+    for (unsigned char c : text) ids.push_back(c);
+    return ids;
+  }
+  std::string Decode(std::span<const int32_t> ids, bool) const override {
+    std::string out;
+    for (int32_t id : ids) {
+      if (id >= 0 && id < 256) out.push_back(static_cast<char>(id));
+    }
+    return out;
+  }
+  int32_t vocab_size() const override { return 258; }
+  std::optional<int32_t> bos_id() const override { return 256; }
+  std::vector<int32_t> eos_ids() const override { return {257}; }
+  bool is_special(int32_t id) const override { return id >= 256; }
+  std::optional<int32_t> token_to_id(std::string_view) const override { return std::nullopt; }
+  std::string id_to_token(int32_t) const override { return ""; }
+};
+
+// Shared between the fake engine and its streams.
+struct FakeState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::set<uint64_t> aborted;
+  std::chrono::milliseconds token_delay{0};
+  int32_t fail_at = -1;  // >= 0: the request dies with an internal fault after this many tokens
+};
+
+// Emits tokens "t0 ", "t1 ", ... (one per delta) until max_tokens, then finishes with "length".
+class FakeStream : public RequestStream {
+ public:
+  FakeStream(uint64_t id, RequestSpec spec, std::shared_ptr<FakeState> state)
+      : id_(id), spec_(std::move(spec)), state_(std::move(state)), next_at_(Clock::now()) {}
+  uint64_t id() const override { return id_; }
+
+  bool Next(RequestUpdate* update, std::chrono::milliseconds timeout) override {
+    if (done_) return false;
+    std::unique_lock<std::mutex> lock(state_->mu);
+    const auto deadline = Clock::now() + timeout;
+    auto aborted = [&] { return state_->aborted.count(id_) > 0; };
+    while (!aborted()) {
+      const auto now = Clock::now();
+      if (now >= next_at_) break;
+      if (now >= deadline) return false;
+      state_->cv.wait_until(lock, std::min(deadline, next_at_));
+    }
+    *update = RequestUpdate{};
+    update->prompt_tokens = static_cast<int32_t>(spec_.prompt.size());
+    if (aborted()) {
+      for (int32_t c = 0; c < spec_.n; ++c) {
+        CompletionDelta d;
+        d.index = c;
+        d.finish_reason = FinishReason::kAbort;
+        update->deltas.push_back(d);
+      }
+      update->finished = done_ = true;
+      update->completion_tokens = emitted_ * spec_.n;
+      return true;
+    }
+    if (emitted_ == state_->fail_at) {
+      update->finished = done_ = true;
+      update->status = Status::Internal("kernel exploded");
+      return true;
+    }
+    const bool last = emitted_ + 1 == spec_.stop.max_tokens;
+    for (int32_t c = 0; c < spec_.n; ++c) {
+      CompletionDelta d;
+      d.index = c;
+      d.token_ids = {65};
+      SampledToken s;
+      s.token = 65;
+      s.logprob = -0.5f;
+      d.samples = {s};
+      d.text = "t" + std::to_string(emitted_) + " ";
+      if (last) d.finish_reason = FinishReason::kLength;
+      update->deltas.push_back(d);
+    }
+    ++emitted_;
+    update->completion_tokens = emitted_ * spec_.n;
+    update->finished = done_ = last;
+    next_at_ = Clock::now() + state_->token_delay;
+    return true;
+  }
+
+ private:
+  uint64_t id_;
+  RequestSpec spec_;
+  std::shared_ptr<FakeState> state_;
+  Clock::time_point next_at_;
+  int32_t emitted_ = 0;
+  bool done_ = false;
+};
+
+class FakeEngine : public Engine {
+ public:
+  StatusOr<std::shared_ptr<RequestStream>> Submit(RequestSpec spec) override {
+    if (!reject.ok()) return reject;
+    std::lock_guard<std::mutex> lock(mu_);
+    submitted.push_back(spec);
+    return std::shared_ptr<RequestStream>(
+        std::make_shared<FakeStream>(++next_id_, std::move(spec), state));
+  }
+  void Abort(uint64_t id) override {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->aborted.insert(id);
+    state->cv.notify_all();
+  }
+  void Drain() override {}
+  bool Idle() const override { return true; }
+  bool Alive() const override { return alive; }
+  EngineSnapshot Snapshot() const override { return {}; }
+  const ModelConfig& model_config() const override { return config_; }
+  const Tokenizer& tokenizer() const override { return tok_; }
+  int64_t max_model_len() const override { return 64; }
+  const std::string& model_dir() const override { return dir_; }
+
+  size_t NumAborted() {
+    std::lock_guard<std::mutex> lock(state->mu);
+    return state->aborted.size();
+  }
+
+  std::shared_ptr<FakeState> state = std::make_shared<FakeState>();
+  Status reject;
+  std::atomic<bool> alive{true};
+  std::vector<RequestSpec> submitted;
+
+ private:
+  std::mutex mu_;
+  uint64_t next_id_ = 0;
+  ModelConfig config_;
+  ByteTokenizer tok_;
+  std::string dir_ = "/models/tiny";
+};
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ctx_.engine = &engine_;
+    ctx_.loaded = true;
+    ctx_.model_name = "tiny";
+    ctx_.ready = true;
+    ctx_.render_metrics = [] { return std::string("sy_up 1\n"); };
+    HttpServerOptions options;
+    options.port = 0;
+    options.max_body_bytes = 1 << 20;
+    options.threads = 16;
+    server_ = std::make_unique<HttpServer>(&ctx_, options);
+    ASSERT_TRUE(server_->Start().ok());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(10, 0);
+  }
+  void TearDown() override { server_->Stop(); }
+
+  httplib::Result Post(const std::string& path, const std::string& body) {
+    return client_->Post(path.c_str(), body, "application/json");
+  }
+  // Asserts an OpenAI error object with the given status.
+  void ExpectError(const httplib::Result& r, int status) {
+    ASSERT_TRUE(r) << "no response";
+    EXPECT_EQ(r->status, status) << r->body;
+    json body = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(body.is_object()) << r->body;
+    ASSERT_TRUE(body.contains("error")) << r->body;
+    EXPECT_TRUE(body["error"]["message"].is_string());
+    EXPECT_TRUE(body["error"]["type"].is_string());
+    EXPECT_TRUE(body["error"].contains("param"));
+    EXPECT_TRUE(body["error"].contains("code"));
+  }
+  bool WaitFor(const std::function<bool()>& cond) {
+    for (int i = 0; i < 300 && !cond(); ++i) std::this_thread::sleep_for(10ms);
+    return cond();
+  }
+
+  FakeEngine engine_;
+  ServingContext ctx_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(HttpServerTest, CompletionNonStreaming) {
+  auto r = Post("/v1/completions", R"({"model": "tiny", "prompt": "ab", "max_tokens": 3})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json body = json::parse(r->body);
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["model"], "tiny");
+  EXPECT_EQ(body["id"].get<std::string>().rfind("cmpl-", 0), 0u);
+  ASSERT_EQ(body["choices"].size(), 1u);
+  EXPECT_EQ(body["choices"][0]["text"], "t0 t1 t2 ");
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  // Prompt: <s> a b = 3 tokens; 3 generated.
+  EXPECT_EQ(body["usage"], json::parse(R"({"prompt_tokens": 3, "completion_tokens": 3,
+                                           "total_tokens": 6})"));
+  ASSERT_EQ(engine_.submitted.size(), 1u);
+  EXPECT_EQ(engine_.submitted[0].prompt, (std::vector<int32_t>{256, 97, 98}));
+  EXPECT_EQ(server_->active_requests(), 0u);
+}
+
+TEST_F(HttpServerTest, MultiplePromptsAndChoicesAreIndexedPromptMajor) {
+  auto r = Post("/v1/completions", R"({"prompt": ["a", "b"], "n": 2, "max_tokens": 1})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json body = json::parse(r->body);
+  ASSERT_EQ(body["choices"].size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(body["choices"][i]["index"], i);
+  // Two prompts of 2 tokens each; 2 choices x 1 token per prompt.
+  EXPECT_EQ(body["usage"]["prompt_tokens"], 4);
+  EXPECT_EQ(body["usage"]["completion_tokens"], 4);
+}
+
+// Splits an SSE body into the JSON of its data events; the last must be [DONE].
+std::vector<json> SseEvents(const std::string& body) {
+  std::vector<json> events;
+  size_t pos = 0;
+  bool done = false;
+  while (pos < body.size()) {
+    const size_t end = body.find("\n\n", pos);
+    EXPECT_NE(end, std::string::npos) << "unterminated event";
+    if (end == std::string::npos) break;
+    const std::string event = body.substr(pos, end - pos);
+    pos = end + 2;
+    EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
+    EXPECT_FALSE(done) << "event after [DONE]";
+    if (event == "data: [DONE]") {
+      done = true;
+      continue;
+    }
+    events.push_back(json::parse(event.substr(6)));
+  }
+  EXPECT_TRUE(done);
+  return events;
+}
+
+TEST_F(HttpServerTest, CompletionStreamingWithUsage) {
+  auto r = Post("/v1/completions", R"({"prompt": "ab", "max_tokens": 2, "stream": true,
+                                       "stream_options": {"include_usage": true}})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+  std::vector<json> events = SseEvents(r->body);
+  ASSERT_EQ(events.size(), 3u) << r->body;
+  const std::string id = events[0]["id"];
+  for (const json& e : events) {
+    EXPECT_EQ(e["id"], id);
+    EXPECT_EQ(e["object"], "text_completion");
+  }
+  EXPECT_EQ(events[0]["choices"][0]["text"], "t0 ");
+  EXPECT_EQ(events[0]["choices"][0]["finish_reason"], nullptr);
+  EXPECT_TRUE(events[0]["usage"].is_null());
+  EXPECT_EQ(events[1]["choices"][0]["text"], "t1 ");
+  EXPECT_EQ(events[1]["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(events[2]["choices"], json::array());
+  EXPECT_EQ(events[2]["usage"], json::parse(R"({"prompt_tokens": 3, "completion_tokens": 2,
+                                                "total_tokens": 5})"));
+}
+
+TEST_F(HttpServerTest, ChatNonStreamingAndStreaming) {
+  auto tmpl = ChatTemplate::FromSource(
+      "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}>"
+      "{% endif %}",
+      "", "");
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status().ToString();
+  ctx_.chat_template = *tmpl;
+  const std::string messages = R"("messages": [{"role": "user", "content": "hi"}])";
+  auto r = Post("/v1/chat/completions", "{" + messages + R"(, "max_completion_tokens": 2})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json body = json::parse(r->body);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_EQ(body["choices"][0]["message"], json::parse(R"({"role": "assistant",
+                                                            "content": "t0 t1 "})"));
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  // "hi>" is 3 tokens (chat prompts get no <s>).
+  EXPECT_EQ(body["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(engine_.submitted.back().prompt, (std::vector<int32_t>{'h', 'i', '>'}));
+
+  r = Post("/v1/chat/completions", "{" + messages + R"(, "max_tokens": 2, "stream": true})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  std::vector<json> events = SseEvents(r->body);
+  ASSERT_EQ(events.size(), 3u) << r->body;
+  for (const json& e : events) EXPECT_EQ(e["object"], "chat.completion.chunk");
+  EXPECT_EQ(events[0]["choices"][0]["delta"], json::parse(R"({"role": "assistant",
+                                                              "content": ""})"));
+  EXPECT_EQ(events[1]["choices"][0]["delta"], json::parse(R"({"content": "t0 "})"));
+  EXPECT_EQ(events[1]["choices"][0]["finish_reason"], nullptr);
+  EXPECT_EQ(events[2]["choices"][0]["delta"], json::parse(R"({"content": "t1 "})"));
+  EXPECT_EQ(events[2]["choices"][0]["finish_reason"], "length");
+  EXPECT_FALSE(events[2].contains("usage"));
+}
+
+TEST_F(HttpServerTest, StreamsAreNotCompressed) {
+  // httpx (the openai client) asks for gzip; a compressed SSE stream would arrive in bursts.
+  client_->set_decompress(false);
+  httplib::Headers headers = {{"Accept-Encoding", "gzip, deflate, br"}};
+  auto r =
+      client_->Post("/v1/completions", headers,
+                    R"({"prompt": "ab", "max_tokens": 1, "stream": true})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->has_header("Content-Encoding"));
+  EXPECT_EQ(r->body.rfind("data: {", 0), 0u) << r->body;
+}
+
+TEST_F(HttpServerTest, EngineFaultIs500OrAnErrorEvent) {
+  engine_.state->fail_at = 1;
+  ExpectError(Post("/v1/completions", R"({"prompt": "a", "max_tokens": 5})"), 500);
+  auto r = Post("/v1/completions", R"({"prompt": "a", "max_tokens": 5, "stream": true})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);  // the fault came after the headers
+  std::vector<json> events = SseEvents(r->body);
+  ASSERT_EQ(events.size(), 2u) << r->body;
+  EXPECT_EQ(events[0]["choices"][0]["text"], "t0 ");
+  EXPECT_EQ(events[1]["error"]["message"], "kernel exploded");
+  EXPECT_EQ(events[1]["error"]["type"], "internal_error");
+}
+
+TEST_F(HttpServerTest, ErrorsHaveStatusAndOpenAiBody) {
+  ExpectError(Post("/v1/completions", "{not json"), 400);
+  ExpectError(Post("/v1/completions", "[1, 2]"), 400);
+  ExpectError(Post("/v1/completions", "{\"prompt\": \"\xC3\x28\"}"), 400);
+  ExpectError(Post("/v1/completions", R"({"prompt": "a", "max_tokens": -1})"), 400);
+  ExpectError(Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1000})"), 400);
+  ExpectError(Post("/v1/completions", R"({"prompt": ""})"), 400);
+  ExpectError(Post("/v1/completions", R"({"model": "other", "prompt": "a"})"), 404);
+  ExpectError(Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}]})"),
+              400);  // this model has no chat template
+  ExpectError(Post("/v1/completions", R"({"prompt": "a", "response_format": {"type": 5}})"), 400);
+  ExpectError(Post("/v1/completions",
+                   "{\"prompt\": " + std::string(100000, '[') + std::string(100000, ']') + "}"),
+              400);
+  ExpectError(Post("/v1/nothing", "{}"), 404);
+  ExpectError(client_->Get("/v1/completions"), 405);
+  ExpectError(Post("/v1/models", "{}"), 405);
+  ExpectError(Post("/v1/completions", std::string(2 << 20, ' ')), 413);
+  EXPECT_TRUE(engine_.submitted.empty());
+  // The server is still healthy after all of that.
+  auto health = client_->Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+TEST_F(HttpServerTest, EngineRejectionsMapTo429And503WithRetryAfter) {
+  engine_.reject = Status::ResourceExhausted("queue full");
+  auto r = Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1})");
+  ExpectError(r, 429);
+  EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+  engine_.reject = Status::Unavailable("draining");
+  r = Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1, "stream": true})");
+  ExpectError(r, 503);
+  EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+}
+
+TEST_F(HttpServerTest, WhileLoadingOnlyHealthAndMetricsAnswer) {
+  ctx_.ready = false;
+  ctx_.loaded = false;
+  EXPECT_EQ(client_->Get("/health")->status, 200);  // alive: loading is not dead
+  ExpectError(client_->Get("/health/ready"), 503);
+  ExpectError(client_->Get("/v1/models"), 503);
+  ExpectError(Post("/tokenize", R"({"prompt": "a"})"), 503);
+  ExpectError(Post("/detokenize", R"({"tokens": [1]})"), 503);
+  ExpectError(Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1})"), 503);
+  EXPECT_EQ(client_->Get("/metrics")->status, 200);
+  EXPECT_TRUE(engine_.submitted.empty());
+}
+
+TEST_F(HttpServerTest, NotReadyRefusesGenerationButServesHealth) {
+  ctx_.ready = false;
+  auto r = Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1})");
+  ExpectError(r, 503);
+  EXPECT_FALSE(r->get_header_value("Retry-After").empty());
+  ExpectError(client_->Get("/ready"), 503);
+  ExpectError(client_->Get("/health/ready"), 503);
+  EXPECT_EQ(client_->Get("/health")->status, 200);
+  ctx_.ready = true;
+  EXPECT_EQ(client_->Get("/ready")->status, 200);
+  engine_.alive = false;
+  ExpectError(client_->Get("/health"), 503);
+}
+
+TEST_F(HttpServerTest, InfoRoutes) {
+  auto models = client_->Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 200);
+  json m = json::parse(models->body);
+  EXPECT_EQ(m["object"], "list");
+  ASSERT_EQ(m["data"].size(), 1u);
+  EXPECT_EQ(m["data"][0]["id"], "tiny");
+  EXPECT_EQ(m["data"][0]["object"], "model");
+  EXPECT_EQ(m["data"][0]["max_model_len"], 64);
+
+  auto tok = Post("/tokenize", R"({"prompt": "hi"})");
+  ASSERT_TRUE(tok);
+  EXPECT_EQ(json::parse(tok->body),
+            json::parse(R"({"tokens": [256, 104, 105], "count": 3, "max_model_len": 64})"));
+  auto detok = Post("/detokenize", R"({"tokens": [104, 105]})");
+  ASSERT_TRUE(detok);
+  EXPECT_EQ(json::parse(detok->body), json::parse(R"({"prompt": "hi"})"));
+  ExpectError(Post("/detokenize", R"({"tokens": [100000]})"), 400);
+
+  auto metrics = client_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_EQ(metrics->body, "sy_up 1\n");
+  EXPECT_EQ(metrics->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
+  auto version = client_->Get("/version");
+  ASSERT_TRUE(version);
+  EXPECT_TRUE(json::parse(version->body)["version"].is_string());
+}
+
+// Sends a raw request and returns the connected socket (the caller closes it).
+int SendRaw(int port, const std::string& body) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string request =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  EXPECT_EQ(send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  return fd;
+}
+
+TEST_F(HttpServerTest, ClientDisconnectMidStreamAborts) {
+  engine_.state->token_delay = 50ms;
+  // 60 tokens at 50 ms would stream for 3 s; the client leaves after the first bytes.
+  const int fd = SendRaw(server_->port(), R"({"prompt": "a", "max_tokens": 60, "stream": true})");
+  char buf[512];
+  ASSERT_GT(recv(fd, buf, sizeof(buf), 0), 0);
+  close(fd);
+  EXPECT_TRUE(WaitFor([&] { return engine_.NumAborted() == 1; }));
+  EXPECT_TRUE(WaitFor([&] { return server_->active_requests() == 0; }));
+}
+
+TEST_F(HttpServerTest, ClientDisconnectWhileWaitingAborts) {
+  engine_.state->token_delay = 100ms;
+  const int fd = SendRaw(server_->port(), R"({"prompt": "a", "max_tokens": 60})");
+  ASSERT_TRUE(WaitFor([&] { return server_->active_requests() == 1; }));
+  close(fd);
+  const auto start = Clock::now();
+  EXPECT_TRUE(WaitFor([&] { return engine_.NumAborted() == 1; }));
+  EXPECT_LT(Clock::now() - start, 1s);  // far sooner than the 6 s the request would take
+  EXPECT_TRUE(WaitFor([&] { return server_->active_requests() == 0; }));
+}
+
+TEST_F(HttpServerTest, PortInUseIsAnError) {
+  HttpServerOptions options;
+  options.port = server_->port();
+  HttpServer second(&ctx_, options);
+  Status s = second.Start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace sy::http
