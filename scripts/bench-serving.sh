@@ -20,7 +20,7 @@ port=18123
 
 serve() {
   $bin serve --model "$model" --port $port --grpc-port 0 --threads "$threads" \
-    --max-num-seqs 64 --max-num-batched-tokens 512 "$@" >"$out/serve.log" 2>&1 &
+    --max-num-batched-tokens 512 "$@" >>"$out/serve.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 200); do
     curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && return 0
@@ -31,7 +31,8 @@ serve() {
 stop() { kill -TERM "$server_pid"; wait "$server_pid" || true; }
 trap 'kill "$server_pid" 2>/dev/null || true' EXIT
 
-serve
+rm -f "$out/serve.log"
+serve --max-num-seqs 64
 bench=($bin bench --url "http://127.0.0.1:$port" --input-len 128 --output-len 64 --ignore-eos
   --range-ratio 0 --vocab-size 30000 --seed 1)
 "${bench[@]}" --concurrency 2 --num-prompts 4 >/dev/null  # warm-up

@@ -1,6 +1,7 @@
 #include "server/http/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <exception>
 #include <set>
@@ -87,9 +88,10 @@ HttpServer::HttpServer(ServingContext* ctx, HttpServerOptions options)
   server_->set_exception_handler(OnException);
   // httplib's default also sets SO_REUSEPORT, which would let a second server share the port
   // silently; SO_REUSEADDR alone still allows a quick restart.
-  server_->set_socket_options([](socket_t sock) {
+  server_->set_socket_options([this](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd_ = sock;
   });
   RegisterRoutes();
 }
@@ -172,6 +174,9 @@ Status HttpServer::Start() {
     return Status::Unavailable("cannot listen on " + options_.host + ":" +
                                std::to_string(options_.port) + " (address in use?)");
   }
+  // httplib listens with a backlog of 5: a burst of clients overflows it and some connections
+  // are reset. Listening again on the bound socket only raises the backlog.
+  if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // Wait until the accept loop runs, so that an early Stop() cannot miss it.
   for (int i = 0; i < 5000 && !server_->is_running(); ++i) {

@@ -55,6 +55,7 @@ class HttpServer {
   std::atomic<size_t> active_{0};
   std::atomic<bool> stopping_{false};
   int bound_port_ = -1;
+  int listen_fd_ = -1;  // the listening socket, seen by the socket-options hook
 };
 
 }  // namespace sy::http
