@@ -23,7 +23,7 @@ uint32_t DecodeUtf8(std::string_view s, size_t* i) {
 }
 
 void AppendEscape(uint32_t unit, std::string* out) {
-  char buf[8];
+  char buf[16];  // "\\u" and 4 hex digits; room for 8 should a unit ever exceed 16 bits
   std::snprintf(buf, sizeof(buf), "\\u%04x", unit);
   *out += buf;
 }
