@@ -10,27 +10,13 @@
 #include "engine/core/check.h"
 #include "engine/tokenizer/sp_tokenizer.h"
 #include "engine/tokenizer/unicode.h"
+#include "tests/fuzz/stream_check.h"
 
 namespace {
 
 constexpr std::string_view kSample =
     "Hello  world! It's 2025: caf\xC3\xA9, \xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80 <s>\t\n "
     "\xFF\xC3 end ";
-
-void CheckStream(const sy::Tokenizer& tok, const std::vector<int32_t>& ids, bool skip) {
-  sy::IncrementalDetokenizer detok(tok, skip);
-  std::string streamed;
-  for (int32_t id : ids) {
-    const std::string delta = detok.Push(id);
-    SY_CHECK(sy::tokenizer::IsValidUtf8(delta));
-    streamed += delta;
-  }
-  streamed += detok.Flush();
-  // Byte-fallback runs that are not valid UTF-8 decode to U+FFFD as a whole, which can change
-  // text already streamed; everywhere else the stream must add up to the full decode.
-  const std::string decoded = tok.Decode(ids, skip);
-  if (decoded.find("\xEF\xBF\xBD") == std::string::npos) SY_CHECK(streamed == decoded);
-}
 
 }  // namespace
 
@@ -44,12 +30,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::vector<int32_t> ids = tok.Encode(kSample, special);
     for (int32_t id : ids) SY_CHECK(id >= 0 && id < tok.vocab_size());
     SY_CHECK(sy::tokenizer::IsValidUtf8(tok.Decode(ids, false)));
-    CheckStream(tok, ids, special);
+    sy::fuzz::CheckStream(tok, ids, special, false);
   }
   std::vector<int32_t> ids;
   for (size_t i = 0; i + 1 < size && ids.size() < 64; i += 2) {
     ids.push_back(static_cast<int32_t>(data[i] | (data[i + 1] << 8)) - 8);
   }
-  CheckStream(tok, ids, false);
+  sy::fuzz::CheckStream(tok, ids, false, false);
   return 0;
 }

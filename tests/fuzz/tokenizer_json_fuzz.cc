@@ -10,24 +10,13 @@
 #include "engine/core/check.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/unicode.h"
+#include "tests/fuzz/stream_check.h"
 
 namespace {
 
 constexpr std::string_view kSample =
     "Hello world! It's 2025: caf\xC3\xA9, na\xC3\xAFve, \xE4\xBD\xA0\xE5\xA5\xBD, "
     "\xF0\x9F\x98\x80 <|endoftext|> <s>\t\n  end";
-
-void CheckStream(const sy::Tokenizer& tok, const std::vector<int32_t>& ids, bool skip) {
-  sy::IncrementalDetokenizer detok(tok, skip);
-  std::string streamed;
-  for (int32_t id : ids) {
-    const std::string delta = detok.Push(id);
-    SY_CHECK(sy::tokenizer::IsValidUtf8(delta));
-    streamed += delta;
-  }
-  streamed += detok.Flush();
-  SY_CHECK(streamed == tok.Decode(ids, skip));
-}
 
 }  // namespace
 
@@ -40,14 +29,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::vector<int32_t> ids = tok.Encode(kSample, special);
     for (int32_t id : ids) SY_CHECK(id >= 0 && id < tok.vocab_size());
     SY_CHECK(sy::tokenizer::IsValidUtf8(tok.Decode(ids, false)));
-    CheckStream(tok, ids, special);
+    sy::fuzz::CheckStream(tok, ids, special, true);
   }
   // The input's own bytes, read as ids, most of them outside the vocabulary.
   std::vector<int32_t> ids;
   for (size_t i = 0; i + 1 < size && ids.size() < 64; i += 2) {
     ids.push_back(static_cast<int32_t>(data[i] | (data[i + 1] << 8)) - 8);
   }
-  CheckStream(tok, ids, false);
+  sy::fuzz::CheckStream(tok, ids, false, true);
   (void)tok.Encode(text.substr(0, 256), true);
   return 0;
 }
