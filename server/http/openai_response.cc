@@ -17,18 +17,7 @@ double ClampLogprob(float logprob) {
 }
 
 json FinishReasonJson(const std::optional<FinishReason>& reason) {
-  if (!reason) return nullptr;
-  switch (*reason) {
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kAbort:
-      return "abort";
-    case FinishReason::kError:
-      return "error";
-  }
-  return nullptr;
+  return reason ? json(FinishReasonName(*reason)) : json(nullptr);
 }
 
 // vLLM's stop_reason: the matched stop string, the stop token id, or null.
