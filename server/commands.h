@@ -16,5 +16,6 @@ Command AddGenerateCommand(CLI::App& app);
 Command AddMakeModelCommand(CLI::App& app);
 Command AddServeCommand(CLI::App& app);
 Command AddBenchCommand(CLI::App& app);
+Command AddPlanCommand(CLI::App& app);
 
 }  // namespace sy

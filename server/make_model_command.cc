@@ -22,6 +22,10 @@ Command AddMakeModelCommand(CLI::App& app) {
   cmd->add_option("--seed", opts->seed, "random seed (same seed, same weights)");
   cmd->add_option("--dtype", *dtype, "weight dtype: f32, bf16 or f16")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  cmd->add_option("--router-skew", opts->router_skew,
+                  "Zipf exponent of the routers' expert popularity (0: off)");
+  cmd->add_option("--router-skew-seed", opts->router_skew_seed,
+                  "seed of the per-layer expert popularity order");
   cmd->add_option("--max-shard-bytes", opts->max_shard_bytes, "split into shards above this size");
   cmd->add_flag("--list-presets", *list, "print the preset names and exit");
   return {

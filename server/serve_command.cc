@@ -1,9 +1,12 @@
 // `switchyard serve`: loads a model into the serving engine and serves it over the OpenAI HTTP
 // API, gRPC and /metrics until SIGTERM or SIGINT, then drains: readiness goes false, new
 // requests are refused, in-flight ones finish within --shutdown-timeout, and it exits 0.
+// With expert parallelism (--ep-size, or group variables) rank 0 serves and the other ranks run
+// the engine's worker loop; they stop when rank 0 does.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -11,12 +14,14 @@
 #include <thread>
 
 #include "engine/model/config.h"
+#include "engine/moe/expert_parallel.h"
 #include "engine/sched/engine.h"
 #include "engine/tokenizer/chat_template.h"
 #include "server/commands.h"
 #include "server/grpc/grpc_service.h"
 #include "server/http/http_server.h"
 #include "server/metrics/metrics.h"
+#include "server/rank_group.h"
 #include "server/serving_context.h"
 
 namespace sy {
@@ -32,6 +37,15 @@ struct ServeFlags {
   double shutdown_timeout_s = 30;
   bool no_prefix_caching = false;
   std::string log_level = "info";
+  // Expert parallelism.
+  int ep_size = 1;
+  int ep_port = 0;  // 0: a free port (local group) or the environment's / 29500
+  std::string placement_file;
+  double dist_timeout_s = 120;
+  // Routing statistics.
+  int routing_window_steps = 256;
+  std::string record_routing_file;
+  int record_routing_steps = 64;
 };
 
 int Fail(const Status& st) {
@@ -64,6 +78,16 @@ void DrainEngine(Engine* engine, const http::HttpServer& http, double timeout_s)
   spdlog::warn("serve: shutdown timeout; {} requests still active", http.active_requests());
 }
 
+// SIGTERM and SIGINT stay blocked: rank 0 drains its requests first and needs every rank for
+// that, so a worker leaves only when rank 0 stops it or the group breaks (--dist-timeout).
+int RunWorkerRank(const EngineOptions& options, int rank) {
+  spdlog::info("serve: rank {} loading {}", rank, options.model_dir);
+  const Status st = Engine::RunWorker(options);
+  if (!st.ok()) return Fail(st);
+  spdlog::info("serve: rank {} stopped", rank);
+  return 0;
+}
+
 int RunServe(ServeFlags f) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   const sigset_t stop_signals = BlockStopSignals();
@@ -71,6 +95,27 @@ int RunServe(ServeFlags f) {
 
   auto config = LoadModelConfig(f.engine.model_dir);
   if (!config.ok()) return Fail(config.status());
+  if (!f.placement_file.empty()) {
+    auto placement = ExpertPlacement::Load(f.placement_file);
+    if (!placement.ok()) return Fail(placement.status());
+    f.engine.placement = std::make_shared<ExpertPlacement>(std::move(*placement));
+  }
+  const auto dist_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.dist_timeout_s * 1e3));
+  auto group = JoinRankGroup(f.ep_size, f.ep_port, dist_timeout);
+  if (!group.ok()) return Fail(group.status());
+  const int world = group->env.world_size;
+  if (f.engine.threads == 0 && world > 1 && group->local) {
+    // Ranks on one host share its cores.
+    f.engine.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world);
+  }
+  f.engine.communicator = group->comm.get();
+  if (group->env.rank > 0) return RunWorkerRank(f.engine, group->env.rank);
+
+  RoutingStats routing(MoeLayerIndices(*config), static_cast<int32_t>(config->num_experts),
+                       static_cast<int32_t>(config->num_experts_per_tok), world,
+                       f.routing_window_steps);
+  if (!f.record_routing_file.empty()) routing.StartRecording(f.record_routing_steps);
+  if (config->num_experts > 0) f.engine.routing_stats = &routing;
   ServingContext ctx;
   ctx.model_name = f.served_model_name.empty()
                        ? std::filesystem::path(f.engine.model_dir).filename().string()
@@ -78,6 +123,10 @@ int RunServe(ServeFlags f) {
   if (ctx.model_name.empty()) ctx.model_name = f.engine.model_dir;
   Metrics metrics(ctx.model_name, *config);
   f.engine.observer = &metrics;
+  if (f.engine.routing_stats != nullptr) {
+    metrics.SetRoutingStats(&routing);
+    ctx.routing_json = [&routing](bool transitions) { return routing.ToJson(transitions); };
+  }
 
   auto chat_template = ChatTemplate::Load(f.engine.model_dir);
   if (chat_template.ok()) {
@@ -133,8 +182,28 @@ int RunServe(ServeFlags f) {
   http.Stop();
   if (grpc) grpc->Shutdown();
   engine->reset();
+  int code = 0;
+  if (!f.record_routing_file.empty()) {
+    RoutingTrace trace = routing.TakeRecordedTrace();
+    trace.source = "switchyard serve --record-routing, model " + ctx.model_name;
+    if (Status st = trace.Save(f.record_routing_file); !st.ok()) {
+      spdlog::error("serve: writing the routing trace: {}", st.ToString());
+      code = 1;
+    } else {
+      spdlog::info("serve: wrote {} routing windows to {}", trace.windows.size(),
+                   f.record_routing_file);
+    }
+  }
+  if (group->launcher != nullptr) {
+    for (const RankExit& e : group->launcher->WaitAll(std::chrono::seconds(10))) {
+      if (!e.success()) {
+        spdlog::error("serve: {}", e.Describe());
+        code = 1;
+      }
+    }
+  }
   spdlog::info("serve: stopped");
-  return 0;
+  return code;
 }
 
 }  // namespace
@@ -173,6 +242,40 @@ Command AddServeCommand(CLI::App& app) {
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout_s,
                   "seconds in-flight requests get to finish after SIGTERM");
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error");
+  cmd->add_option("--ep-size", f->ep_size,
+                  "expert-parallel ranks: N > 1 starts ranks 1..N-1 as local processes (Gloo); "
+                  "several hosts use SWITCHYARD_RANK/WORLD_SIZE/LEADER_ADDR or LWS_* instead")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--ep-port", f->ep_port,
+                  "rendezvous port of rank 0 (0: a free port for a local group, else 29500)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--placement", f->placement_file,
+                  "expert placement JSON from `switchyard plan` (default: contiguous)");
+  cmd->add_option("--expert-slots-per-rank", e.expert_slots_per_rank,
+                  "expert slots per rank and layer (default: experts / ranks, rounded up)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--rebalance-interval", e.rebalance_interval_s,
+                  "seconds between live re-plans of the expert placement from the routing "
+                  "window, migrating experts while serving (0: off; needs --ep-size > 1)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--rebalance-strategy", e.rebalance_strategy, "planner for live re-plans")
+      ->check(CLI::IsMember({"greedy", "ilp"}));
+  cmd->add_option("--rebalance-time-limit", e.rebalance_time_limit_s,
+                  "seconds one live re-plan may take (ILP)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--rebalance-min-gain", e.rebalance_min_gain,
+                  "relative objective improvement a re-plan needs to be applied");
+  cmd->add_option("--dist-timeout", f->dist_timeout_s,
+                  "seconds a rank waits for the others before the group counts as broken")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--routing-window-steps", f->routing_window_steps,
+                  "steps in the sliding window of routing statistics")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--record-routing", f->record_routing_file,
+                  "write the routing trace (for `switchyard plan`) to this file at shutdown");
+  cmd->add_option("--record-routing-steps", f->record_routing_steps,
+                  "engine steps per window of the recorded routing trace")
+      ->check(CLI::PositiveNumber);
   return {cmd, [f]() { return RunServe(*f); }};
 }
 

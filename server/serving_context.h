@@ -23,6 +23,9 @@ struct ServingContext {
   std::atomic<bool> ready{false};
   // Prometheus text exposition of every metric (GET /metrics).
   std::function<std::string()> render_metrics;
+  // Routing statistics as JSON, transitions included when asked (GET /admin/routing); empty
+  // function: the model has no routed experts.
+  std::function<std::string(bool transitions)> routing_json;
 };
 
 }  // namespace sy

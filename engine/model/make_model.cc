@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "engine/model/config.h"
 #include "engine/model/presets.h"
@@ -69,6 +70,88 @@ Init InitFor(const std::string& name) {
   return {0.0f, 0.02f};
 }
 
+// Router skew (MakeModelOptions::router_skew). A plain random router routes about uniformly,
+// because hidden states have no consistent direction. So hidden dimension 0 becomes a private
+// popularity channel: every embedding row gets +a there, each router's column 0 becomes
+// beta * log(p_e), and every other weight that reads the residual stream (column 0) or writes
+// into it (row 0) gets 0 there. Each MoE layer's normalised input x then carries about the same
+// x_0 for every token, adding the per-expert logit bias beta * log(p_e) * x_0, while the other
+// dimensions give each token's logits random noise; the top-k of (bias + noise) picks experts
+// roughly in proportion to p (the Gumbel-top-k argument, with Gaussian noise standing in for
+// Gumbel). Two choices make it hold at every depth (measured in docs/routing-stats.md):
+// - The channel is private. Were it read by attention or the experts, their outputs would share
+//   a component across tokens that acts as a fixed random expert bias at the next layer.
+// - a is 10x the norm of an embedding row's random part, so the channel dominates each RMS
+//   norm: the sublayers see inputs shrunk tenfold and the residual stream's other dimensions
+//   barely grow with depth, which keeps bias / noise the same at every layer (with a 1x channel
+//   the skew faded after two or three layers as the residual grew). The model's outputs become
+//   flatter; its text is gibberish either way.
+class RouterSkew {
+ public:
+  RouterSkew(const ModelConfig& c, double skew, uint64_t seed) : hidden_(c.hidden_size) {
+    const ModelWeightNames names = WeightNamesFor(c);
+    rules_[names.embed] = {Rule::kShiftColumn0, {}};
+    shift_ = static_cast<float>(kChannelScale * kStd * std::sqrt(static_cast<double>(hidden_)));
+    if (!names.lm_head.empty()) rules_[names.lm_head] = {Rule::kZeroColumn0, {}};
+    for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+      const LayerWeightNames& l = names.layers[layer];
+      for (const std::string* reader : {&l.q, &l.k, &l.v, &l.shared_expert_gate}) {
+        if (!reader->empty()) rules_[*reader] = {Rule::kZeroColumn0, {}};
+      }
+      if (!l.o.empty()) rules_[l.o] = {Rule::kZeroRow0, {}};
+      std::vector<const FfnNames*> ffns = {&l.shared_expert, &l.dense};
+      for (const FfnNames& expert : l.experts) ffns.push_back(&expert);
+      for (const FfnNames* ffn : ffns) {
+        if (ffn->gate.empty()) continue;
+        rules_[ffn->gate] = rules_[ffn->up] = {Rule::kZeroColumn0, {}};
+        rules_[ffn->down] = {Rule::kZeroRow0, {}};
+      }
+      if (l.router.empty()) continue;
+      Rule& router = rules_[l.router] = {Rule::kRouterColumn0, std::vector<float>(c.num_experts)};
+      const std::vector<int32_t> order = RouterSkewOrder(seed, layer, c.num_experts);
+      for (size_t r = 0; r < order.size(); ++r) {
+        router.bias[order[r]] = static_cast<float>(kBiasScale * -skew * std::log(r + 1.0));
+      }
+    }
+  }
+
+  struct Rule {
+    enum Kind { kShiftColumn0, kZeroColumn0, kZeroRow0, kRouterColumn0 } kind;
+    std::vector<float> bias;  // kRouterColumn0: [expert]
+  };
+  // The rule for tensor `name`, or null if router skew leaves it alone.
+  const Rule* RuleFor(const std::string& name) const {
+    auto it = rules_.find(name);
+    return it == rules_.end() ? nullptr : &it->second;
+  }
+  // The value of element `index` of a [rows, cols] tensor under `rule`; `v` is its random value.
+  float Apply(const Rule& rule, uint64_t index, uint64_t cols, float v) const {
+    switch (rule.kind) {
+      case Rule::kShiftColumn0:
+        return index % cols == 0 ? v + shift_ : v;
+      case Rule::kZeroColumn0:
+        return index % cols == 0 ? 0.0f : v;
+      case Rule::kZeroRow0:
+        return index < cols ? 0.0f : v;
+      case Rule::kRouterColumn0:
+        return index % cols == 0 ? rule.bias[index / cols] : v;
+    }
+    return v;
+  }
+
+ private:
+  static constexpr double kStd = 0.02;  // of the random weights (InitFor)
+  // a / (kStd * sqrt(hidden)): the channel against the random part of an embedding row.
+  static constexpr double kChannelScale = 10;
+  // beta: x_0 / |rest of x| is about kChannelScale, a logit's noise is kStd * |rest of x|, and
+  // Gumbel noise has std 1.28 per unit of log p: beta = kStd / (1.28 * kChannelScale).
+  static constexpr double kBiasScale = kStd / (1.28 * kChannelScale);
+
+  uint64_t hidden_;
+  float shift_ = 0;
+  std::map<std::string, Rule> rules_;
+};
+
 // 256 byte tokens and the three special tokens of the synthesized tokenizer.
 constexpr int64_t kMinVocab = 259;
 
@@ -81,6 +164,16 @@ Status WriteText(const std::filesystem::path& path, const std::string& text) {
 }
 
 }  // namespace
+
+std::vector<int32_t> RouterSkewOrder(uint64_t seed, int64_t layer, int64_t num_experts) {
+  std::vector<int32_t> order(num_experts);
+  for (int64_t e = 0; e < num_experts; ++e) order[e] = static_cast<int32_t>(e);
+  Rng rng(HashName(seed, "router_skew." + std::to_string(layer)));
+  for (int64_t i = num_experts - 1; i > 0; --i) {
+    std::swap(order[i], order[rng.Next() % static_cast<uint64_t>(i + 1)]);
+  }
+  return order;
+}
 
 StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& o) {
   if (!o.arch.empty() && ArchClasses().count(o.arch) == 0) {
@@ -130,8 +223,13 @@ Status MakeModel(const MakeModelOptions& o,
     return Status::InvalidArgument("--dtype must be f32, bf16 or f16");
   }
   if (o.out_dir.empty()) return Status::InvalidArgument("--out is required");
+  if (!(o.router_skew >= 0 && o.router_skew <= 16)) {
+    return Status::InvalidArgument("--router-skew must be in [0, 16]");
+  }
   SY_ASSIGN_OR_RETURN(std::string config_text, MakeModelConfigText(o));
   SY_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(config_text));
+  std::optional<RouterSkew> skew;
+  if (o.router_skew > 0) skew.emplace(config, o.router_skew, o.router_skew_seed);
   const std::filesystem::path dir(o.out_dir);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -152,13 +250,16 @@ Status MakeModel(const MakeModelOptions& o,
   for (const WeightSpec& s : specs) {
     Rng rng(HashName(o.seed, s.name));
     const Init init = InitFor(s.name);
-    SY_RETURN_IF_ERROR(writer.Write(s.name, [&](uint64_t, std::span<std::byte> chunk) {
+    const RouterSkew::Rule* rule = skew ? skew->RuleFor(s.name) : nullptr;
+    const uint64_t cols = s.shape.size() == 2 ? static_cast<uint64_t>(s.shape[1]) : 0;
+    SY_RETURN_IF_ERROR(writer.Write(s.name, [&](uint64_t offset, std::span<std::byte> chunk) {
       const size_t n = chunk.size() / elem;
       for (size_t i = 0; i < n; ++i) {
         // Box-Muller; one normal per draw keeps the stream simple.
         const double r = std::sqrt(-2.0 * std::log(rng.Uniform()));
         const double z = r * std::cos(2.0 * 3.14159265358979323846 * rng.Uniform());
-        const float v = init.mean + init.std * static_cast<float>(z);
+        float v = init.mean + init.std * static_cast<float>(z);
+        if (rule != nullptr) v = skew->Apply(*rule, offset / elem + i, cols, v);
         std::byte* dst = chunk.data() + i * elem;
         if (o.dtype == DType::kF32) {
           std::memcpy(dst, &v, 4);

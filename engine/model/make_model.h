@@ -21,11 +21,19 @@ struct MakeModelOptions {
   uint64_t seed = 0;
   DType dtype = DType::kBF16;
   uint64_t max_shard_bytes = 4ull << 30;
+  // Zipf exponent of the routers' expert popularity: the r-th most popular expert of each MoE
+  // layer gets a share of roughly 1 / r^router_skew, in a random expert order per layer drawn
+  // from router_skew_seed (RouterSkewOrder). 0: off, the weights are exactly as without it.
+  double router_skew = 0;
+  uint64_t router_skew_seed = 0;
 };
 
 // Writes the checkpoint; `progress` (optional) receives a line per written tensor group.
 Status MakeModel(const MakeModelOptions& options,
                  const std::function<void(const std::string&)>& progress = {});
+
+// The experts of model layer `layer`, most popular first, that router skew with `seed` favours.
+std::vector<int32_t> RouterSkewOrder(uint64_t seed, int64_t layer, int64_t num_experts);
 
 // The config.json text MakeModel would write (preset + arch + overrides), validated.
 StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& options);

@@ -86,8 +86,8 @@ class WeightUploader {
   ModelWeights* out_;
 };
 
-Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, WeightUploader& up,
-                 LayerWeights& l) {
+Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_routed_experts,
+                 WeightUploader& up, LayerWeights& l) {
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
@@ -116,10 +116,9 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, WeightUploader
     return Status::Ok();
   }
   SY_ASSIGN_OR_RETURN(l.router, up.Matrix(n.router, c.num_experts, h));
-  l.experts.reserve(n.experts.size());
-  for (const FfnNames& e : n.experts) {
-    SY_ASSIGN_OR_RETURN(FfnWeights f, up.Ffn(e, c.moe_intermediate_size, h));
-    l.experts.push_back(f);
+  l.experts.resize(n.experts.size());
+  for (size_t e = 0; load_routed_experts && e < n.experts.size(); ++e) {
+    SY_ASSIGN_OR_RETURN(l.experts[e], up.Ffn(n.experts[e], c.moe_intermediate_size, h));
   }
   if (!n.shared_expert.gate.empty()) {
     SY_ASSIGN_OR_RETURN(l.shared_expert,
@@ -132,7 +131,7 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, WeightUploader
 }  // namespace
 
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
-                                        Backend* backend) {
+                                        Backend* backend, bool load_routed_experts) {
   if (c.clip_qkv) {
     return Status::Unimplemented("clip_qkv is not supported yet");
   }
@@ -152,9 +151,19 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
   w.rope_attention_scale = rope.attention_scale;
   w.layers.resize(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    SY_RETURN_IF_ERROR(LoadLayer(c, names.layers[i], up, w.layers[i]));
+    SY_RETURN_IF_ERROR(LoadLayer(c, names.layers[i], load_routed_experts, up, w.layers[i]));
   }
   return w;
+}
+
+StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& c, const Checkpoint& ckpt,
+                                       Backend* backend, const FfnNames& names,
+                                       std::vector<DeviceBuffer>* buffers) {
+  ModelWeights owner;
+  WeightUploader up(ckpt, backend, &owner);
+  SY_ASSIGN_OR_RETURN(FfnWeights f, up.Ffn(names, c.moe_intermediate_size, c.hidden_size));
+  for (DeviceBuffer& b : owner.buffers) buffers->push_back(std::move(b));
+  return f;
 }
 
 }  // namespace sy

@@ -8,6 +8,7 @@
 #include "engine/backend/backend.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/config.h"
+#include "engine/model/weight_names.h"
 
 namespace sy {
 
@@ -37,7 +38,14 @@ struct ModelWeights {
   size_t total_bytes = 0;
 };
 
+// With load_routed_experts false, each MoE layer's `experts` holds empty FfnWeights: an
+// expert-parallel rank loads the experts it hosts itself (LoadExpertWeights).
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const Checkpoint& checkpoint,
-                                        Backend* backend);
+                                        Backend* backend, bool load_routed_experts = true);
+
+// One routed expert's weights (names from WeightNamesFor), in buffers appended to `buffers`.
+StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& config, const Checkpoint& checkpoint,
+                                       Backend* backend, const FfnNames& names,
+                                       std::vector<DeviceBuffer>* buffers);
 
 }  // namespace sy

@@ -56,10 +56,12 @@ int64_t MaxIntermediate(const ModelConfig& c) {
 MoeModel::MoeModel(Backend* backend, ModelConfig config, ModelWeights weights)
     : backend_(backend), config_(std::move(config)), w_(std::move(weights)) {}
 
-StatusOr<std::unique_ptr<MoeModel>> MoeModel::Load(const std::string& model_dir, Backend* backend) {
+StatusOr<std::unique_ptr<MoeModel>> MoeModel::Load(const std::string& model_dir, Backend* backend,
+                                                   bool load_routed_experts) {
   SY_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   SY_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(model_dir));
-  SY_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(config, *checkpoint, backend));
+  SY_ASSIGN_OR_RETURN(ModelWeights weights,
+                      LoadModelWeights(config, *checkpoint, backend, load_routed_experts));
   return std::make_unique<MoeModel>(backend, std::move(config), std::move(weights));
 }
 
@@ -104,7 +106,7 @@ Status MoeModel::Forward(const ForwardInputs& in, const KvCache& kv, const Tenso
                          ExpertLoad* load, const Tensor& logits) {
   const ModelConfig& c = config_;
   const int64_t tokens = in.tokens.numel();
-  if (tokens == 0) return Status::Ok();
+  if (tokens == 0) return ep_ != nullptr ? EmptyExpertParallelStep() : Status::Ok();
   size_t bytes = 0;
   const Activations a = Carve(workspace.data, tokens, &bytes);
   if (bytes > workspace.nbytes()) {
@@ -123,7 +125,7 @@ Status MoeModel::Forward(const ForwardInputs& in, const KvCache& kv, const Tenso
     Attention(i, in, kv, a);
     backend_->AddRmsNorm(a.x, a.out, l.post_attn_norm, eps, a.h);
     if (l.is_moe) {
-      Moe(i, a, load);
+      SY_RETURN_IF_ERROR(Moe(i, a, load));
     } else {
       backend_->Ffn(a.h, l.dense, a.scratch, a.out);
     }
@@ -165,7 +167,17 @@ void MoeModel::Attention(int64_t layer, const ForwardInputs& in, const KvCache& 
   backend_->MatMul(a.attn, l.wo, l.bo.data != nullptr ? &l.bo : nullptr, a.out);
 }
 
-void MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
+Status MoeModel::EmptyExpertParallelStep() {
+  const Tensor none{nullptr, DType::kF32, 0, config_.hidden_size};
+  expert_offsets_.assign(config_.num_experts + 1, 0);
+  for (int64_t i = 0; i < config_.num_layers; ++i) {
+    if (!w_.layers[i].is_moe) continue;
+    SY_RETURN_IF_ERROR(ep_->RunLayer(i, none, expert_offsets_, none, {}));
+  }
+  return Status::Ok();
+}
+
+Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
   const ModelConfig& c = config_;
   const LayerWeights& l = w_.layers[layer];
   const int64_t t = a.tokens;
@@ -198,9 +210,22 @@ void MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
 
   const Tensor sorted_tok = a.sorted.Rows(0, 1);
   const Tensor sorted_choice = a.sorted.Rows(1, 1);
-  backend_->GatherRows(a.h, sorted_tok, a.xs);
+  const Tensor xs = a.xs.Rows(0, tk);
+  const Tensor ys = a.ys.Rows(0, tk);
+  backend_->GatherRows(a.h, sorted_tok, xs);
   backend_->GatherRows(a.topk_w.Reshaped(tk, 1), sorted_choice, a.sorted_w);
-  backend_->ExpertFfn(a.xs, expert_offsets_, l.experts, a.scratch, a.ys);
+  if (ep_ == nullptr) {
+    backend_->ExpertFfn(xs, expert_offsets_, l.experts, a.scratch, ys);
+    if (load != nullptr) load->RecordChoices(layer, topk_ids_host_, {});
+  } else {
+    dest_rank_.resize(tk);
+    SY_RETURN_IF_ERROR(ep_->RunLayer(layer, xs, expert_offsets_, ys, dest_rank_));
+    if (load != nullptr) {
+      pair_rank_.resize(tk);
+      for (int64_t pos = 0; pos < tk; ++pos) pair_rank_[sorted_host_[tk + pos]] = dest_rank_[pos];
+      load->RecordChoices(layer, topk_ids_host_, pair_rank_);
+    }
+  }
   backend_->Zero(a.out);
   backend_->ScatterAddRows(a.ys, sorted_tok, a.sorted_w, a.out);
   if (c.shared_expert_intermediate_size > 0) {
@@ -209,6 +234,7 @@ void MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
     backend_->Sigmoid(a.shared_gate);
     backend_->AddGatedRows(a.shared_out, a.shared_gate, a.out);
   }
+  return Status::Ok();
 }
 
 }  // namespace sy

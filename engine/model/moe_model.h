@@ -13,6 +13,7 @@
 #include "engine/model/config.h"
 #include "engine/model/model_weights.h"
 #include "engine/moe/expert_load.h"
+#include "engine/moe/expert_parallel.h"
 
 namespace sy {
 
@@ -27,8 +28,16 @@ struct ForwardInputs {
 class MoeModel {
  public:
   MoeModel(Backend* backend, ModelConfig config, ModelWeights weights);
-  // Reads config.json and the weights of a Hugging Face model directory into `backend`.
-  static StatusOr<std::unique_ptr<MoeModel>> Load(const std::string& model_dir, Backend* backend);
+  // Reads config.json and the weights of a Hugging Face model directory into `backend`. With
+  // load_routed_experts false the routed experts are left out (see SetExpertParallel).
+  static StatusOr<std::unique_ptr<MoeModel>> Load(const std::string& model_dir, Backend* backend,
+                                                  bool load_routed_experts = true);
+
+  // Runs the routed experts through `ep` (not owned; null: all experts local). The model must
+  // then be driven in lockstep with the other ranks: a step with no tokens still runs every
+  // MoE layer's exchange.
+  void SetExpertParallel(ExpertParallel* ep) { ep_ = ep; }
+  ExpertParallel* expert_parallel() const { return ep_; }
 
   const ModelConfig& config() const { return config_; }
   Backend* backend() const { return backend_; }
@@ -43,16 +52,21 @@ class MoeModel {
   // Views of the workspace at `base` for a step of `tokens`; `bytes` gets the size they span.
   Activations Carve(void* base, int64_t tokens, size_t* bytes) const;
   void Attention(int64_t layer, const ForwardInputs& in, const KvCache& kv, const Activations& a);
-  void Moe(int64_t layer, const Activations& a, ExpertLoad* load);
+  Status Moe(int64_t layer, const Activations& a, ExpertLoad* load);
+  // The MoE exchanges of a step in which this rank has no tokens.
+  Status EmptyExpertParallelStep();
 
   Backend* backend_;
   ModelConfig config_;
   ModelWeights w_;
+  ExpertParallel* ep_ = nullptr;
   // Host-side scratch for grouping tokens by expert (reused across steps).
   std::vector<int32_t> topk_ids_host_;
   std::vector<int64_t> expert_offsets_;
   std::vector<int64_t> cursor_;
   std::vector<int32_t> sorted_host_;
+  std::vector<int32_t> dest_rank_;  // per sorted pair (expert parallelism)
+  std::vector<int32_t> pair_rank_;  // per (token, choice)
 };
 
 }  // namespace sy

@@ -10,9 +10,23 @@ ExpertLoad::ExpertLoad(int64_t num_layers, int64_t num_experts)
     : num_layers_(num_layers),
       num_experts_(num_experts),
       last_step_(num_layers * num_experts, 0),
-      cumulative_(num_layers * num_experts, 0) {}
+      cumulative_(num_layers * num_experts, 0),
+      choices_(num_layers),
+      ranks_(num_layers) {}
 
-void ExpertLoad::BeginStep() { std::fill(last_step_.begin(), last_step_.end(), 0); }
+void ExpertLoad::BeginStep() {
+  std::fill(last_step_.begin(), last_step_.end(), 0);
+  for (auto& c : choices_) c.clear();
+  for (auto& r : ranks_) r.clear();
+}
+
+void ExpertLoad::RecordChoices(int64_t layer, std::span<const int32_t> expert_ids,
+                               std::span<const int32_t> ranks) {
+  SY_CHECK(layer >= 0 && layer < num_layers_ &&
+           (ranks.empty() || ranks.size() == expert_ids.size()));
+  choices_[layer].assign(expert_ids.begin(), expert_ids.end());
+  ranks_[layer].assign(ranks.begin(), ranks.end());
+}
 
 void ExpertLoad::Record(int64_t layer, std::span<const int64_t> tokens_per_expert) {
   SY_CHECK(layer >= 0 && layer < num_layers_ &&

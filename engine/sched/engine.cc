@@ -2,6 +2,7 @@
 #include <climits>
 
 #include "engine/kv/kv_cache.h"
+#include "engine/runner/ep_step_executor.h"
 #include "engine/sched/engine_impl.h"
 
 namespace sy {
@@ -28,32 +29,57 @@ Status ValidateOptions(const EngineOptions& o) {
 }
 
 // Runs one token through the model so that first-request latency does not include lazy setup.
-Status WarmUp(ModelRunner* runner) {
-  StepBatch b;
+Status WarmUp(StepExecutor* executor) {
+  std::vector<StepBatch> batches(executor->num_ranks(), EmptyStepBatch());
+  StepBatch& b = batches[0];
   b.tokens = {0};
   b.positions = {0};
   b.slots = {0};
   b.token_seq = {0};
   b.block_tables = {0};
-  b.max_blocks_per_seq = 1;
   b.logits_indices = {0};
-  std::vector<float> logits;
-  return runner->Step(b, &logits);
+  std::vector<std::vector<float>> logits;
+  return executor->Step(batches, MigrationAction{}, &logits);
+}
+
+StatusOr<ExpertPlacement> PlacementFor(const EngineOptions& o, const ModelConfig& c) {
+  const int32_t ranks = o.communicator->size();
+  const int32_t experts = static_cast<int32_t>(c.num_experts);
+  if (o.placement != nullptr) return *o.placement;
+  const int32_t needed = (experts + ranks - 1) / ranks;
+  const int32_t slots = o.expert_slots_per_rank > 0 ? o.expert_slots_per_rank : needed;
+  if (slots < needed) {
+    return Status::InvalidArgument(std::to_string(ranks) + " ranks with " + std::to_string(slots) +
+                                   " expert slots each cannot hold " + std::to_string(experts) +
+                                   " experts; need at least " + std::to_string(needed) +
+                                   " slots per rank");
+  }
+  return ExpertPlacement::Contiguous(MoeLayerIndices(c), experts, ranks, slots);
 }
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   SY_RETURN_IF_ERROR(ValidateOptions(options));
-  auto backend = std::make_unique<CpuBackend>(options.threads);
-  SY_ASSIGN_OR_RETURN(std::unique_ptr<MoeModel> model,
-                      MoeModel::Load(options.model_dir, backend.get()));
-  SY_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(options.model_dir));
-  const ModelConfig& c = model->config();
-  int64_t max_model_len =
-      options.max_model_len > 0 ? options.max_model_len : c.max_position_embeddings;
-  if (max_model_len > c.max_position_embeddings) {
-    return Status::InvalidArgument("max_model_len " + std::to_string(max_model_len) +
+  const bool ep = options.communicator != nullptr && options.communicator->size() > 1;
+  RankModel rm;
+  rm.backend = std::make_unique<CpuBackend>(options.threads);
+  SY_ASSIGN_OR_RETURN(rm.model, MoeModel::Load(options.model_dir, rm.backend.get(),
+                                               /*load_routed_experts=*/!ep));
+  const ModelConfig& c = rm.model->config();
+  if (ep) {
+    if (c.num_experts <= 0) {
+      return Status::InvalidArgument("expert parallelism needs a model with routed experts");
+    }
+    SY_ASSIGN_OR_RETURN(ExpertPlacement placement, PlacementFor(options, c));
+    SY_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(options.model_dir));
+    SY_ASSIGN_OR_RETURN(rm.ep, ExpertParallel::Create(c, *ckpt, rm.backend.get(),
+                                                      std::move(placement), options.communicator));
+    rm.model->SetExpertParallel(rm.ep.get());
+  }
+  rm.max_model_len = options.max_model_len > 0 ? options.max_model_len : c.max_position_embeddings;
+  if (rm.max_model_len > c.max_position_embeddings) {
+    return Status::InvalidArgument("max_model_len " + std::to_string(rm.max_model_len) +
                                    " exceeds the model's max_position_embeddings " +
                                    std::to_string(c.max_position_embeddings));
   }
@@ -76,33 +102,80 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   ro.max_seqs = options.max_num_seqs;
   ro.num_kv_blocks = num_blocks;
   ro.block_size = options.block_size;
-  ro.max_blocks_per_seq = (max_model_len + options.block_size - 1) / options.block_size;
-  SY_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, ModelRunner::Create(model.get(), ro));
-  SY_RETURN_IF_ERROR(WarmUp(runner.get()));
-  auto engine =
-      std::make_unique<EngineImpl>(options, max_model_len, std::move(backend), std::move(model),
-                                   std::move(tokenizer), std::move(runner));
+  ro.max_blocks_per_seq = (rm.max_model_len + options.block_size - 1) / options.block_size;
+  SY_ASSIGN_OR_RETURN(rm.runner, ModelRunner::Create(rm.model.get(), ro));
+  return rm;
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+  if (options.communicator != nullptr && options.communicator->rank() != 0) {
+    return Status::InvalidArgument("Engine::Create runs on rank 0; other ranks run RunWorker");
+  }
+  SY_ASSIGN_OR_RETURN(RankModel rank, LoadRankModel(options));
+  SY_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(options.model_dir));
+  std::unique_ptr<StepExecutor> executor;
+  if (rank.ep != nullptr) {
+    executor = std::make_unique<EpStepExecutor>(rank.runner.get(), options.communicator);
+  } else {
+    executor = std::make_unique<LocalStepExecutor>(rank.runner.get());
+  }
+  SY_RETURN_IF_ERROR(WarmUp(executor.get()));
+  std::unique_ptr<Rebalancer> rebalancer;
+  if (options.rebalance_interval_s > 0 &&
+      (rank.ep == nullptr || options.routing_stats == nullptr)) {
+    return Status::InvalidArgument(
+        "live rebalancing needs expert parallelism (more than one rank) and routing "
+        "statistics");
+  }
+  if (rank.ep != nullptr) {
+    // Also without automatic re-plans: it carries out ApplyPlacement's migrations.
+    RebalanceOptions ro;
+    ro.interval =
+        std::chrono::milliseconds(static_cast<int64_t>(options.rebalance_interval_s * 1000));
+    SY_ASSIGN_OR_RETURN(ro.strategy, ParsePlanStrategy(options.rebalance_strategy));
+    ro.time_limit_s = options.rebalance_time_limit_s;
+    ro.min_gain = options.rebalance_min_gain;
+    rebalancer = std::make_unique<Rebalancer>(ro, options.routing_stats, rank.ep->placement());
+  }
+  auto engine = std::make_unique<EngineImpl>(options, std::move(rank), std::move(tokenizer),
+                                             std::move(executor), std::move(rebalancer));
   engine->Start();
   return std::unique_ptr<Engine>(std::move(engine));
 }
 
-EngineImpl::EngineImpl(const EngineOptions& options, int64_t max_model_len,
-                       std::unique_ptr<CpuBackend> backend, std::unique_ptr<MoeModel> model,
-                       std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner)
+Status Engine::RunWorker(const EngineOptions& options) {
+  if (options.communicator == nullptr || options.communicator->rank() == 0) {
+    return Status::InvalidArgument("RunWorker needs a communicator rank above 0");
+  }
+  SY_ASSIGN_OR_RETURN(RankModel rank, LoadRankModel(options));
+  return RunEpWorker(rank.runner.get(), options.communicator);
+}
+
+EngineImpl::EngineImpl(const EngineOptions& options, RankModel rank,
+                       std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<StepExecutor> executor,
+                       std::unique_ptr<Rebalancer> rebalancer)
     : options_(options),
-      max_model_len_(max_model_len),
-      backend_(std::move(backend)),
-      model_(std::move(model)),
+      max_model_len_(rank.max_model_len),
+      rank_(std::move(rank)),
       tokenizer_(std::move(tokenizer)),
-      runner_(std::move(runner)),
-      blocks_(static_cast<int32_t>(runner_->options().num_kv_blocks), options.block_size,
-              options.enable_prefix_caching),
-      scheduler_({options.max_num_batched_tokens, options.max_num_seqs}, &blocks_) {
+      executor_(std::move(executor)),
+      rebalancer_(std::move(rebalancer)),
+      kv_blocks_per_rank_(rank_.runner->options().num_kv_blocks) {
   eos_ids_ = tokenizer_->eos_ids();
-  for (int32_t id : model_->config().eos_token_ids) {
+  for (int32_t id : rank_.model->config().eos_token_ids) {
     if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
   }
-  snapshot_.kv_blocks_total = blocks_.num_blocks();
+  const int n = executor_->num_ranks();
+  for (int r = 0; r < n; ++r) {
+    ranks_.push_back(
+        std::make_unique<RankScheduler>(static_cast<int32_t>(kv_blocks_per_rank_), options_));
+  }
+  batches_.resize(n);
+  snapshot_.kv_blocks_total = kv_blocks_per_rank_ * n;
+  if (rebalancer_ != nullptr) {
+    placement_ = std::make_shared<ExpertPlacement>(rebalancer_->placement());
+  }
+  snapshot_.num_ranks = n;
 }
 
 void EngineImpl::Start() {
@@ -131,7 +204,7 @@ Status EngineImpl::Validate(const RequestSpec& spec) const {
     if (s.empty()) return Status::InvalidArgument("stop strings must not be empty");
   }
   SY_RETURN_IF_ERROR(spec.sampling.Validate());
-  const int64_t vocab = model_->config().vocab_size;
+  const int64_t vocab = rank_.model->config().vocab_size;
   for (int32_t id : spec.prompt) {
     if (id < 0 || id >= vocab) {
       return Status::InvalidArgument("prompt token id " + std::to_string(id) +
@@ -155,10 +228,10 @@ Status EngineImpl::Validate(const RequestSpec& spec) const {
         " for the completion); shorten the prompt or max_tokens");
   }
   const int64_t blocks_needed = (total + options_.block_size - 1) / options_.block_size;
-  if (blocks_needed > blocks_.num_blocks()) {
+  if (blocks_needed > kv_blocks_per_rank_) {
     return Status::InvalidArgument("the request needs " + std::to_string(blocks_needed) +
                                    " KV blocks but the cache has only " +
-                                   std::to_string(blocks_.num_blocks()));
+                                   std::to_string(kv_blocks_per_rank_));
   }
   return Status::Ok();
 }
@@ -213,6 +286,24 @@ void EngineImpl::Drain() {
 bool EngineImpl::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
   return live_requests_ == 0;
+}
+
+std::shared_ptr<const ExpertPlacement> EngineImpl::placement() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return placement_;
+}
+
+Status EngineImpl::ApplyPlacement(const ExpertPlacement& next) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (placement_ == nullptr) return Engine::ApplyPlacement(next);
+  SY_RETURN_IF_ERROR(next.CheckCompatible(placement_->layers(), placement_->num_experts(),
+                                          placement_->num_ranks()));
+  if (migrating_) return Status::Unavailable("an expert migration is in progress; retry later");
+  if (!alive_.load()) return Status::Unavailable("the engine has stopped");
+  requested_placement_ = next;
+  migrating_ = true;
+  cv_.notify_all();
+  return Status::Ok();
 }
 
 EngineSnapshot EngineImpl::Snapshot() const {

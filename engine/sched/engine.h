@@ -9,7 +9,10 @@
 #include <memory>
 #include <string>
 
+#include "engine/dist/communicator.h"
 #include "engine/model/config.h"
+#include "engine/moe/placement.h"
+#include "engine/moe/routing_stats.h"
 #include "engine/sched/engine_observer.h"
 #include "engine/sched/request.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -28,6 +31,23 @@ struct EngineOptions {
   int64_t max_model_len = 0;  // 0: the model's max_position_embeddings
   bool enable_prefix_caching = true;
   EngineObserver* observer = nullptr;  // not owned; must outlive the engine
+  // Fed with every step's routing choices of every rank; not owned; must outlive the engine.
+  RoutingStats* routing_stats = nullptr;
+
+  // Expert parallelism (data-parallel attention, expert-parallel MoE). With a communicator of
+  // size N > 1, Create makes rank 0, the leader: it owns the requests of all N ranks (each rank
+  // its own scheduler and KV cache) and drives every step; ranks 1..N-1 run RunWorker with the
+  // same options. Not owned; must outlive the engine.
+  Communicator* communicator = nullptr;
+  // Where experts live; null: Contiguous over expert_slots_per_rank (0: ceil(experts / N)).
+  std::shared_ptr<const ExpertPlacement> placement;
+  int expert_slots_per_rank = 0;
+  // Live rebalancing (needs routing_stats): every interval, re-plan from the routing window
+  // with this planner strategy ("greedy" or "ilp") and migrate experts while serving.
+  double rebalance_interval_s = 0;  // 0: off
+  std::string rebalance_strategy = "greedy";
+  double rebalance_time_limit_s = 1.0;
+  double rebalance_min_gain = 0.02;  // relative objective improvement worth a migration
 };
 
 // Gauges read at any time (a consistent snapshot taken at the last step boundary).
@@ -41,6 +61,9 @@ struct EngineSnapshot {
   int64_t prefix_cache_hits = 0;     // cumulative prompt tokens found there
   int64_t num_preemptions = 0;       // cumulative
   int64_t steps = 0;                 // cumulative
+  int32_t num_ranks = 1;             // data-parallel ranks (expert parallelism)
+  int64_t num_rebalances = 0;        // live migrations committed (cumulative)
+  int64_t experts_moved = 0;         // expert copies those migrations made (cumulative)
 };
 
 // The output of one submitted request. The engine pushes updates; the frontend pops them.
@@ -59,6 +82,9 @@ class Engine {
   // Loads the model and tokenizer, plans memory, runs one warm-up step and starts the engine
   // thread. Errors: those of loading, and InvalidArgument for inconsistent options.
   static StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  // Serves as worker rank options.communicator->rank() > 0 until the leader's engine stops.
+  // Errors: those of loading, and of communication.
+  static Status RunWorker(const EngineOptions& options);
   virtual ~Engine() = default;  // stops the thread; open streams finish with kAbort
 
   // Queues a request. Errors (nothing is queued): InvalidArgument for an empty prompt, invalid
@@ -83,6 +109,16 @@ class Engine {
   virtual const Tokenizer& tokenizer() const = 0;
   virtual int64_t max_model_len() const = 0;
   virtual const std::string& model_dir() const = 0;
+
+  // Expert parallelism: the placement in use (null with one rank).
+  virtual std::shared_ptr<const ExpertPlacement> placement() const { return nullptr; }
+  // Migrates to `placement` live: experts move over the next steps (one MoE layer per step,
+  // run even while idle) and every rank switches at one step boundary. Returns at once.
+  // Errors: InvalidArgument with one rank or for a placement that does not fit the model and
+  // group; Unavailable while another migration is in progress.
+  virtual Status ApplyPlacement(const ExpertPlacement& placement) {
+    return Status::InvalidArgument("this server has no expert parallelism (one rank)");
+  }
 };
 
 }  // namespace sy

@@ -1,6 +1,7 @@
 // EngineImpl: the Engine on the CPU backend. Public calls (any thread) exchange new requests,
-// aborts and gauges with the engine thread under one mutex; everything else (scheduler, blocks,
-// sequences, the runner) belongs to the engine thread alone.
+// aborts and gauges with the engine thread under one mutex; everything else (schedulers,
+// blocks, sequences, the runner) belongs to the engine thread alone. With expert parallelism it
+// keeps one scheduler and block pool per rank and steps all ranks together.
 #pragma once
 
 #include <condition_variable>
@@ -12,9 +13,12 @@
 
 #include "engine/backend/cpu_backend.h"
 #include "engine/model/moe_model.h"
+#include "engine/moe/expert_parallel.h"
 #include "engine/runner/model_runner.h"
+#include "engine/runner/step_executor.h"
 #include "engine/sched/block_manager.h"
 #include "engine/sched/engine.h"
+#include "engine/sched/rebalancer.h"
 #include "engine/sched/request_stream.h"
 #include "engine/sched/scheduler.h"
 #include "engine/sched/sequence.h"
@@ -24,6 +28,7 @@ namespace sy {
 // A submitted request and its choices, as the engine thread tracks them.
 struct ActiveRequest {
   uint64_t id = 0;
+  int32_t rank = 0;  // the data-parallel rank whose scheduler and KV cache serve it
   RequestSpec spec;
   std::shared_ptr<RequestStreamQueue> stream;
   std::vector<std::unique_ptr<Sequence>> seqs;  // one per choice
@@ -35,11 +40,34 @@ struct ActiveRequest {
   bool has_outgoing = false;
 };
 
+// What one rank runs: its backend, model (with its share of the experts) and runner.
+struct RankModel {
+  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<MoeModel> model;
+  std::unique_ptr<ExpertParallel> ep;  // null on a single rank
+  std::unique_ptr<ModelRunner> runner;
+  int64_t max_model_len = 0;
+};
+
+// Loads this process's rank (options.communicator's, or the only one) and plans its memory.
+StatusOr<RankModel> LoadRankModel(const EngineOptions& options);
+
+// The scheduling state of one data-parallel rank, on the leader.
+struct RankScheduler {
+  RankScheduler(int32_t num_blocks, const EngineOptions& o)
+      : blocks(num_blocks, o.block_size, o.enable_prefix_caching),
+        scheduler({o.max_num_batched_tokens, o.max_num_seqs}, &blocks) {}
+  BlockManager blocks;
+  Scheduler scheduler;
+  SchedulerOutput out;                // this step's schedule
+  std::vector<Sequence*> logit_seqs;  // the sequence of each logits row
+  int64_t live_requests = 0;
+};
+
 class EngineImpl final : public Engine {
  public:
-  EngineImpl(const EngineOptions& options, int64_t max_model_len,
-             std::unique_ptr<CpuBackend> backend, std::unique_ptr<MoeModel> model,
-             std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner);
+  EngineImpl(const EngineOptions& options, RankModel rank, std::unique_ptr<Tokenizer> tokenizer,
+             std::unique_ptr<StepExecutor> executor, std::unique_ptr<Rebalancer> rebalancer);
   ~EngineImpl() override;
 
   StatusOr<std::shared_ptr<RequestStream>> Submit(RequestSpec spec) override;
@@ -48,10 +76,12 @@ class EngineImpl final : public Engine {
   bool Idle() const override;
   bool Alive() const override { return alive_.load(); }
   EngineSnapshot Snapshot() const override;
-  const ModelConfig& model_config() const override { return model_->config(); }
+  const ModelConfig& model_config() const override { return rank_.model->config(); }
   const Tokenizer& tokenizer() const override { return *tokenizer_; }
   int64_t max_model_len() const override { return max_model_len_; }
   const std::string& model_dir() const override { return options_.model_dir; }
+  std::shared_ptr<const ExpertPlacement> placement() const override;
+  Status ApplyPlacement(const ExpertPlacement& placement) override;
 
   void Start();
 
@@ -63,34 +93,38 @@ class EngineImpl final : public Engine {
   void Loop();
   // Takes the requests still incoming and ends every request with `reason` and `status`.
   void EndAll(FinishReason reason, const Status& status);
+  // Marks the engine dead and ends every request with kError.
+  void Fail(const Status& status);
   void AddRequest(std::unique_ptr<ActiveRequest> request);
   void AbortRequest(uint64_t id, FinishReason reason, const Status& status);
+  bool HasWork() const;
+  // Hands a requested placement to the rebalancer.
+  void TakePlacementRequest(std::optional<ExpertPlacement> requested);
   Status RunStep();
-  void BuildBatch(const SchedulerOutput& out);
+  void BuildBatch(const SchedulerOutput& out, StepBatch* batch, std::vector<Sequence*>* seqs);
   void ProcessToken(Sequence* seq, std::span<float> logits, Clock::time_point now);
   void FinishSequence(ActiveRequest& r, Sequence* seq, FinishReason reason);
   CompletionDelta& DeltaFor(ActiveRequest& r, int32_t index);
-  void ReportStep(const SchedulerOutput& out, double seconds);
+  void ReportStep(double seconds);
   void ReportFinished(const ActiveRequest& r);
   // Publishes gauges and the live-request count, then pushes this step's updates.
   void Publish();
 
   const EngineOptions options_;
   const int64_t max_model_len_;
-  std::unique_ptr<CpuBackend> backend_;
-  std::unique_ptr<MoeModel> model_;
+  RankModel rank_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<StepExecutor> executor_;
+  std::unique_ptr<Rebalancer> rebalancer_;  // null unless live rebalancing is on
+  const int64_t kv_blocks_per_rank_;
   std::vector<int32_t> eos_ids_;
 
   // Engine thread only.
-  BlockManager blocks_;
-  Scheduler scheduler_;
+  std::vector<std::unique_ptr<RankScheduler>> ranks_;
   std::unordered_map<uint64_t, std::unique_ptr<ActiveRequest>> requests_;
   std::vector<ActiveRequest*> touched_;  // requests with updates this step
-  StepBatch batch_;
-  std::vector<Sequence*> logit_seqs_;  // the sequence of each logits row
-  std::vector<float> logits_;
+  std::vector<StepBatch> batches_;       // per rank
+  std::vector<std::vector<float>> logits_;
   int64_t num_preemptions_ = 0;
   int64_t steps_ = 0;
   int64_t dequeued_ = 0;  // requests that left the queue (scheduled or ended) since Publish
@@ -100,6 +134,9 @@ class EngineImpl final : public Engine {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<ActiveRequest>> incoming_;
   std::vector<uint64_t> aborts_;
+  std::optional<ExpertPlacement> requested_placement_;  // ApplyPlacement, not yet taken
+  bool migrating_ = false;                              // a migration is pending or running
+  std::shared_ptr<const ExpertPlacement> placement_;    // as of the last step boundary
   bool stop_ = false;
   bool draining_ = false;
   uint64_t next_id_ = 1;

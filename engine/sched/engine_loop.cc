@@ -1,5 +1,7 @@
 // The engine thread: takes new requests and aborts at step boundaries, runs the scheduler's
 // steps through the model, samples, checks stop conditions and pushes stream updates.
+#include <spdlog/spdlog.h>
+
 #include <cmath>
 #include <limits>
 
@@ -10,36 +12,54 @@ namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// How often an idle engine tells the other ranks of its group that it is still there.
+constexpr std::chrono::seconds kHeartbeatInterval(1);
+
 }  // namespace
 
 void EngineImpl::Loop() {
   for (;;) {
     std::vector<std::unique_ptr<ActiveRequest>> incoming;
     std::vector<uint64_t> aborts;
+    std::optional<ExpertPlacement> requested;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        return stop_ || !incoming_.empty() || !aborts_.empty() || scheduler_.HasWork();
+      const bool woken = cv_.wait_for(lock, kHeartbeatInterval, [&] {
+        return stop_ || !incoming_.empty() || !aborts_.empty() || requested_placement_ || HasWork();
       });
       if (stop_) break;
+      if (!woken) {
+        lock.unlock();
+        if (Status st = executor_->Heartbeat(); !st.ok()) {
+          Fail(Status::Internal("expert-parallel group lost: " + st.ToString()));
+          return;
+        }
+        continue;
+      }
       incoming.swap(incoming_);
       aborts.swap(aborts_);
+      requested.swap(requested_placement_);
     }
+    TakePlacementRequest(std::move(requested));
     for (auto& r : incoming) AddRequest(std::move(r));
     for (uint64_t id : aborts) AbortRequest(id, FinishReason::kAbort, Status::Ok());
-    if (scheduler_.HasWork()) {
+    if (HasWork()) {
       if (Status st = RunStep(); !st.ok()) {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          alive_ = false;
-        }
-        EndAll(FinishReason::kError, Status::Internal("engine step failed: " + st.ToString()));
+        Fail(Status::Internal("engine step failed: " + st.ToString()));
         return;
       }
     }
     Publish();
   }
   EndAll(FinishReason::kAbort, Status::Ok());
+}
+
+void EngineImpl::Fail(const Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    alive_ = false;
+  }
+  EndAll(FinishReason::kError, status);
 }
 
 void EngineImpl::EndAll(FinishReason reason, const Status& status) {
@@ -55,8 +75,29 @@ void EngineImpl::EndAll(FinishReason reason, const Status& status) {
   Publish();
 }
 
+bool EngineImpl::HasWork() const {
+  if (rebalancer_ != nullptr && rebalancer_->migrating()) return true;
+  return std::any_of(ranks_.begin(), ranks_.end(),
+                     [](const auto& rank) { return rank->scheduler.HasWork(); });
+}
+
+void EngineImpl::TakePlacementRequest(std::optional<ExpertPlacement> requested) {
+  if (rebalancer_ == nullptr || !requested) return;
+  if (!rebalancer_->SetTarget(std::move(*requested))) {
+    spdlog::warn("a requested placement arrived during a migration and was dropped");
+  }
+}
+
 void EngineImpl::AddRequest(std::unique_ptr<ActiveRequest> r) {
   const RequestSpec& spec = r->spec;
+  // Data-parallel attention: the request lives on the rank serving the fewest requests.
+  for (size_t i = 1; i < ranks_.size(); ++i) {
+    if (ranks_[i]->live_requests < ranks_[r->rank]->live_requests) {
+      r->rank = static_cast<int32_t>(i);
+    }
+  }
+  RankScheduler& rank = *ranks_[r->rank];
+  ++rank.live_requests;
   const bool detokenize = spec.detokenize || !spec.stop.stop_strings.empty();
   for (int32_t i = 0; i < spec.n; ++i) {
     auto seq = std::make_unique<Sequence>(r->id, i, spec.prompt);
@@ -70,7 +111,7 @@ void EngineImpl::AddRequest(std::unique_ptr<ActiveRequest> r) {
     seq->stop_checker = std::make_unique<StopChecker>(spec.stop, eos_ids_, max_model_len_);
     // Later choices wait for the first's prompt blocks, then share them via the prefix cache.
     if (i > 0 && options_.enable_prefix_caching) seq->prefix_leader = r->seqs[0].get();
-    scheduler_.Add(seq.get());
+    rank.scheduler.Add(seq.get());
     r->seqs.push_back(std::move(seq));
   }
   const uint64_t id = r->id;
@@ -90,42 +131,69 @@ void EngineImpl::AbortRequest(uint64_t id, FinishReason reason, const Status& st
 
 Status EngineImpl::RunStep() {
   const Clock::time_point start = Clock::now();
-  const SchedulerOutput out = scheduler_.Schedule();
-  if (!out.preempted.empty()) {
-    num_preemptions_ += static_cast<int64_t>(out.preempted.size());
-    if (options_.observer != nullptr) {
-      options_.observer->OnPreemption(static_cast<int32_t>(out.preempted.size()));
+  bool any = false;
+  for (size_t i = 0; i < ranks_.size(); ++i) {
+    RankScheduler& rank = *ranks_[i];
+    rank.out = rank.scheduler.Schedule();
+    if (!rank.out.preempted.empty()) {
+      num_preemptions_ += static_cast<int64_t>(rank.out.preempted.size());
+      if (options_.observer != nullptr) {
+        options_.observer->OnPreemption(static_cast<int32_t>(rank.out.preempted.size()));
+      }
     }
+    any = any || !rank.out.scheduled.empty();
+    BuildBatch(rank.out, &batches_[i], &rank.logit_seqs);
   }
-  if (out.scheduled.empty()) return Status::Internal("the scheduler found no work it could run");
-  BuildBatch(out);
-  SY_RETURN_IF_ERROR(runner_->Step(batch_, &logits_));
+  const MigrationAction migration =
+      rebalancer_ != nullptr ? rebalancer_->NextAction(start) : MigrationAction{};
+  // A step with no tokens anywhere still carries a migration.
+  if (!any && migration.empty()) {
+    return Status::Internal("the scheduler found no work it could run");
+  }
+  SY_RETURN_IF_ERROR(executor_->Step(batches_, migration, &logits_));
   ++steps_;
-  scheduler_.OnStepDone(out);
-  for (const ScheduledSequence& s : out.scheduled) {
-    ActiveRequest& r = *requests_.at(s.seq->request_id);
-    if (!r.first_scheduled) {
-      r.first_scheduled = start;
-      ++dequeued_;
+  if (rebalancer_ != nullptr) rebalancer_->OnStepDone(migration, Clock::now());
+  if (options_.routing_stats != nullptr) {
+    for (const StepRouting& r : executor_->routing()) {
+      if (r.tokens == 0) continue;
+      // One rank computes everything: the statistics take no per-pair ranks then.
+      const std::span<const std::vector<int32_t>> ranks =
+          executor_->num_ranks() > 1 ? std::span<const std::vector<int32_t>>(r.ranks)
+                                     : std::span<const std::vector<int32_t>>();
+      options_.routing_stats->AddStep(r.tokens, r.choices, ranks);
     }
+    options_.routing_stats->EndStep();
   }
   const Clock::time_point now = Clock::now();
-  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
-  for (size_t row = 0; row < logit_seqs_.size(); ++row) {
-    ProcessToken(logit_seqs_[row], std::span<float>(logits_.data() + row * vocab, vocab), now);
+  const size_t vocab = static_cast<size_t>(rank_.model->config().vocab_size);
+  for (size_t i = 0; i < ranks_.size(); ++i) {
+    RankScheduler& rank = *ranks_[i];
+    rank.scheduler.OnStepDone(rank.out);
+    for (const ScheduledSequence& s : rank.out.scheduled) {
+      ActiveRequest& r = *requests_.at(s.seq->request_id);
+      if (!r.first_scheduled) {
+        r.first_scheduled = start;
+        ++dequeued_;
+      }
+    }
+    for (size_t row = 0; row < rank.logit_seqs.size(); ++row) {
+      ProcessToken(rank.logit_seqs[row], std::span<float>(logits_[i].data() + row * vocab, vocab),
+                   now);
+    }
   }
-  ReportStep(out, Seconds(Clock::now() - start));
+  ReportStep(Seconds(Clock::now() - start));
   return Status::Ok();
 }
 
-void EngineImpl::BuildBatch(const SchedulerOutput& out) {
-  StepBatch& b = batch_;
+void EngineImpl::BuildBatch(const SchedulerOutput& out, StepBatch* batch,
+                            std::vector<Sequence*>* seqs) {
+  StepBatch& b = *batch;
   b.tokens.clear();
   b.positions.clear();
   b.slots.clear();
   b.token_seq.clear();
   b.logits_indices.clear();
-  logit_seqs_.clear();
+  seqs->clear();
   const int bs = options_.block_size;
   size_t max_blocks = 1;
   for (const ScheduledSequence& s : out.scheduled) {
@@ -147,7 +215,7 @@ void EngineImpl::BuildBatch(const SchedulerOutput& out) {
     // A sequence whose every known token is now cached gets its next token sampled.
     if (end == seq.num_tokens()) {
       b.logits_indices.push_back(static_cast<int32_t>(b.tokens.size() - 1));
-      logit_seqs_.push_back(out.scheduled[row].seq);
+      seqs->push_back(out.scheduled[row].seq);
     }
   }
 }
@@ -186,12 +254,13 @@ void EngineImpl::ProcessToken(Sequence* seq, std::span<float> logits, Clock::tim
 }
 
 void EngineImpl::FinishSequence(ActiveRequest& r, Sequence* seq, FinishReason reason) {
-  scheduler_.Remove(seq);
+  ranks_[r.rank]->scheduler.Remove(seq);
   seq->finish_reason = reason;
   DeltaFor(r, seq->index).finish_reason = reason;
   r.last_finish = reason;
   if (++r.num_finished == static_cast<int32_t>(r.seqs.size())) {
     if (!r.first_scheduled) ++dequeued_;  // ended while still queued
+    --ranks_[r.rank]->live_requests;
     r.outgoing.finished = true;
     ReportFinished(r);
   }
@@ -210,21 +279,25 @@ CompletionDelta& EngineImpl::DeltaFor(ActiveRequest& r, int32_t index) {
   return r.outgoing.deltas.back();
 }
 
-void EngineImpl::ReportStep(const SchedulerOutput& out, double seconds) {
+void EngineImpl::ReportStep(double seconds) {
   if (options_.observer == nullptr) return;
   StepStats s;
   s.step_seconds = seconds;
-  s.num_prefill_tokens = static_cast<int32_t>(out.num_prefill_tokens);
-  s.num_decode_tokens = static_cast<int32_t>(out.num_decode_tokens);
-  s.num_running = static_cast<int32_t>(out.scheduled.size());
-  const ModelConfig& c = model_->config();
-  ExpertLoad& load = runner_->expert_load();
+  for (const auto& rank : ranks_) {
+    s.num_prefill_tokens += static_cast<int32_t>(rank->out.num_prefill_tokens);
+    s.num_decode_tokens += static_cast<int32_t>(rank->out.num_decode_tokens);
+    s.num_running += static_cast<int32_t>(rank->out.scheduled.size());
+  }
+  const ModelConfig& c = rank_.model->config();
   s.expert_tokens.resize(c.num_layers);
   for (int64_t layer = 0; layer < c.num_layers; ++layer) {
-    const bool moe = layer >= static_cast<int64_t>(c.layer_is_moe.size()) || c.layer_is_moe[layer];
-    if (!moe) continue;
-    const std::span<const int64_t> counts = load.last_step(layer);
-    s.expert_tokens[layer].assign(counts.begin(), counts.end());
+    if (!c.layer_is_moe[layer]) continue;
+    std::vector<int64_t>& counts = s.expert_tokens[layer];
+    counts.assign(c.num_experts, 0);
+    for (const StepRouting& routing : executor_->routing()) {
+      if (static_cast<size_t>(layer) >= routing.choices.size()) continue;
+      for (int32_t e : routing.choices[layer]) ++counts[e];
+    }
   }
   options_.observer->OnStep(s);
 }
@@ -265,16 +338,29 @@ void EngineImpl::Publish() {
     });
     ++(running ? s.num_running : s.num_waiting);
   }
-  s.kv_blocks_total = blocks_.num_blocks();
-  s.kv_blocks_used = blocks_.num_used();
+  for (const auto& rank : ranks_) {
+    s.kv_blocks_total += rank->blocks.num_blocks();
+    s.kv_blocks_used += rank->blocks.num_used();
+    s.prefix_cache_queries += rank->blocks.query_tokens();
+    s.prefix_cache_hits += rank->blocks.hit_tokens();
+  }
   s.kv_usage = static_cast<double>(s.kv_blocks_used) / static_cast<double>(s.kv_blocks_total);
-  s.prefix_cache_queries = blocks_.query_tokens();
-  s.prefix_cache_hits = blocks_.hit_tokens();
+  s.num_ranks = static_cast<int32_t>(ranks_.size());
+  if (rebalancer_ != nullptr) {
+    s.num_rebalances = rebalancer_->rebalances();
+    s.experts_moved = rebalancer_->experts_moved();
+  }
   s.num_preemptions = num_preemptions_;
   s.steps = steps_;
   {
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_ = s;
+    if (rebalancer_ != nullptr) {
+      migrating_ = rebalancer_->migrating() || requested_placement_.has_value();
+      if (*placement_ != rebalancer_->placement()) {
+        placement_ = std::make_shared<ExpertPlacement>(rebalancer_->placement());
+      }
+    }
     live_requests_ -= static_cast<int64_t>(finished.size());
     num_queued_ -= dequeued_;
   }

@@ -22,13 +22,14 @@ using nlohmann::json;
 
 const std::set<std::string>& PostRoutes() {
   static const std::set<std::string> routes = {"/v1/completions", "/v1/chat/completions",
-                                               "/tokenize", "/detokenize"};
+                                               "/tokenize", "/detokenize", "/admin/placement"};
   return routes;
 }
 
 const std::set<std::string>& GetRoutes() {
-  static const std::set<std::string> routes = {"/v1/models",    "/health",  "/ready",
-                                               "/health/ready", "/metrics", "/version"};
+  static const std::set<std::string> routes = {"/v1/models",     "/health",         "/ready",
+                                               "/health/ready",  "/metrics",        "/version",
+                                               "/admin/routing", "/admin/placement"};
   return routes;
 }
 
@@ -157,6 +158,36 @@ void HttpServer::RegisterRoutes() {
     res.status = 200;
     res.set_content(ctx->render_metrics ? ctx->render_metrics() : std::string(),
                     "text/plain; version=0.0.4; charset=utf-8");
+  });
+  server_->Get("/admin/routing", [ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!ctx->routing_json) {
+      return SendError(res, ErrorFromStatus(Status::NotFound(
+                                "This model has no routed experts, so no routing statistics.")));
+    }
+    const std::string t = req.get_param_value("transitions");
+    res.status = 200;
+    res.set_content(ctx->routing_json(t == "1" || t == "true"), "application/json");
+  });
+  // Expert placement: the one in use, and a live migration to another (docs/expert-parallel.md).
+  server_->Get("/admin/placement", [ctx](const httplib::Request&, httplib::Response& res) {
+    if (!ctx->loaded.load()) return SendError(res, Loading());
+    const std::shared_ptr<const ExpertPlacement> p = ctx->engine->placement();
+    if (p == nullptr) {
+      return SendError(res, ErrorFromStatus(Status::NotFound(
+                                "This server has no expert parallelism, so no placement.")));
+    }
+    res.status = 200;
+    res.set_content(p->ToJson(), "application/json");
+  });
+  server_->Post("/admin/placement", [ctx](const httplib::Request& req, httplib::Response& res) {
+    if (!ctx->loaded.load()) return SendError(res, Loading());
+    StatusOr<ExpertPlacement> next = ExpertPlacement::FromJson(req.body);
+    if (!next.ok()) return SendError(res, ErrorFromStatus(next.status()));
+    std::shared_ptr<const ExpertPlacement> now = ctx->engine->placement();
+    if (Status st = ctx->engine->ApplyPlacement(*next); !st.ok()) {
+      return SendError(res, ErrorFromStatus(st));
+    }
+    SendJson(res, 202, {{"status", "migrating"}, {"moves", next->MovesFrom(*now)}});
   });
   server_->Get("/version", [](const httplib::Request&, httplib::Response& res) {
     SendJson(res, 200, {{"version", SY_VERSION}});

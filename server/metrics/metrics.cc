@@ -174,6 +174,12 @@ void Metrics::BuildEngineMetrics() {
   step_tokens_.vllm =
       &AddHistogram(r, "vllm:iteration_tokens_total",
                     "Histogram of number of tokens per engine_step.", l, kVllmIterationTokens);
+  ep_ranks_ = &AddGauge(r, "switchyard_ep_ranks",
+                        "Expert-parallel ranks serving the model (1: no expert parallelism).", l);
+  rebalances_ = &AddCounter(r, "switchyard_ep_rebalances_total",
+                            "Live expert migrations committed (--rebalance-interval).", l);
+  experts_moved_ = &AddCounter(r, "switchyard_ep_experts_moved_total",
+                               "Expert copies made between ranks by live migrations.", l);
   running_.ours = &AddGauge(r, "switchyard_num_requests_running",
                             "Requests with sequences admitted to the KV cache.", l);
   running_.vllm = &AddGauge(r, "vllm:num_requests_running",
@@ -301,6 +307,56 @@ void Metrics::AddDelta(int64_t now, int64_t* last, std::initializer_list<Counter
   }
 }
 
+void Metrics::SetRoutingStats(const RoutingStats* stats) {
+  std::lock_guard<std::mutex> lock(mu_);
+  routing_ = stats;
+  Registry& r = *registry_;
+  auto& pairs = prometheus::BuildGauge()
+                    .Name("switchyard_moe_rank_pairs")
+                    .Help(
+                        "Token-expert pairs each expert-parallel rank computed per MoE layer, "
+                        "over the routing window.")
+                    .Register(r);
+  auto& rank_imbalance = prometheus::BuildGauge()
+                             .Name("switchyard_moe_rank_imbalance")
+                             .Help(
+                                 "Per MoE layer over the routing window: the busiest rank's "
+                                 "token-expert pairs over the mean over ranks (1 is perfect).")
+                             .Register(r);
+  auto& expert_imbalance = prometheus::BuildGauge()
+                               .Name("switchyard_moe_expert_imbalance")
+                               .Help(
+                                   "Per MoE layer over the routing window: the most loaded "
+                                   "expert's tokens over the mean over experts.")
+                               .Register(r);
+  const std::vector<int32_t>& layers = stats->moe_layers();
+  for (size_t li = 0; li < layers.size(); ++li) {
+    const std::string layer = std::to_string(layers[li]);
+    rank_pairs_.emplace_back();
+    for (int32_t rank = 0; rank < stats->num_ranks(); ++rank) {
+      rank_pairs_.back().push_back(&pairs.Add(
+          {{"model_name", model_name_}, {"layer", layer}, {"rank", std::to_string(rank)}}));
+    }
+    rank_imbalance_.push_back(&rank_imbalance.Add({{"model_name", model_name_}, {"layer", layer}}));
+    expert_imbalance_.push_back(
+        &expert_imbalance.Add({{"model_name", model_name_}, {"layer", layer}}));
+  }
+}
+
+void Metrics::SetRoutingGauges() {
+  if (routing_ == nullptr) return;
+  const std::vector<std::vector<int64_t>> pairs = routing_->WindowRankPairs();
+  const std::vector<double> rank_imbalance = routing_->WindowRankImbalance();
+  const std::vector<double> expert_imbalance = routing_->WindowExpertImbalance();
+  for (size_t li = 0; li < rank_pairs_.size(); ++li) {
+    for (size_t rank = 0; rank < rank_pairs_[li].size(); ++rank) {
+      rank_pairs_[li][rank]->Set(static_cast<double>(pairs[li][rank]));
+    }
+    rank_imbalance_[li]->Set(rank_imbalance[li]);
+    expert_imbalance_[li]->Set(expert_imbalance[li]);
+  }
+}
+
 std::string Metrics::Render(const EngineSnapshot& s) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -314,12 +370,16 @@ std::string Metrics::Render(const EngineSnapshot& s) {
     Set(kv_blocks_used_, static_cast<double>(s.kv_blocks_used));
     Set(kv_blocks_total_, static_cast<double>(s.kv_blocks_total));
     AddDelta(s.num_preemptions, &last_preemptions_, {preemptions_.ours, preemptions_.vllm});
+    AddDelta(s.num_rebalances, &last_rebalances_, {rebalances_});
+    AddDelta(s.experts_moved, &last_experts_moved_, {experts_moved_});
+    Set(ep_ranks_, static_cast<double>(s.num_ranks));
     AddDelta(s.prefix_cache_queries, &last_prefix_queries_,
              {prefix_queries_.ours, prefix_queries_.vllm});
     AddDelta(s.prefix_cache_hits, &last_prefix_hits_, {prefix_hits_.ours, prefix_hits_.vllm});
     Set(prefix_hit_ratio_, last_prefix_queries_ > 0 ? static_cast<double>(last_prefix_hits_) /
                                                           static_cast<double>(last_prefix_queries_)
                                                     : 0.0);
+    SetRoutingGauges();
   }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/model/config.h"
+#include "engine/moe/routing_stats.h"
 #include "engine/sched/engine.h"
 #include "engine/sched/engine_observer.h"
 
@@ -45,6 +46,10 @@ class Metrics : public EngineObserver {
   void OnPreemption(int32_t num_sequences) override;
   void OnRejected(StatusCode code) override;
 
+  // Exports `stats` (not owned; must outlive this) as per-layer, per-rank gauges over its
+  // sliding window, set at each Render. Call once, before serving.
+  void SetRoutingStats(const RoutingStats* stats);
+
   // Sets the gauges and snapshot-derived counters from `snapshot`, then returns every metric in
   // the Prometheus text exposition format (version 0.0.4).
   std::string Render(const EngineSnapshot& snapshot);
@@ -61,6 +66,7 @@ class Metrics : public EngineObserver {
   void BuildEngineMetrics();
   void BuildMoeMetrics(const MetricsOptions& options);
   prometheus::Counter& RoutedCounter(size_t layer, size_t expert);
+  void SetRoutingGauges();
   // Adds (now - last) to the counters when a cumulative snapshot value grew.
   static void AddDelta(int64_t now, int64_t* last, std::initializer_list<prometheus::Counter*> cs);
 
@@ -75,18 +81,27 @@ class Metrics : public EngineObserver {
   prometheus::Gauge* kv_blocks_used_ = nullptr;
   prometheus::Gauge* kv_blocks_total_ = nullptr;
   prometheus::Gauge* prefix_hit_ratio_ = nullptr;
+  prometheus::Gauge* ep_ranks_ = nullptr;
+  prometheus::Counter* rebalances_ = nullptr;
+  prometheus::Counter* experts_moved_ = nullptr;
   Pair<prometheus::Counter> prompt_tokens_, generation_tokens_, preemptions_;
   Pair<prometheus::Counter> prefix_queries_, prefix_hits_;
   Pair<prometheus::Counter> success_[4];  // indexed by FinishReason
   prometheus::Family<prometheus::Counter>* rejected_ = nullptr;
   prometheus::Family<prometheus::Counter>* routed_family_ = nullptr;
   prometheus::Histogram* imbalance_ = nullptr;
+  const RoutingStats* routing_ = nullptr;
+  std::vector<std::vector<prometheus::Gauge*>> rank_pairs_;  // [layer index][rank]
+  std::vector<prometheus::Gauge*> rank_imbalance_;           // [layer index]
+  std::vector<prometheus::Gauge*> expert_imbalance_;         // [layer index]
 
   std::mutex mu_;                                          // guards everything below
   std::vector<std::vector<prometheus::Counter*>> routed_;  // [layer][expert], filled lazily
   int64_t last_preemptions_ = 0;
   int64_t last_prefix_queries_ = 0;
   int64_t last_prefix_hits_ = 0;
+  int64_t last_rebalances_ = 0;
+  int64_t last_experts_moved_ = 0;
 };
 
 }  // namespace sy

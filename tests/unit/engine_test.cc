@@ -451,8 +451,11 @@ TEST(Engine, DrainRefusesNewRequestsAndFinishesRunningOnes) {
 
 TEST(Engine, DestructionAbortsOpenStreams) {
   std::shared_ptr<RequestStream> stream;
+  StepDelay delay;  // 100 tokens take at least 0.5 s, so the request cannot finish first
   {
-    auto e = MakeEngine(Options());
+    EngineOptions o = Options();
+    o.observer = &delay;
+    auto e = MakeEngine(o);
     ASSERT_NE(e, nullptr);
     auto s = e->Submit(Greedy({9, 8, 7}, 100));
     ASSERT_TRUE(s.ok());

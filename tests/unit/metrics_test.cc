@@ -258,6 +258,40 @@ TEST_F(MetricsTest, GaugesAndSnapshotCountersCountEachDeltaOnce) {
   EXPECT_EQ(Value("switchyard_prefix_cache_hit_ratio"), 0.5);
 }
 
+TEST_F(MetricsTest, ExpertParallelCounters) {
+  EngineSnapshot s;
+  s.num_ranks = 4;
+  s.num_rebalances = 2;
+  s.experts_moved = 9;
+  Render(s);
+  Render(s);
+  EXPECT_EQ(Value("switchyard_ep_ranks"), 4);
+  EXPECT_EQ(Value("switchyard_ep_rebalances_total"), 2);
+  EXPECT_EQ(Value("switchyard_ep_experts_moved_total"), 9);
+}
+
+// Routing gauges: MoE layers 1 and 2 of 4 experts (top 2) over 2 ranks; counted by hand.
+TEST_F(MetricsTest, RoutingGaugesPerLayerAndRank) {
+  RoutingStats stats({1, 2}, 4, 2, 2, 16);
+  // Two tokens. Layer 1: experts {0,1} and {0,2} on ranks {0,0} and {0,1}; layer 2: {3,1} and
+  // {3,2}, all on rank 1.
+  const std::vector<std::vector<int32_t>> ids = {{}, {0, 1, 0, 2}, {3, 1, 3, 2}};
+  const std::vector<std::vector<int32_t>> ranks = {{}, {0, 0, 0, 1}, {1, 1, 1, 1}};
+  stats.AddStep(2, ids, ranks);
+  stats.EndStep();
+  metrics_.SetRoutingStats(&stats);
+  Render({});
+  EXPECT_EQ(Value("switchyard_moe_rank_pairs", {{"layer", "1"}, {"rank", "0"}}), 3);
+  EXPECT_EQ(Value("switchyard_moe_rank_pairs", {{"layer", "1"}, {"rank", "1"}}), 1);
+  EXPECT_EQ(Value("switchyard_moe_rank_pairs", {{"layer", "2"}, {"rank", "0"}}), 0);
+  EXPECT_EQ(Value("switchyard_moe_rank_pairs", {{"layer", "2"}, {"rank", "1"}}), 4);
+  // max / mean over ranks: 3 / 2 and 4 / 2; over experts: 2 / 1 both.
+  EXPECT_DOUBLE_EQ(Value("switchyard_moe_rank_imbalance", {{"layer", "1"}}), 1.5);
+  EXPECT_DOUBLE_EQ(Value("switchyard_moe_rank_imbalance", {{"layer", "2"}}), 2.0);
+  EXPECT_DOUBLE_EQ(Value("switchyard_moe_expert_imbalance", {{"layer", "1"}}), 2.0);
+  EXPECT_DOUBLE_EQ(Value("switchyard_moe_expert_imbalance", {{"layer", "2"}}), 2.0);
+}
+
 TEST_F(MetricsTest, RejectionsByReason) {
   metrics_.OnRejected(StatusCode::kResourceExhausted);
   metrics_.OnRejected(StatusCode::kResourceExhausted);
@@ -331,6 +365,9 @@ TEST_F(MetricsTest, ExpositionFormat) {
       {"vllm:prefix_cache_hits_total", "counter"},
       {"switchyard_moe_routed_tokens_total", "counter"},
       {"switchyard_moe_expert_load_imbalance", "histogram"},
+      {"switchyard_ep_ranks", "gauge"},
+      {"switchyard_ep_rebalances_total", "counter"},
+      {"switchyard_ep_experts_moved_total", "counter"},
   };
   EXPECT_EQ(types, expected);
   for (const auto& [name, type] : types) {

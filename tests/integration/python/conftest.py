@@ -30,14 +30,14 @@ def free_port():
 class Server:
     """One `switchyard serve` process."""
 
-    def __init__(self, model_dir, log_path, extra_args=(), grpc=True):
+    def __init__(self, model_dir, log_path, extra_args=(), grpc=True, threads=2):
         self.port = free_port()
         self.grpc_port = free_port() if grpc else 0
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         args = [BIN, "serve", "--model", str(model_dir), "--served-model-name", MODEL_NAME,
                 "--port", str(self.port), "--grpc-port", str(self.grpc_port),
-                "--threads", "2", *extra_args]
+                "--threads", str(threads), *extra_args]
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
@@ -56,7 +56,8 @@ class Server:
         raise RuntimeError(f"server not ready in {timeout} s:\n{self.log_tail()}")
 
     def log_tail(self, n=40):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return "".join(Path(self.log_path).read_text(errors="replace").splitlines(True)[-n:])
 
     def metrics(self):
