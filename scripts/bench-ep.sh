@@ -62,8 +62,11 @@ serve models/ep-bench-s1 A --record-routing "$out/trace-s1.json" --record-routin
 "${bench[@]}" --num-prompts 8 >/dev/null  # warm-up
 run_phase A
 stop
+# The cost model with this machine's numbers: a rank is one core (~17 GB/s of the 2-core VM's
+# 35 GB/s, ~0.1 TFLOP/s in the bf16 matmul tile), a decode step carries `conc` tokens.
 $bin plan --trace "$out/trace-s1.json" --ranks "$ranks" --slots-per-rank $slots --strategy ilp \
-  --model models/ep-bench-s1 --time-limit 5 -o "$out/placement-s1.json" >"$out/plan.txt"
+  --model models/ep-bench-s1 --bandwidth-gbs 17 --tflops 0.1 --batch-tokens "$conc" \
+  --time-limit 5 -o "$out/placement-s1.json" >"$out/plan.txt"
 
 serve models/ep-bench-s1 B --placement "$out/placement-s1.json"
 "${bench[@]}" --num-prompts 8 >/dev/null

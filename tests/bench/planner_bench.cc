@@ -180,10 +180,11 @@ int main(int argc, char** argv) {
   CLI::App app{"planner_bench: expert placement quality and planning time"};
   double time_limit = 1.0;
   bool quick = false;
-  std::string real = "../shared/traces/olmoe-mixtral-routing.json";
+  std::string real = "tests/data/traces/olmoe-mixtral-routing.json";
   app.add_option("--time-limit", time_limit, "ILP time limit per plan, seconds");
   app.add_flag("--quick", quick, "a few small cases");
-  app.add_option("--real-traces", real, "shared/traces/olmoe-mixtral-routing.json");
+  app.add_option("--real-traces", real,
+                 "the real traces (tests/data/traces/olmoe-mixtral-routing.json)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<sy::Case> cases = sy::SyntheticCases(quick);

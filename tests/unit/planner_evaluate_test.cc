@@ -4,6 +4,7 @@
 
 #include "engine/moe/planner/evaluate.h"
 #include "engine/moe/planner/greedy.h"
+#include "engine/moe/planner/local_search.h"
 #include "engine/moe/planner/planner.h"
 
 namespace sy {
@@ -174,6 +175,48 @@ TEST(Greedy, PacksHeaviestFirstOntoLeastLoaded) {
   EXPECT_NEAR(loads[1].pairs, 9, 1e-9);
   EXPECT_EQ(hosts[2 * 2 + 0], 1);  // expert 2 on rank 0
   EXPECT_EQ(hosts[3 * 2 + 1], 1);  // expert 3 on rank 1
+}
+
+TEST(LocalSearch, OneSwapFixesTheClassicLptMiss) {
+  // Counts 3 3 2 2 2 0 on 2 ranks x 3 slots (no spare slot). LPT: r0 {3, 2, 2} = 7,
+  // r1 {3, 2, 0} = 5. Swapping a 3 on r0 with a 2 on r1 gives 6 and 6, the optimum.
+  RoutingWindow w;
+  w.tokens = 12;
+  w.counts = {{3, 3, 2, 2, 2, 0}};
+  StatusOr<PlanProblem> problem =
+      PlanProblem::Create({0}, 6, w, 2, 3, CostModel(12), PlanWeights(), nullptr);
+  ASSERT_TRUE(problem.ok());
+  LayerHosts hosts = GreedyLayerHosts(*problem, 0);
+  EXPECT_NEAR(problem->RankLoads(0, hosts)[0].pairs, 7, 1e-9);
+  ASSERT_TRUE(ImproveBalance(*problem, 0, hosts));
+  for (const RankLoad& load : problem->RankLoads(0, hosts)) EXPECT_NEAR(load.pairs, 6, 1e-9);
+  for (int32_t e = 0; e < 6; ++e) EXPECT_EQ(problem->CountReplicas(hosts, e), 1);
+  EXPECT_FALSE(ImproveBalance(*problem, 0, hosts));  // already optimal
+}
+
+TEST(LocalSearch, KeepsCountsAndSlotsAndNeverRaisesTheMax) {
+  // Uneven counts with replicas: 10 experts on 4 ranks x 3 slots (2 spare).
+  RoutingWindow w;
+  w.counts = {{50, 41, 33, 29, 17, 12, 9, 5, 3, 1}};
+  w.tokens = 200;
+  StatusOr<PlanProblem> problem =
+      PlanProblem::Create({0}, 10, w, 4, 3, CostModel(64), PlanWeights(), nullptr);
+  ASSERT_TRUE(problem.ok());
+  LayerHosts hosts = GreedyLayerHosts(*problem, 0);
+  auto max_pairs = [&](const LayerHosts& h) {
+    double m = 0;
+    for (const RankLoad& load : problem->RankLoads(0, h)) m = std::max(m, load.pairs);
+    return m;
+  };
+  const double before = max_pairs(hosts);
+  ImproveBalance(*problem, 0, hosts);
+  EXPECT_LE(max_pairs(hosts), before + 1e-12);
+  std::vector<int32_t> used(4, 0);
+  for (int32_t e = 0; e < 10; ++e) {
+    EXPECT_EQ(problem->CountReplicas(hosts, e), problem->replicas(0, e));
+    for (int32_t r = 0; r < 4; ++r) used[r] += hosts[e * 4 + r];
+  }
+  for (int32_t u : used) EXPECT_LE(u, 3);
 }
 
 }  // namespace

@@ -317,6 +317,14 @@ TEST(PlannerSynthetic, IlpNeverWorseThanGreedy) {
   }
 }
 
+// What Plan() may take beyond its limit: building the problem, the report, and CBC's last LP.
+// Sanitizer builds instrument our part (not CBC) and run slower.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kOverrunAllowance = 0.5;
+#else
+constexpr double kOverrunAllowance = 0.15;
+#endif
+
 TEST(PlannerSynthetic, TimeLimitIsRespected) {
   const SyntheticCase c{128, 8, 24, 16, 0, 1.0, 0.5};  // far from solvable in 0.2 s
   const RoutingTrace trace = Synthetic(c, 3);
@@ -327,7 +335,7 @@ TEST(PlannerSynthetic, TimeLimitIsRespected) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(p.ok());
   EXPECT_TRUE(p->Validate().ok());
-  EXPECT_LT(seconds, 0.2 + 0.15);  // Plan() includes building the problem and the report
+  EXPECT_LT(seconds, 0.2 + kOverrunAllowance);
   EXPECT_TRUE(report.time_limit_hit);
   EXPECT_GE(report.worst_gap, 0);
   EXPECT_LE(report.worst_gap, 1);
@@ -336,7 +344,7 @@ TEST(PlannerSynthetic, TimeLimitIsRespected) {
 TEST(PlannerSynthetic, ReplanningFromTheSamePlanMovesNothing) {
   const SyntheticCase c{6, 2, 3, 3, 0, 1.0, 0.7};  // small: the joint model proves optimality
   const RoutingTrace trace = Synthetic(c, 5);
-  PlanOptions options = OptionsFor(c, PlanStrategy::kIlp, 5);
+  PlanOptions options = OptionsFor(c, PlanStrategy::kIlp, 20);  // done when proven (~1.3 s)
   options.sweeps = 10;
   PlanReport first;
   StatusOr<ExpertPlacement> plan = Plan(trace, options, &first);

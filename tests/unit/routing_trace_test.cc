@@ -150,13 +150,9 @@ TEST(RoutingTraceTest, ValidateChecksShapes) {
   EXPECT_FALSE(trace.Validate().ok());
 }
 
-// The shared traces live next to the repository (../shared), or inside it on a copy.
+// The real traces, copied into the repository from shared/traces (tests/data/traces/README.md).
 std::string SharedTraces() {
-  for (const char* dir : {"/../shared/traces/", "/shared/traces/"}) {
-    const std::string path = std::string(SY_SOURCE_DIR) + dir + "olmoe-mixtral-routing.json";
-    if (std::filesystem::exists(path)) return path;
-  }
-  return "";
+  return std::string(SY_SOURCE_DIR) + "/tests/data/traces/olmoe-mixtral-routing.json";
 }
 
 double MaxOverMean(const std::vector<int64_t>& counts) {
@@ -166,7 +162,6 @@ double MaxOverMean(const std::vector<int64_t>& counts) {
 
 TEST(RoutingTraceTest, LoadsSharedOlmoeC4WithTransitions) {
   const std::string path = SharedTraces();
-  if (path.empty()) GTEST_SKIP() << "shared/traces not present";
   StatusOr<RoutingTrace> trace = RoutingTrace::Load(path, "olmoe_c4");
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
   EXPECT_EQ(trace->layers, (std::vector<int32_t>{0, 7, 15}));
@@ -199,7 +194,6 @@ TEST(RoutingTraceTest, LoadsSharedOlmoeC4WithTransitions) {
 
 TEST(RoutingTraceTest, LoadsSharedMixtralAndGithub) {
   const std::string path = SharedTraces();
-  if (path.empty()) GTEST_SKIP() << "shared/traces not present";
   StatusOr<RoutingTrace> mixtral = RoutingTrace::Load(path, "mixtral_c4");
   ASSERT_TRUE(mixtral.ok()) << mixtral.status().ToString();
   EXPECT_EQ(mixtral->num_experts, 8);

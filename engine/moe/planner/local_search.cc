@@ -16,23 +16,23 @@ struct Step {
   int32_t back = -1;    // expert that comes back to `top` (swap), -1 for a move
 };
 
+// on_rank[r]: the experts rank r holds.
 Step BestStep(const PlanProblem& problem, const LayerHosts& hosts,
               const std::vector<double>& replica_cost, const std::vector<double>& load,
-              const std::vector<int32_t>& used, int32_t top) {
-  const int32_t E = problem.num_experts(), R = problem.num_ranks();
+              const std::vector<std::vector<int32_t>>& on_rank, int32_t top) {
+  const int32_t R = problem.num_ranks();
   auto holds = [&](int32_t e, int32_t r) { return hosts[static_cast<size_t>(e) * R + r] != 0; };
   Step best;
   best.new_pair_max = load[top];
-  for (int32_t e = 0; e < E; ++e) {
-    if (!holds(e, top)) continue;
+  for (int32_t e : on_rank[top]) {
     for (int32_t r = 0; r < R; ++r) {
       if (r == top || holds(e, r)) continue;
-      if (used[r] < problem.slots_per_rank()) {  // move e to r
+      if (static_cast<int32_t>(on_rank[r].size()) < problem.slots_per_rank()) {  // move e to r
         const double m = std::max(load[top] - replica_cost[e], load[r] + replica_cost[e]);
         if (m < best.new_pair_max) best = {m, e, r, -1};
       }
-      for (int32_t f = 0; f < E; ++f) {  // swap e with f on r
-        if (!holds(f, r) || holds(f, top) || replica_cost[f] >= replica_cost[e]) continue;
+      for (int32_t f : on_rank[r]) {  // swap e with f
+        if (holds(f, top) || replica_cost[f] >= replica_cost[e]) continue;
         const double d = replica_cost[e] - replica_cost[f];
         const double m = std::max(load[top] - d, load[r] + d);
         if (m < best.new_pair_max) best = {m, e, r, f};
@@ -51,10 +51,21 @@ bool ImproveBalance(const PlanProblem& problem, int32_t li, LayerHosts& hosts) {
     replica_cost[e] = problem.ReplicaCost(li, e, problem.replicas(li, e));
   }
   std::vector<double> load(R, 0.0);
-  std::vector<int32_t> used(R, 0);
+  std::vector<std::vector<int32_t>> on_rank(R);
+  auto set = [&](int32_t e, int32_t r, uint8_t v) {
+    hosts[static_cast<size_t>(e) * R + r] = v;
+    std::vector<int32_t>& list = on_rank[r];
+    if (v) {
+      list.push_back(e);
+      load[r] += replica_cost[e];
+    } else {
+      list.erase(std::find(list.begin(), list.end(), e));
+      load[r] -= replica_cost[e];
+    }
+  };
   for (int32_t e = 0; e < E; ++e) {
     for (int32_t r = 0; r < R; ++r) {
-      if (hosts[static_cast<size_t>(e) * R + r]) load[r] += replica_cost[e], ++used[r];
+      if (hosts[static_cast<size_t>(e) * R + r]) set(e, r, 1);
     }
   }
   const double start_max = *std::max_element(load.begin(), load.end());
@@ -63,21 +74,13 @@ bool ImproveBalance(const PlanProblem& problem, int32_t li, LayerHosts& hosts) {
   for (int32_t steps = 0; steps < 16 * E; ++steps) {
     const int32_t top =
         static_cast<int32_t>(std::max_element(load.begin(), load.end()) - load.begin());
-    const Step s = BestStep(problem, hosts, replica_cost, load, used, top);
+    const Step s = BestStep(problem, hosts, replica_cost, load, on_rank, top);
     if (s.expert < 0 || s.new_pair_max > load[top] - epsilon) break;
-    auto set = [&](int32_t e, int32_t r, uint8_t v) { hosts[static_cast<size_t>(e) * R + r] = v; };
     set(s.expert, top, 0);
     set(s.expert, s.other, 1);
-    load[top] -= replica_cost[s.expert];
-    load[s.other] += replica_cost[s.expert];
     if (s.back >= 0) {
       set(s.back, s.other, 0);
       set(s.back, top, 1);
-      load[top] += replica_cost[s.back];
-      load[s.other] -= replica_cost[s.back];
-    } else {
-      --used[top];
-      ++used[s.other];
     }
   }
   return *std::max_element(load.begin(), load.end()) < start_max - epsilon;

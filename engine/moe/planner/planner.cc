@@ -62,7 +62,7 @@ std::vector<LayerHosts> PlanIlp(const PlanProblem& problem, const PlanOptions& o
   }
   report.start_objective = problem.Evaluate(hosts);
   const int32_t L = problem.num_layers();
-  for (int32_t li = 0; li < L; ++li) {  // a solver-free balance polish, kept where J drops
+  for (int32_t li = 0; li < L && Clock::now() < deadline; ++li) {  // solver-free balance polish
     std::vector<LayerHosts> polished = hosts;
     if (ImproveBalance(problem, li, polished[li]) &&
         RangeObjective(problem, li, 1, polished) < RangeObjective(problem, li, 1, hosts)) {
