@@ -88,54 +88,64 @@ int RunWorkerRank(const EngineOptions& options, int rank) {
   return 0;
 }
 
-int RunServe(ServeFlags f) {
-  spdlog::set_level(spdlog::level::from_str(f.log_level));
-  const sigset_t stop_signals = BlockStopSignals();
-  f.engine.enable_prefix_caching = !f.no_prefix_caching;
-
-  auto config = LoadModelConfig(f.engine.model_dir);
-  if (!config.ok()) return Fail(config.status());
-  if (!f.placement_file.empty()) {
-    auto placement = ExpertPlacement::Load(f.placement_file);
-    if (!placement.ok()) return Fail(placement.status());
-    f.engine.placement = std::make_shared<ExpertPlacement>(std::move(*placement));
+// Fills ctx->chat_template; a model without one serves no chat endpoint.
+Status LoadChatTemplateInto(const std::string& model_dir, ServingContext* ctx) {
+  auto chat_template = ChatTemplate::Load(model_dir);
+  if (chat_template.ok()) {
+    ctx->chat_template = *chat_template;
+  } else if (chat_template.status().code() == StatusCode::kNotFound) {
+    spdlog::warn("serve: the model has no chat template; /v1/chat/completions is disabled");
+  } else {
+    return chat_template.status();
   }
-  const auto dist_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.dist_timeout_s * 1e3));
-  auto group = JoinRankGroup(f.ep_size, f.ep_port, dist_timeout);
-  if (!group.ok()) return Fail(group.status());
-  const int world = group->env.world_size;
-  if (f.engine.threads == 0 && world > 1 && group->local) {
-    // Ranks on one host share its cores.
-    f.engine.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world);
-  }
-  f.engine.communicator = group->comm.get();
-  if (group->env.rank > 0) return RunWorkerRank(f.engine, group->env.rank);
+  return Status::Ok();
+}
 
-  RoutingStats routing(MoeLayerIndices(*config), static_cast<int32_t>(config->num_experts),
-                       static_cast<int32_t>(config->num_experts_per_tok), world,
+// Writes what --record-routing recorded; false on failure.
+bool SaveRoutingTrace(RoutingStats& routing, const std::string& file, const std::string& model) {
+  RoutingTrace trace = routing.TakeRecordedTrace();
+  trace.source = "switchyard serve --record-routing, model " + model;
+  if (Status st = trace.Save(file); !st.ok()) {
+    spdlog::error("serve: writing the routing trace: {}", st.ToString());
+    return false;
+  }
+  spdlog::info("serve: wrote {} routing windows to {}", trace.windows.size(), file);
+  return true;
+}
+
+// Waits for the local worker ranks (they leave once the engine stopped); false if any failed.
+bool ReapLocalRanks(RankGroup& group) {
+  if (group.launcher == nullptr) return true;
+  bool ok = true;
+  for (const RankExit& e : group.launcher->WaitAll(std::chrono::seconds(10))) {
+    if (!e.success()) {
+      spdlog::error("serve: {}", e.Describe());
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+// Rank 0: the frontends, the engine and, with expert parallelism, the leader of the group.
+int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
+                  const sigset_t& stop_signals) {
+  RoutingStats routing(MoeLayerIndices(config), static_cast<int32_t>(config.num_experts),
+                       static_cast<int32_t>(config.num_experts_per_tok), group.env.world_size,
                        f.routing_window_steps);
   if (!f.record_routing_file.empty()) routing.StartRecording(f.record_routing_steps);
-  if (config->num_experts > 0) f.engine.routing_stats = &routing;
+  if (config.num_experts > 0) f.engine.routing_stats = &routing;
   ServingContext ctx;
   ctx.model_name = f.served_model_name.empty()
                        ? std::filesystem::path(f.engine.model_dir).filename().string()
                        : f.served_model_name;
   if (ctx.model_name.empty()) ctx.model_name = f.engine.model_dir;
-  Metrics metrics(ctx.model_name, *config);
+  Metrics metrics(ctx.model_name, config);
   f.engine.observer = &metrics;
   if (f.engine.routing_stats != nullptr) {
     metrics.SetRoutingStats(&routing);
     ctx.routing_json = [&routing](bool transitions) { return routing.ToJson(transitions); };
   }
-
-  auto chat_template = ChatTemplate::Load(f.engine.model_dir);
-  if (chat_template.ok()) {
-    ctx.chat_template = *chat_template;
-  } else if (chat_template.status().code() == StatusCode::kNotFound) {
-    spdlog::warn("serve: the model has no chat template; /v1/chat/completions is disabled");
-  } else {
-    return Fail(chat_template.status());
-  }
+  if (Status st = LoadChatTemplateInto(f.engine.model_dir, &ctx); !st.ok()) return Fail(st);
 
   // HTTP comes up first, so probes see the process alive and not ready while it loads.
   ctx.render_metrics = [&metrics, &ctx]() {
@@ -161,7 +171,10 @@ int RunServe(ServeFlags f) {
   std::unique_ptr<GrpcServer> grpc;
   if (f.grpc_port > 0) {
     grpc = std::make_unique<GrpcServer>(&ctx, f.host + ":" + std::to_string(f.grpc_port));
-    if (Status st = grpc->Start(); !st.ok()) return Fail(st);
+    if (Status st = grpc->Start(); !st.ok()) {
+      http.Stop();  // its handlers use the engine, which goes first
+      return Fail(st);
+    }
   }
   ctx.ready = true;
   if (grpc) grpc->SetServing(true);
@@ -182,28 +195,36 @@ int RunServe(ServeFlags f) {
   http.Stop();
   if (grpc) grpc->Shutdown();
   engine->reset();
-  int code = 0;
-  if (!f.record_routing_file.empty()) {
-    RoutingTrace trace = routing.TakeRecordedTrace();
-    trace.source = "switchyard serve --record-routing, model " + ctx.model_name;
-    if (Status st = trace.Save(f.record_routing_file); !st.ok()) {
-      spdlog::error("serve: writing the routing trace: {}", st.ToString());
-      code = 1;
-    } else {
-      spdlog::info("serve: wrote {} routing windows to {}", trace.windows.size(),
-                   f.record_routing_file);
-    }
-  }
-  if (group->launcher != nullptr) {
-    for (const RankExit& e : group->launcher->WaitAll(std::chrono::seconds(10))) {
-      if (!e.success()) {
-        spdlog::error("serve: {}", e.Describe());
-        code = 1;
-      }
-    }
-  }
+  bool ok = f.record_routing_file.empty() ||
+            SaveRoutingTrace(routing, f.record_routing_file, ctx.model_name);
+  ok = ReapLocalRanks(group) && ok;
   spdlog::info("serve: stopped");
-  return code;
+  return ok ? 0 : 1;
+}
+
+int RunServe(ServeFlags f) {
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  const sigset_t stop_signals = BlockStopSignals();
+  f.engine.enable_prefix_caching = !f.no_prefix_caching;
+
+  auto config = LoadModelConfig(f.engine.model_dir);
+  if (!config.ok()) return Fail(config.status());
+  if (!f.placement_file.empty()) {
+    auto placement = ExpertPlacement::Load(f.placement_file);
+    if (!placement.ok()) return Fail(placement.status());
+    f.engine.placement = std::make_shared<ExpertPlacement>(std::move(*placement));
+  }
+  const auto dist_timeout = std::chrono::milliseconds(static_cast<int64_t>(f.dist_timeout_s * 1e3));
+  auto group = JoinRankGroup(f.ep_size, f.ep_port, dist_timeout);
+  if (!group.ok()) return Fail(group.status());
+  const int world = group->env.world_size;
+  if (f.engine.threads == 0 && world > 1 && group->local) {
+    // Ranks on one host share its cores.
+    f.engine.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / world);
+  }
+  f.engine.communicator = group->comm.get();
+  if (group->env.rank > 0) return RunWorkerRank(f.engine, group->env.rank);
+  return ServeRankZero(f, *config, *group, stop_signals);
 }
 
 }  // namespace
@@ -264,10 +285,12 @@ Command AddServeCommand(CLI::App& app) {
                   "seconds one live re-plan may take (ILP)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--rebalance-min-gain", e.rebalance_min_gain,
-                  "relative objective improvement a re-plan needs to be applied");
+                  "relative objective improvement a re-plan needs to be applied")
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--dist-timeout", f->dist_timeout_s,
-                  "seconds a rank waits for the others before the group counts as broken")
-      ->check(CLI::PositiveNumber);
+                  "seconds a rank waits for the others before the group counts as broken "
+                  "(an idle leader sends a heartbeat every second)")
+      ->check(CLI::Range(3.0, 86400.0));
   cmd->add_option("--routing-window-steps", f->routing_window_steps,
                   "steps in the sliding window of routing statistics")
       ->check(CLI::PositiveNumber);

@@ -130,6 +130,7 @@ Status MoeModel::Forward(const ForwardInputs& in, const KvCache& kv, const Tenso
       backend_->Ffn(a.h, l.dense, a.scratch, a.out);
     }
   }
+  if (ep_ != nullptr) SY_RETURN_IF_ERROR(ep_->TakeError());
   backend_->AddRmsNorm(a.x, a.out, w_.final_norm, eps, a.h);
   const Tensor selected = a.selected.Rows(0, in.logits_indices.numel());
   backend_->GatherRows(a.h, in.logits_indices, selected);
@@ -174,7 +175,7 @@ Status MoeModel::EmptyExpertParallelStep() {
     if (!w_.layers[i].is_moe) continue;
     SY_RETURN_IF_ERROR(ep_->RunLayer(i, none, expert_offsets_, none, {}));
   }
-  return Status::Ok();
+  return ep_->TakeError();
 }
 
 Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {

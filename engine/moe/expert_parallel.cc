@@ -52,8 +52,14 @@ StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(const ModelConf
             ep->experts_[layer][e],
             LoadExpertWeights(config, checkpoint, backend, names.layers[layer].experts[e],
                               &ep->buffers_[layer][e]));
-        ep->hosted_bytes_ +=
-            ep->experts_[layer][e].gate_up.nbytes() + ep->experts_[layer][e].down.nbytes();
+        const FfnWeights& w = ep->experts_[layer][e];
+        // Migration copies an expert as (gate_up, down) in one dtype.
+        if (w.gate_up.dtype != ep->expert_dtype_ || w.down.dtype != ep->expert_dtype_) {
+          return Status::Unimplemented(
+              "expert parallelism needs all expert weights in one dtype; layer " +
+              std::to_string(layer) + " expert " + std::to_string(e) + " differs");
+        }
+        ep->hosted_bytes_ += w.gate_up.nbytes() + w.down.nbytes();
       }
     }
   }
@@ -93,7 +99,6 @@ Status ExpertParallel::StagePlacement(ExpertPlacement next) {
   if (staged_ != nullptr) return Status::Internal("a placement is already staged");
   SY_RETURN_IF_ERROR(
       next.CheckCompatible(placement_.layers(), placement_.num_experts(), placement_.num_ranks()));
-  staged_moves_ = next.MovesFrom(placement_);
   staged_ = std::make_unique<ExpertPlacement>(std::move(next));
   staged_experts_.assign(config_.num_layers, {});
   staged_buffers_.clear();
@@ -136,22 +141,23 @@ Status ExpertParallel::MigrateLayer(int32_t li) {
       }
     }
   }
-  send_bytes_buf_.resize(outgoing.size() * expert_bytes);
+  // Host staging, freed when the layer is done (it can be large).
+  std::vector<uint8_t> send_buf(outgoing.size() * expert_bytes);
   for (size_t i = 0; i < outgoing.size(); ++i) {
     const FfnWeights& w = experts_[layer][outgoing[i].second];
-    uint8_t* at = send_bytes_buf_.data() + i * expert_bytes;
+    uint8_t* at = send_buf.data() + i * expert_bytes;
     backend_->CopyToHost(at, w.gate_up.data, gate_up_bytes);
     backend_->CopyToHost(at + gate_up_bytes, w.down.data, expert_bytes - gate_up_bytes);
   }
-  recv_bytes_buf_.resize(incoming.size() * expert_bytes);
-  SY_RETURN_IF_ERROR(comm_->AllToAllV(send_bytes_buf_.data(), send, recv_bytes_buf_.data(), recv));
+  std::vector<uint8_t> recv_buf(incoming.size() * expert_bytes);
+  SY_RETURN_IF_ERROR(comm_->AllToAllV(send_buf.data(), send, recv_buf.data(), recv));
   // Arrivals are in source-rank order, each source's in expert order.
   std::stable_sort(incoming.begin(), incoming.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (size_t i = 0; i < incoming.size(); ++i) {
     const int32_t e = incoming[i].second;
     SY_ASSIGN_OR_RETURN(staged_experts_[layer][e], NewExpert(&staged_buffers_[layer][e]));
-    const uint8_t* at = recv_bytes_buf_.data() + i * expert_bytes;
+    const uint8_t* at = recv_buf.data() + i * expert_bytes;
     backend_->CopyToDevice(staged_experts_[layer][e].gate_up.data, at, gate_up_bytes);
     backend_->CopyToDevice(staged_experts_[layer][e].down.data, at + gate_up_bytes,
                            expert_bytes - gate_up_bytes);
@@ -271,7 +277,7 @@ Status ExpertParallel::RunLayer(int64_t layer, const Tensor& xs, std::span<const
   SY_RETURN_IF_ERROR(
       comm_->AllToAllV(send_rows_.data(), send_bytes_, recv_rows_.data(), recv_bytes_));
 
-  SY_RETURN_IF_ERROR(ComputeReceived(layer));
+  if (Status st = ComputeReceived(layer); !st.ok() && error_.ok()) error_ = std::move(st);
 
   // Results travel back along the same routes; they arrive in the order the pairs were sent.
   SY_RETURN_IF_ERROR(
@@ -283,12 +289,18 @@ Status ExpertParallel::RunLayer(int64_t layer, const Tensor& xs, std::span<const
   return Status::Ok();
 }
 
+Status ExpertParallel::TakeError() {
+  Status st = std::move(error_);
+  error_ = Status::Ok();
+  return st;
+}
+
 Status ExpertParallel::ComputeReceived(int64_t layer) {
   const int64_t hidden = config_.hidden_size;
   const int64_t experts = config_.num_experts;
   const int64_t received = static_cast<int64_t>(recv_experts_.size());
   const size_t row_bytes = static_cast<size_t>(hidden) * sizeof(float);
-  back_rows_.resize(recv_rows_.size());
+  back_rows_.assign(recv_rows_.size(), 0.0f);
   if (received == 0) return Status::Ok();
   const std::vector<FfnWeights>& hosted = experts_[layer];
   local_offsets_.assign(experts + 1, 0);

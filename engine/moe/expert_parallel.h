@@ -34,7 +34,9 @@ class ExpertParallel {
   // This rank's token-expert pairs of model layer `layer`, sorted by logical expert: rows
   // [offsets[e], offsets[e+1]) of xs [P, hidden] go to expert e. Fills ys [P, hidden] with each
   // pair's expert output, in the same order, and dest_rank[p] with the rank that computed it.
-  // Also computes the pairs other ranks send here.
+  // Also computes the pairs other ranks send here. Returns communication errors (the group is
+  // then broken). A local compute failure must not desynchronise the group, so it is kept
+  // instead (TakeError) and the pairs it concerned come back as zeros.
   Status RunLayer(int64_t layer, const Tensor& xs, std::span<const int64_t> offsets,
                   const Tensor& ys, std::span<int32_t> dest_rank);
 
@@ -46,9 +48,8 @@ class ExpertParallel {
   Status StagePlacement(ExpertPlacement next);
   Status MigrateLayer(int32_t li);
   Status CommitPlacement();
-  bool migrating() const { return staged_ != nullptr; }
-  // (layer, rank, expert) copies the staged placement needs.
-  int64_t staged_moves() const { return staged_moves_; }
+  // The first compute error since the last call (OK if none); clears it.
+  Status TakeError();
 
   const ExpertPlacement& placement() const { return placement_; }
   Communicator& comm() const { return *comm_; }
@@ -62,7 +63,8 @@ class ExpertParallel {
   // Picks the rank computing each pair: a local replica if there is one, else the replica rank
   // with the fewest pairs sent to it so far in this layer.
   void ChooseRanks(int32_t li, std::span<const int64_t> offsets, std::span<int32_t> dest_rank);
-  // Runs the received pairs through the experts hosted here, results in arrival order.
+  // Runs the received pairs through the experts hosted here, results in arrival order (zeros
+  // when it fails).
   Status ComputeReceived(int64_t layer);
   Status Grow(DeviceBuffer* buf, size_t bytes);
   void IndexReplicas();
@@ -89,8 +91,7 @@ class ExpertParallel {
   std::vector<std::vector<FfnWeights>> staged_experts_;
   std::vector<std::vector<std::vector<DeviceBuffer>>> staged_buffers_;
   std::vector<bool> layer_migrated_;
-  int64_t staged_moves_ = 0;
-  std::vector<uint8_t> send_bytes_buf_, recv_bytes_buf_;
+  Status error_;  // a kept compute error (see RunLayer)
 
   // Per-layer scratch, reused across steps.
   std::vector<size_t> send_pairs_, recv_pairs_, send_bytes_, recv_bytes_;

@@ -7,6 +7,52 @@
 
 namespace sy {
 
+namespace {
+
+constexpr char kPeerFailed[] = "another rank could not run the step";
+
+// Whether every rank is fit to run the step: all ranks must enter the forward pass (full of
+// collectives) together or not at all. Returns `local` if it failed, Internal if another rank's
+// check failed, communication errors as they are.
+Status AgreeToRun(Communicator& comm, const Status& local) {
+  int64_t failed = local.ok() ? 0 : 1;
+  SY_RETURN_IF_ERROR(comm.AllReduceSum(&failed, 1, ReduceType::kI64));
+  if (!local.ok()) return local;
+  if (failed > 0) return Status::Internal(kPeerFailed);
+  return Status::Ok();
+}
+
+// Checks a worker's reply against the batch it ran, before anything indexes with it.
+Status CheckReply(const EpReply& reply, const StepBatch& batch, const ModelConfig& c, int ranks) {
+  const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
+  const auto bad = [](const std::string& what) {
+    return Status::DataLoss("malformed expert-parallel reply: " + what);
+  };
+  if (reply.logits.size() != batch.logits_indices.size() * static_cast<size_t>(c.vocab_size)) {
+    return bad("logits of the wrong size");
+  }
+  const StepRouting& r = reply.routing;
+  if (r.tokens != tokens || static_cast<int64_t>(r.choices.size()) != c.num_layers ||
+      r.ranks.size() != r.choices.size()) {
+    return bad("routing of the wrong shape");
+  }
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const size_t pairs = c.layer_is_moe[l] && tokens > 0 ? tokens * c.num_experts_per_tok : 0;
+    if (r.choices[l].size() != pairs || r.ranks[l].size() != pairs) {
+      return bad("routing of the wrong shape");
+    }
+    for (size_t p = 0; p < pairs; ++p) {
+      if (r.choices[l][p] < 0 || r.choices[l][p] >= c.num_experts || r.ranks[l][p] < 0 ||
+          r.ranks[l][p] >= ranks) {
+        return bad("expert or rank out of range");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StepBatch EmptyStepBatch() {
   StepBatch b;
   b.max_blocks_per_seq = 1;
@@ -41,20 +87,35 @@ Status EpStepExecutor::Step(std::span<const StepBatch> batches, const MigrationA
   for (int r = 1; r < n; ++r) messages[r] = EncodeStepCommand(batches[r], migration);
   SY_RETURN_IF_ERROR(ScatterFromLeader(*comm_, messages).status());
   logits->resize(n);
-  // A local failure must not skip the gather: the workers are waiting in it.
+  // Past the scatter every rank runs the same collectives whatever fails: a local failure
+  // must not skip the agreement, the forward pass or the gather that the workers are in.
   Status local = ApplyMigration(migration, runner_->model().expert_parallel());
+  if (local.ok()) local = runner_->Validate(batches[0]);
+  local = AgreeToRun(*comm_, local);
   if (local.ok()) local = runner_->Step(batches[0], &(*logits)[0]);
   CollectStepRouting(static_cast<int64_t>(batches[0].tokens.size()), runner_->expert_load(),
                      &routing_[0]);
-  SY_ASSIGN_OR_RETURN(std::vector<std::vector<uint8_t>> replies,
-                      GatherToLeader(*comm_, std::vector<uint8_t>()));
-  SY_RETURN_IF_ERROR(local);
+  StatusOr<std::vector<std::vector<uint8_t>>> gathered =
+      GatherToLeader(*comm_, std::vector<uint8_t>());
+  if (!gathered.ok()) return local.ok() ? gathered.status() : local;
+  std::vector<EpReply> replies(n);
   for (int r = 1; r < n; ++r) {
-    SY_ASSIGN_OR_RETURN(EpReply reply, DecodeReply(replies[r]));
-    if (!reply.status.ok()) {
-      return Status(reply.status.code(),
-                    "rank " + std::to_string(r) + ": " + reply.status.message());
+    SY_ASSIGN_OR_RETURN(replies[r], DecodeReply((*gathered)[r]));
+  }
+  // Report the rank whose own check or compute failed, not the ranks that stood down for it.
+  if (!local.ok() && local.message() != kPeerFailed) return local;
+  for (int r = 1; r < n; ++r) {
+    const Status& st = replies[r].status;
+    if (!st.ok() && st.message() != kPeerFailed) {
+      return Status(st.code(), "rank " + std::to_string(r) + ": " + st.message());
     }
+  }
+  SY_RETURN_IF_ERROR(local);
+  const ModelConfig& c = runner_->model().config();
+  for (int r = 1; r < n; ++r) {
+    EpReply& reply = replies[r];
+    SY_RETURN_IF_ERROR(reply.status);
+    SY_RETURN_IF_ERROR(CheckReply(reply, batches[r], c, n));
     (*logits)[r] = std::move(reply.logits);
     routing_[r] = std::move(reply.routing);
   }
@@ -73,6 +134,9 @@ Status RunEpWorker(ModelRunner* runner, Communicator* comm) {
     if (command == EpCommand::kStop) return Status::Ok();
     if (command == EpCommand::kHeartbeat) continue;
     Status st = ApplyMigration(migration, runner->model().expert_parallel());
+    if (st.ok()) st = runner->Validate(batch);
+    st = AgreeToRun(*comm, st);
+    if (!st.ok() && st.code() == StatusCode::kUnavailable) return st;  // the group is broken
     if (st.ok()) st = runner->Step(batch, &logits);
     CollectStepRouting(static_cast<int64_t>(batch.tokens.size()), runner->expert_load(), &routing);
     if (!st.ok()) logits.clear();

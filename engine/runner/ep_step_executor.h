@@ -24,7 +24,7 @@ class EpStepExecutor final : public StepExecutor {
   const std::vector<StepRouting>& routing() const override { return routing_; }
   Status Heartbeat() override;
   // Tells every worker to leave its loop. Idempotent.
-  Status Stop();
+  Status Stop() override;
 
  private:
   ModelRunner* runner_;
@@ -33,8 +33,9 @@ class EpStepExecutor final : public StepExecutor {
   bool stopped_ = false;
 };
 
-// Serves steps on a worker rank (comm->rank() > 0) until the leader sends stop. Returns the
-// first communication error; a failed step is reported to the leader and serving goes on.
+// Serves steps on a worker rank (comm->rank() > 0) until the leader sends stop. A step that
+// fails here is reported to the leader (whose engine then stops, and stops this loop); returns
+// early only on a communication or protocol error, after which the group is broken.
 Status RunEpWorker(ModelRunner* runner, Communicator* comm);
 
 // A step with no tokens (a rank with no work still takes part in every MoE exchange).

@@ -40,6 +40,8 @@ class ModelRunner {
 
   // Runs one step; `logits` receives logits_indices.size() rows of vocab_size floats.
   Status Step(const StepBatch& batch, std::vector<float>* logits);
+  // The checks Step makes before it computes anything (sizes, ids, slots, block tables).
+  Status Validate(const StepBatch& batch) const;
 
   const RunnerOptions& options() const { return options_; }
   const MoeModel& model() const { return *model_; }
@@ -47,7 +49,6 @@ class ModelRunner {
 
  private:
   ModelRunner(MoeModel* model, const RunnerOptions& options, KvCache kv);
-  Status Validate(const StepBatch& batch) const;
 
   MoeModel* model_;
   RunnerOptions options_;

@@ -48,6 +48,8 @@ class StepExecutor {
   // Called while the engine idles, so that other ranks waiting for the next step do not time
   // out. An error means the group is broken.
   virtual Status Heartbeat() { return Status::Ok(); }
+  // Releases the other ranks (they leave their worker loops). Idempotent.
+  virtual Status Stop() { return Status::Ok(); }
 };
 
 // Copies a runner's last-step routing choices into `out`.

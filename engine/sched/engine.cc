@@ -1,3 +1,5 @@
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <climits>
 
@@ -45,7 +47,14 @@ Status WarmUp(StepExecutor* executor) {
 StatusOr<ExpertPlacement> PlacementFor(const EngineOptions& o, const ModelConfig& c) {
   const int32_t ranks = o.communicator->size();
   const int32_t experts = static_cast<int32_t>(c.num_experts);
-  if (o.placement != nullptr) return *o.placement;
+  if (o.placement != nullptr) {
+    if (o.expert_slots_per_rank > 0 && o.expert_slots_per_rank != o.placement->slots_per_rank()) {
+      return Status::InvalidArgument(
+          "--expert-slots-per-rank " + std::to_string(o.expert_slots_per_rank) +
+          " contradicts the placement's " + std::to_string(o.placement->slots_per_rank()));
+    }
+    return *o.placement;
+  }
   const int32_t needed = (experts + ranks - 1) / ranks;
   const int32_t slots = o.expert_slots_per_rank > 0 ? o.expert_slots_per_rank : needed;
   if (slots < needed) {
@@ -55,6 +64,33 @@ StatusOr<ExpertPlacement> PlacementFor(const EngineOptions& o, const ModelConfig
                                    " slots per rank");
   }
   return ExpertPlacement::Contiguous(MoeLayerIndices(c), experts, ranks, slots);
+}
+
+// Every rank must run the same model with the same memory plan and placement, or the
+// collectives go wrong in obscure ways; compare a fingerprint of what each rank loaded.
+Status AgreeOnConfig(const RankModel& rm, Communicator* comm) {
+  if (comm == nullptr || comm->size() == 1) return Status::Ok();
+  const ModelConfig& c = rm.model->config();
+  const RunnerOptions& ro = rm.runner->options();
+  const std::string text =
+      rm.ep->placement().ToJson() + "|" + std::to_string(c.vocab_size) + "," +
+      std::to_string(c.num_layers) + "," + std::to_string(c.hidden_size) + "," +
+      std::to_string(c.num_experts) + "," + std::to_string(c.num_experts_per_tok) + "|" +
+      std::to_string(ro.max_batch_tokens) + "," + std::to_string(ro.max_seqs) + "," +
+      std::to_string(ro.num_kv_blocks) + "," + std::to_string(ro.block_size) + "," +
+      std::to_string(ro.max_blocks_per_seq) + "," + std::to_string(rm.max_model_len);
+  const uint64_t mine = std::hash<std::string>()(text);
+  std::vector<uint64_t> all(comm->size());
+  SY_RETURN_IF_ERROR(comm->AllGather(&mine, sizeof(mine), all.data()));
+  for (int r = 1; r < comm->size(); ++r) {
+    if (all[r] != all[0]) {
+      return Status::InvalidArgument(
+          "rank " + std::to_string(r) +
+          " loaded another model, placement or memory plan than rank 0 (check that every rank "
+          "gets the same --model, --placement and engine flags)");
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -76,6 +112,8 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
     SY_ASSIGN_OR_RETURN(rm.ep, ExpertParallel::Create(c, *ckpt, rm.backend.get(),
                                                       std::move(placement), options.communicator));
     rm.model->SetExpertParallel(rm.ep.get());
+    spdlog::info("rank {} hosts {:.1f} MB of expert weights", options.communicator->rank(),
+                 static_cast<double>(rm.ep->hosted_bytes()) / 1e6);
   }
   rm.max_model_len = options.max_model_len > 0 ? options.max_model_len : c.max_position_embeddings;
   if (rm.max_model_len > c.max_position_embeddings) {
@@ -112,6 +150,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
     return Status::InvalidArgument("Engine::Create runs on rank 0; other ranks run RunWorker");
   }
   SY_ASSIGN_OR_RETURN(RankModel rank, LoadRankModel(options));
+  SY_RETURN_IF_ERROR(AgreeOnConfig(rank, options.communicator));
   SY_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(options.model_dir));
   std::unique_ptr<StepExecutor> executor;
   if (rank.ep != nullptr) {
@@ -148,6 +187,7 @@ Status Engine::RunWorker(const EngineOptions& options) {
     return Status::InvalidArgument("RunWorker needs a communicator rank above 0");
   }
   SY_ASSIGN_OR_RETURN(RankModel rank, LoadRankModel(options));
+  SY_RETURN_IF_ERROR(AgreeOnConfig(rank, options.communicator));
   return RunEpWorker(rank.runner.get(), options.communicator);
 }
 
@@ -293,17 +333,23 @@ std::shared_ptr<const ExpertPlacement> EngineImpl::placement() const {
   return placement_;
 }
 
-Status EngineImpl::ApplyPlacement(const ExpertPlacement& next) {
+StatusOr<int64_t> EngineImpl::ApplyPlacement(const ExpertPlacement& next) {
   std::lock_guard<std::mutex> lock(mu_);
   if (placement_ == nullptr) return Engine::ApplyPlacement(next);
   SY_RETURN_IF_ERROR(next.CheckCompatible(placement_->layers(), placement_->num_experts(),
                                           placement_->num_ranks()));
+  // Slots are the memory budget for experts that every rank was sized for.
+  if (next.slots_per_rank() > placement_->slots_per_rank()) {
+    return Status::InvalidArgument("the placement uses " + std::to_string(next.slots_per_rank()) +
+                                   " expert slots per rank; this group has " +
+                                   std::to_string(placement_->slots_per_rank()));
+  }
   if (migrating_) return Status::Unavailable("an expert migration is in progress; retry later");
   if (!alive_.load()) return Status::Unavailable("the engine has stopped");
   requested_placement_ = next;
   migrating_ = true;
   cv_.notify_all();
-  return Status::Ok();
+  return next.MovesFrom(*placement_);
 }
 
 EngineSnapshot EngineImpl::Snapshot() const {

@@ -113,11 +113,12 @@ class Engine {
   // Expert parallelism: the placement in use (null with one rank).
   virtual std::shared_ptr<const ExpertPlacement> placement() const { return nullptr; }
   // Migrates to `placement` live: experts move over the next steps (one MoE layer per step,
-  // run even while idle) and every rank switches at one step boundary. Returns at once.
-  // Errors: InvalidArgument with one rank or for a placement that does not fit the model and
-  // group; Unavailable while another migration is in progress.
-  virtual Status ApplyPlacement(const ExpertPlacement& placement) {
-    return Status::InvalidArgument("this server has no expert parallelism (one rank)");
+  // run even while idle) and every rank switches at one step boundary. Returns at once, with
+  // the number of expert copies the migration makes. Errors: NotFound with one rank;
+  // InvalidArgument for a placement that does not fit the model and group or uses more slots
+  // per rank than the group has; Unavailable while another migration is in progress.
+  virtual StatusOr<int64_t> ApplyPlacement(const ExpertPlacement& placement) {
+    return Status::NotFound("this server has no expert parallelism (one rank)");
   }
 };
 

@@ -81,7 +81,7 @@ class EngineImpl final : public Engine {
   int64_t max_model_len() const override { return max_model_len_; }
   const std::string& model_dir() const override { return options_.model_dir; }
   std::shared_ptr<const ExpertPlacement> placement() const override;
-  Status ApplyPlacement(const ExpertPlacement& placement) override;
+  StatusOr<int64_t> ApplyPlacement(const ExpertPlacement& placement) override;
 
   void Start();
 
@@ -128,6 +128,7 @@ class EngineImpl final : public Engine {
   int64_t num_preemptions_ = 0;
   int64_t steps_ = 0;
   int64_t dequeued_ = 0;  // requests that left the queue (scheduled or ended) since Publish
+  Clock::time_point last_exchange_ = Clock::now();  // last step or heartbeat with the group
 
   // Shared with public calls, under mu_.
   mutable std::mutex mu_;

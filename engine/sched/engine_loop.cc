@@ -24,18 +24,10 @@ void EngineImpl::Loop() {
     std::optional<ExpertPlacement> requested;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      const bool woken = cv_.wait_for(lock, kHeartbeatInterval, [&] {
+      cv_.wait_for(lock, kHeartbeatInterval, [&] {
         return stop_ || !incoming_.empty() || !aborts_.empty() || requested_placement_ || HasWork();
       });
       if (stop_) break;
-      if (!woken) {
-        lock.unlock();
-        if (Status st = executor_->Heartbeat(); !st.ok()) {
-          Fail(Status::Internal("expert-parallel group lost: " + st.ToString()));
-          return;
-        }
-        continue;
-      }
       incoming.swap(incoming_);
       aborts.swap(aborts_);
       requested.swap(requested_placement_);
@@ -48,6 +40,14 @@ void EngineImpl::Loop() {
         Fail(Status::Internal("engine step failed: " + st.ToString()));
         return;
       }
+      last_exchange_ = Clock::now();
+    } else if (Clock::now() - last_exchange_ >= kHeartbeatInterval) {
+      // Idle (however often woken): the other ranks must still hear from us.
+      if (Status st = executor_->Heartbeat(); !st.ok()) {
+        Fail(Status::Internal("expert-parallel group lost: " + st.ToString()));
+        return;
+      }
+      last_exchange_ = Clock::now();
     }
     Publish();
   }
@@ -60,6 +60,8 @@ void EngineImpl::Fail(const Status& status) {
     alive_ = false;
   }
   EndAll(FinishReason::kError, status);
+  // Let the workers go now rather than at their timeout (this fails fast if the group broke).
+  (void)executor_->Stop();
 }
 
 void EngineImpl::EndAll(FinishReason reason, const Status& status) {
@@ -83,9 +85,13 @@ bool EngineImpl::HasWork() const {
 
 void EngineImpl::TakePlacementRequest(std::optional<ExpertPlacement> requested) {
   if (rebalancer_ == nullptr || !requested) return;
-  if (!rebalancer_->SetTarget(std::move(*requested))) {
-    spdlog::warn("a requested placement arrived during a migration and was dropped");
+  if (rebalancer_->migrating()) {
+    // An automatic re-plan got there first: the request waits for it to finish.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!requested_placement_) requested_placement_ = std::move(requested);
+    return;
   }
+  rebalancer_->SetTarget(std::move(*requested));
 }
 
 void EngineImpl::AddRequest(std::unique_ptr<ActiveRequest> r) {

@@ -77,7 +77,6 @@ MigrationAction Rebalancer::NextAction(Clock::time_point now) {
   if (planning_.valid()) {
     if (planning_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return action;
     PlanResult result = planning_.get();
-    ++plans_;
     next_plan_ = now + options_.interval;
     if (drop_plan_ || !result.placement) {
       drop_plan_ = false;

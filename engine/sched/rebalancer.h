@@ -49,7 +49,6 @@ class Rebalancer {
   const ExpertPlacement& placement() const { return current_; }
   int64_t rebalances() const { return rebalances_; }  // committed migrations
   int64_t experts_moved() const { return experts_moved_; }
-  int64_t plans() const { return plans_; }  // plans computed, taken or not
 
  private:
   // A finished plan: the placement and whether it is worth migrating to.
@@ -70,7 +69,6 @@ class Rebalancer {
   int32_t next_layer_ = 0;  // layer index to migrate next
   int64_t rebalances_ = 0;
   int64_t experts_moved_ = 0;
-  int64_t plans_ = 0;
   bool drop_plan_ = false;  // the plan being computed lost to an operator's target
 };
 

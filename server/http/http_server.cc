@@ -159,6 +159,16 @@ void HttpServer::RegisterRoutes() {
     res.set_content(ctx->render_metrics ? ctx->render_metrics() : std::string(),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
+  RegisterAdminRoutes();
+  server_->Get("/version", [](const httplib::Request&, httplib::Response& res) {
+    SendJson(res, 200, {{"version", SY_VERSION}});
+  });
+}
+
+// Expert parallelism: routing statistics, the placement in use, and a live migration to
+// another (docs/expert-parallel.md). One-rank servers answer 404.
+void HttpServer::RegisterAdminRoutes() {
+  ServingContext* ctx = ctx_;
   server_->Get("/admin/routing", [ctx](const httplib::Request& req, httplib::Response& res) {
     if (!ctx->routing_json) {
       return SendError(res, ErrorFromStatus(Status::NotFound(
@@ -168,7 +178,6 @@ void HttpServer::RegisterRoutes() {
     res.status = 200;
     res.set_content(ctx->routing_json(t == "1" || t == "true"), "application/json");
   });
-  // Expert placement: the one in use, and a live migration to another (docs/expert-parallel.md).
   server_->Get("/admin/placement", [ctx](const httplib::Request&, httplib::Response& res) {
     if (!ctx->loaded.load()) return SendError(res, Loading());
     const std::shared_ptr<const ExpertPlacement> p = ctx->engine->placement();
@@ -181,16 +190,15 @@ void HttpServer::RegisterRoutes() {
   });
   server_->Post("/admin/placement", [ctx](const httplib::Request& req, httplib::Response& res) {
     if (!ctx->loaded.load()) return SendError(res, Loading());
+    if (ctx->engine->placement() == nullptr) {
+      return SendError(res, ErrorFromStatus(Status::NotFound(
+                                "This server has no expert parallelism, so no placement.")));
+    }
     StatusOr<ExpertPlacement> next = ExpertPlacement::FromJson(req.body);
     if (!next.ok()) return SendError(res, ErrorFromStatus(next.status()));
-    std::shared_ptr<const ExpertPlacement> now = ctx->engine->placement();
-    if (Status st = ctx->engine->ApplyPlacement(*next); !st.ok()) {
-      return SendError(res, ErrorFromStatus(st));
-    }
-    SendJson(res, 202, {{"status", "migrating"}, {"moves", next->MovesFrom(*now)}});
-  });
-  server_->Get("/version", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"version", SY_VERSION}});
+    StatusOr<int64_t> moves = ctx->engine->ApplyPlacement(*next);
+    if (!moves.ok()) return SendError(res, ErrorFromStatus(moves.status()));
+    SendJson(res, 202, {{"status", "migrating"}, {"moves", *moves}});
   });
 }
 

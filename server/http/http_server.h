@@ -47,6 +47,7 @@ class HttpServer {
 
  private:
   void RegisterRoutes();
+  void RegisterAdminRoutes();
 
   ServingContext* ctx_;
   HttpServerOptions options_;

@@ -220,6 +220,68 @@ TEST(ExpertParallelTest, LogitsMatchSingleRankWithReplicas) {
   }
 }
 
+// A rank whose batch fails its checks makes every rank skip the step together: the leader
+// reports that rank's error, and the next step runs normally (the group stayed in step).
+TEST(ExpertParallelTest, AFailingRankFailsTheStepNotTheGroup) {
+  const std::string dir = ModelDir("olmoe").string();
+  const auto prompts = Prompts("olmoe");
+  auto comms = InProcessGroup::Create(2, std::chrono::seconds(30));
+  testing::LoadedModel m = testing::LoadForTest(dir);
+  const ModelConfig& c = m.model->config();
+  const ExpertPlacement placement = ExpertPlacement::Contiguous(
+      MoeLayerIndices(c), static_cast<int32_t>(c.num_experts), 2, 4);
+  std::vector<Rank> ranks(2);
+  Status worker_status;
+  std::thread worker([&] {
+    Status st = LoadRank(dir, placement, comms[1].get(), 64, &ranks[1]);
+    worker_status = st.ok() ? RunEpWorker(ranks[1].runner.get(), comms[1].get()) : st;
+  });
+  ASSERT_TRUE(LoadRank(dir, placement, comms[0].get(), 64, &ranks[0]).ok());
+  {
+    EpStepExecutor executor(ranks[0].runner.get(), comms[0].get());
+    Seq a{prompts[0], 0, 0}, b{prompts[1], 0, 0};
+    std::vector<StepBatch> batches = {BatchOf({&a}), BatchOf({&b})};
+    batches[1].tokens[0] = static_cast<int32_t>(c.vocab_size);  // outside the vocabulary
+    std::vector<std::vector<float>> logits;
+    const Status failed = executor.Step(batches, MigrationAction{}, &logits);
+    EXPECT_EQ(failed.code(), StatusCode::kInvalidArgument) << failed.ToString();
+    EXPECT_NE(failed.message().find("rank 1: token id"), std::string::npos) << failed.message();
+
+    // The same step with a valid batch on rank 1 works (rank 0's sequence starts over).
+    a.computed = 0;
+    b.computed = 0;
+    batches = {BatchOf({&a}), BatchOf({&b})};
+    const Status ok = executor.Step(batches, MigrationAction{}, &logits);
+    EXPECT_TRUE(ok.ok()) << ok.ToString();
+    EXPECT_EQ(logits[1].size(), static_cast<size_t>(c.vocab_size));
+    EXPECT_TRUE(executor.Stop().ok());
+  }
+  worker.join();
+  EXPECT_TRUE(worker_status.ok()) << worker_status.ToString();
+}
+
+// Ranks started with different memory plans refuse to serve together, on every rank.
+TEST(ExpertParallelTest, RanksWithDifferentFlagsRefuseToStart) {
+  auto comms = InProcessGroup::Create(2, std::chrono::seconds(30));
+  EngineOptions o;
+  o.model_dir = ModelDir("olmoe").string();
+  o.threads = 1;
+  o.num_kv_blocks = 64;
+  Status worker_status;
+  std::thread worker([&] {
+    EngineOptions wo = o;
+    wo.num_kv_blocks = 128;
+    wo.communicator = comms[1].get();
+    worker_status = Engine::RunWorker(wo);
+  });
+  o.communicator = comms[0].get();
+  auto engine = Engine::Create(o);
+  worker.join();
+  EXPECT_EQ(engine.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(engine.status().message().find("rank 1"), std::string::npos);
+  EXPECT_EQ(worker_status.code(), StatusCode::kInvalidArgument);
+}
+
 TEST(ExpertParallelTest, RejectsPlacementThatDoesNotFitTheGroup) {
   const std::string dir = ModelDir("olmoe").string();
   auto comms = InProcessGroup::Create(1);
@@ -421,8 +483,16 @@ TEST(ExpertParallelTest, ApplyPlacementMigratesWhileIdle) {
     const ExpertPlacement before = *e.placement();
     // Wrong shape: refused at once.
     const ExpertPlacement other = ExpertPlacement::Contiguous(before.layers(), 8, 4, 2);
-    EXPECT_EQ(e.ApplyPlacement(other).code(), StatusCode::kInvalidArgument);
-    ASSERT_TRUE(e.ApplyPlacement(next).ok());
+    EXPECT_EQ(e.ApplyPlacement(other).status().code(), StatusCode::kInvalidArgument);
+    // More slots per rank than the group was sized for: refused.
+    ExpertPlacement wider(before.layers(), 8, kRanks, 7);
+    for (int32_t li = 0; li < wider.num_layers(); ++li) {
+      for (int32_t e8 = 0; e8 < 8; ++e8) wider.set_expert(li, e8 % kRanks, e8 / kRanks, e8);
+    }
+    EXPECT_EQ(e.ApplyPlacement(wider).status().code(), StatusCode::kInvalidArgument);
+    StatusOr<int64_t> moves = e.ApplyPlacement(next);
+    ASSERT_TRUE(moves.ok()) << moves.status().ToString();
+    EXPECT_EQ(*moves, next.MovesFrom(before));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (*e.placement() != next && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -144,8 +144,12 @@ def test_live_placement_change_keeps_answers(model_dir, tmp_path, reference):
         assert_same(complete_all(s), reference)
 
         # Bad placements are refused with the OpenAI error object and change nothing.
+        more_slots = {**target, "slots_per_rank": 4,
+                      "layers": [{**l, "slots": [row + [-1] for row in l["slots"]]}
+                                 for l in target["layers"]]}
         for body in ["{not json", json.dumps({**target, "num_ranks": 2}),
-                     json.dumps({**target, "layers": target["layers"][:1]})]:
+                     json.dumps({**target, "layers": target["layers"][:1]}),
+                     json.dumps(more_slots)]:
             bad = requests.post(s.url + "/admin/placement", data=body)
             assert bad.status_code == 400, bad.text
             assert bad.json()["error"]["message"]
@@ -157,4 +161,4 @@ def test_live_placement_change_keeps_answers(model_dir, tmp_path, reference):
 def test_one_rank_has_no_placement(server):
     assert requests.get(server.url + "/admin/placement").status_code == 404
     r = requests.post(server.url + "/admin/placement", data="{}")
-    assert r.status_code == 400 and r.json()["error"]["message"]
+    assert r.status_code == 404 and r.json()["error"]["message"]
