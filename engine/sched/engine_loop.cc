@@ -55,6 +55,7 @@ void EngineImpl::Loop() {
 }
 
 void EngineImpl::Fail(const Status& status) {
+  spdlog::error("engine stopped: {}", status.ToString());
   {
     std::lock_guard<std::mutex> lock(mu_);
     alive_ = false;

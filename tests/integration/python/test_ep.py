@@ -4,6 +4,9 @@ exchanges tokens between them. The oracle is the same server with one rank: gree
 be identical and logprobs within 1e-5, with contiguous and with replicated placements."""
 
 import json
+import os
+import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -162,3 +165,26 @@ def test_one_rank_has_no_placement(server):
     assert requests.get(server.url + "/admin/placement").status_code == 404
     r = requests.post(server.url + "/admin/placement", data="{}")
     assert r.status_code == 404 and r.json()["error"]["message"]
+
+
+def test_a_dead_rank_takes_the_server_out_of_service(model_dir, tmp_path):
+    """A worker rank killed with SIGKILL breaks the group: the leader stays up to say so
+    (/health 503, requests refused with the error object) and exits non-zero on SIGTERM."""
+    s = Server(model_dir, tmp_path / "ep.log", grpc=False, threads=1,
+               extra_args=["--ep-size", "2"])
+    try:
+        children = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 1, children
+        os.kill(int(children[0]), signal.SIGKILL)
+        deadline = time.time() + 30
+        while requests.get(s.url + "/health").status_code != 503:
+            assert time.time() < deadline, "the leader did not notice the dead rank"
+            time.sleep(0.1)
+        r = requests.post(s.url + "/v1/completions",
+                          json={"model": MODEL_NAME, "prompt": "hello", "max_tokens": 4})
+        assert r.status_code == 503 and r.json()["error"]["message"]
+    finally:
+        code = s.stop()
+    assert code != 0, s.log_tail()
+    assert "rank 1 was killed by signal 9" in s.log_tail(60)
