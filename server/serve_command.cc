@@ -14,7 +14,6 @@
 #include <thread>
 
 #include "engine/model/config.h"
-#include "engine/moe/expert_parallel.h"
 #include "engine/sched/engine.h"
 #include "engine/tokenizer/chat_template.h"
 #include "server/commands.h"

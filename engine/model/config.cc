@@ -613,4 +613,12 @@ json ModelConfigToJson(const ModelConfig& c) {
   return j;
 }
 
+std::vector<int32_t> MoeLayerIndices(const ModelConfig& c) {
+  std::vector<int32_t> layers;
+  for (size_t l = 0; l < c.layer_is_moe.size(); ++l) {
+    if (c.layer_is_moe[l]) layers.push_back(static_cast<int32_t>(l));
+  }
+  return layers;
+}
+
 }  // namespace sy

@@ -97,4 +97,8 @@ StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
 // ParseModelConfig turns back into `config`.
 nlohmann::json ModelConfigToJson(const ModelConfig& config);
 
+// The layers with routed experts (layer_is_moe), ascending: the layers an expert placement
+// covers.
+std::vector<int32_t> MoeLayerIndices(const ModelConfig& config);
+
 }  // namespace sy

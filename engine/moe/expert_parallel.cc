@@ -10,14 +10,6 @@
 
 namespace sy {
 
-std::vector<int32_t> MoeLayerIndices(const ModelConfig& c) {
-  std::vector<int32_t> layers;
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    if (c.layer_is_moe[l] && c.num_experts > 0) layers.push_back(static_cast<int32_t>(l));
-  }
-  return layers;
-}
-
 ExpertParallel::ExpertParallel(const ModelConfig& config, Backend* backend,
                                ExpertPlacement placement, Communicator* comm)
     : config_(config), backend_(backend), placement_(std::move(placement)), comm_(comm) {}

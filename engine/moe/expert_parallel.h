@@ -18,9 +18,6 @@
 
 namespace sy {
 
-// The model layers with routed experts, ascending (the layers a placement covers).
-std::vector<int32_t> MoeLayerIndices(const ModelConfig& config);
-
 class ExpertParallel {
  public:
   // Loads the experts `placement` puts on comm->rank(). The placement must fit the model and

@@ -4,8 +4,18 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 namespace sy::testing {
+
+std::vector<std::vector<int32_t>> GoldenPrompts(const std::filesystem::path& model_dir) {
+  std::ifstream f(model_dir / "golden.json");
+  const nlohmann::json golden = nlohmann::json::parse(f);
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& p : golden["prompts"]) prompts.push_back(p["ids"].get<std::vector<int32_t>>());
+  return prompts;
+}
 
 ScratchDir::ScratchDir(const std::string& tag) {
   static std::atomic<int> counter{0};

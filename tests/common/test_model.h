@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/backend/cpu_backend.h"
 #include "engine/model/moe_model.h"
@@ -14,6 +15,9 @@
 namespace sy::testing {
 
 inline std::string GoldenDir() { return std::string(SY_SOURCE_DIR) + "/tests/golden"; }
+
+// The prompt token ids of a golden model directory's golden.json.
+std::vector<std::vector<int32_t>> GoldenPrompts(const std::filesystem::path& model_dir);
 
 // A fresh directory under the system temp dir, removed when the object dies.
 class ScratchDir {

@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
@@ -27,10 +25,7 @@ std::filesystem::path ModelDir(const std::string& name) {
 }
 
 std::vector<std::vector<int32_t>> Prompts(const std::string& model) {
-  std::ifstream f(ModelDir(model) / "golden.json");
-  const nlohmann::json golden = nlohmann::json::parse(f);
-  std::vector<std::vector<int32_t>> prompts;
-  for (const auto& p : golden["prompts"]) prompts.push_back(p["ids"].get<std::vector<int32_t>>());
+  std::vector<std::vector<int32_t>> prompts = testing::GoldenPrompts(ModelDir(model));
   // More sequences than ranks, of different lengths.
   const size_t n = prompts.size();
   for (size_t i = 0; i < n; ++i) {
@@ -228,8 +223,8 @@ TEST(ExpertParallelTest, AFailingRankFailsTheStepNotTheGroup) {
   auto comms = InProcessGroup::Create(2, std::chrono::seconds(30));
   testing::LoadedModel m = testing::LoadForTest(dir);
   const ModelConfig& c = m.model->config();
-  const ExpertPlacement placement = ExpertPlacement::Contiguous(
-      MoeLayerIndices(c), static_cast<int32_t>(c.num_experts), 2, 4);
+  const ExpertPlacement placement =
+      ExpertPlacement::Contiguous(MoeLayerIndices(c), static_cast<int32_t>(c.num_experts), 2, 4);
   std::vector<Rank> ranks(2);
   Status worker_status;
   std::thread worker([&] {

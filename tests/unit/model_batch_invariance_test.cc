@@ -3,8 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
-#include <nlohmann/json.hpp>
 
 #include "tests/common/test_model.h"
 
@@ -12,14 +10,6 @@ namespace sy {
 namespace {
 
 constexpr float kTolerance = 1e-5f;
-
-std::vector<std::vector<int32_t>> GoldenPrompts(const std::filesystem::path& dir) {
-  std::ifstream f(dir / "golden.json");
-  const nlohmann::json golden = nlohmann::json::parse(f);
-  std::vector<std::vector<int32_t>> prompts;
-  for (const auto& p : golden["prompts"]) prompts.push_back(p["ids"].get<std::vector<int32_t>>());
-  return prompts;
-}
 
 float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
@@ -32,7 +22,7 @@ class BatchInvarianceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(BatchInvarianceTest, LogitsAloneEqualLogitsBatched) {
   const auto dir = std::filesystem::path(testing::GoldenDir()) / "models" / GetParam();
-  const auto prompts = GoldenPrompts(dir);
+  const auto prompts = testing::GoldenPrompts(dir);
   ASSERT_GE(prompts.size(), 2u);
 
   testing::LoadedModel alone = testing::LoadForTest(dir.string(), /*block_size=*/16);
@@ -70,7 +60,7 @@ TEST_P(BatchInvarianceTest, LogitsAloneEqualLogitsBatched) {
 
 TEST_P(BatchInvarianceTest, GreedyTokensAloneEqualTokensBatched) {
   const auto dir = std::filesystem::path(testing::GoldenDir()) / "models" / GetParam();
-  const auto prompts = GoldenPrompts(dir);
+  const auto prompts = testing::GoldenPrompts(dir);
   std::vector<GenerationRequest> reqs;
   for (const auto& p : prompts) {
     GenerationRequest r;
