@@ -21,7 +21,7 @@ fi
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DSWITCHYARD_FUZZ=ON -DSWITCHYARD_BUILD_TESTS=OFF >/dev/null
+  -DSWITCHYARD_FUZZ=ON -DSWITCHYARD_BUILD_TESTS=OFF -DSWITCHYARD_CUDA=OFF >/dev/null
 ninja -C "$build" -j "${SY_JOBS:-2}" "${targets[@]}"
 
 failed=()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies (Debian packages, and the Python test clients into
 # .venv-test), builds with warnings as errors, runs every test (unit, golden, integration with
-# the real server), then the unit tests again under AddressSanitizer +
-# UndefinedBehaviorSanitizer, then each fuzz target for FUZZ_SECONDS (default 30).
+# the real server; GPU tests skip without a GPU), then the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer, then each fuzz target for FUZZ_SECONDS
+# (default 30).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -18,8 +19,9 @@ echo "=== tests ==="
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "=== unit tests under ASan + UBSan ==="
+# Host code only: nvcc takes no sanitizer flags, and the CUDA backend needs a GPU to run.
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSWITCHYARD_WERROR=ON \
-  -DSWITCHYARD_SANITIZE=ON >/dev/null
+  -DSWITCHYARD_SANITIZE=ON -DSWITCHYARD_CUDA=OFF >/dev/null
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" -L unit

@@ -5,7 +5,8 @@
 #include <string>
 #include <thread>
 
-#include "engine/backend/cpu_backend.h"
+#include "engine/backend/backend_factory.h"
+#include "engine/model/model_source.h"
 #include "engine/model/moe_model.h"
 #include "engine/runner/generator.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -16,6 +17,9 @@ namespace {
 
 struct GenerateFlags {
   std::string model;
+  bool random_weights = false;
+  uint64_t random_seed = 0;
+  std::string device = "cpu";
   std::string prompt;
   int32_t max_tokens = 64;
   bool ignore_eos = false;
@@ -37,10 +41,16 @@ int RunGenerate(const GenerateFlags& f) {
                           ? f.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const auto t_load = Clock::now();
-  CpuBackend backend(threads);
-  auto model = MoeModel::Load(f.model, &backend);
+  auto device = ParseDevice(f.device);
+  if (!device.ok()) return Fail(device.status());
+  BackendOptions bo;
+  bo.cpu_threads = threads;
+  auto backend = CreateBackend(*device, bo);
+  if (!backend.ok()) return Fail(backend.status());
+  const ModelSource source{f.model, f.random_weights, f.random_seed};
+  auto model = LoadSourceModel(source, backend->get());
   if (!model.ok()) return Fail(model.status());
-  auto tokenizer = Tokenizer::Load(f.model);
+  auto tokenizer = LoadSourceTokenizer(source);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
 
   GenerationRequest req;
@@ -94,7 +104,13 @@ int RunGenerate(const GenerateFlags& f) {
 Command AddGenerateCommand(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text for one prompt, offline");
-  cmd->add_option("--model", f->model, "Hugging Face model directory")->required();
+  cmd->add_option("--model", f->model,
+                  "Hugging Face model directory, or preset:NAME with --random-weights")
+      ->required();
+  cmd->add_flag("--random-weights", f->random_weights,
+                "make random weights on the device instead of reading them");
+  cmd->add_option("--random-weights-seed", f->random_seed, "seed of --random-weights");
+  cmd->add_option("--device", f->device, "cpu, cuda or cuda:N");
   cmd->add_option("--prompt", f->prompt, "prompt text")->required();
   cmd->add_option("--max-tokens", f->max_tokens, "tokens to generate")->check(CLI::PositiveNumber);
   cmd->add_flag("--ignore-eos", f->ignore_eos, "keep generating after end-of-sequence");

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "engine/model/config.h"
+#include "engine/model/model_source.h"
 #include "engine/sched/engine.h"
 #include "engine/tokenizer/chat_template.h"
 #include "server/commands.h"
@@ -89,6 +90,10 @@ int RunWorkerRank(const EngineOptions& options, int rank) {
 
 // Fills ctx->chat_template; a model without one serves no chat endpoint.
 Status LoadChatTemplateInto(const std::string& model_dir, ServingContext* ctx) {
+  if (ModelSource{model_dir}.is_preset()) {
+    spdlog::warn("serve: a preset model has no chat template; /v1/chat/completions is disabled");
+    return Status::Ok();
+  }
   auto chat_template = ChatTemplate::Load(model_dir);
   if (chat_template.ok()) {
     ctx->chat_template = *chat_template;
@@ -206,7 +211,8 @@ int RunServe(ServeFlags f) {
   const sigset_t stop_signals = BlockStopSignals();
   f.engine.enable_prefix_caching = !f.no_prefix_caching;
 
-  auto config = LoadModelConfig(f.engine.model_dir);
+  auto config = LoadSourceConfig(
+      ModelSource{f.engine.model_dir, f.engine.random_weights, f.engine.random_seed});
   if (!config.ok()) return Fail(config.status());
   if (!f.placement_file.empty()) {
     auto placement = ExpertPlacement::Load(f.placement_file);
@@ -232,7 +238,17 @@ Command AddServeCommand(CLI::App& app) {
   auto f = std::make_shared<ServeFlags>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over the OpenAI HTTP API and gRPC");
   EngineOptions& e = f->engine;
-  cmd->add_option("--model", e.model_dir, "Hugging Face model directory")->required();
+  cmd->add_option("--model", e.model_dir,
+                  "Hugging Face model directory, or preset:NAME with --random-weights")
+      ->required();
+  cmd->add_flag("--random-weights", e.random_weights,
+                "make random weights on the device instead of reading them (benchmarks)");
+  cmd->add_option("--random-weights-seed", e.random_seed, "seed of --random-weights");
+  cmd->add_option("--device", e.device, "cpu, cuda or cuda:N");
+  cmd->add_option("--gpu-memory-utilization", e.gpu_memory_utilization,
+                  "GPU: share of device memory to use; the KV cache gets what the model leaves")
+      ->check(CLI::Range(0.01, 1.0));
+  cmd->add_flag("--enforce-eager", e.enforce_eager, "GPU: run decode steps without CUDA graphs");
   cmd->add_option("--host", f->host, "address to listen on");
   cmd->add_option("--port", f->port, "HTTP port")->check(CLI::Range(1, 65535));
   cmd->add_option("--grpc-port", f->grpc_port, "gRPC port (0: no gRPC)")
@@ -248,7 +264,8 @@ Command AddServeCommand(CLI::App& app) {
   cmd->add_option("--max-queued-requests", e.max_queued_requests,
                   "waiting requests beyond this are rejected with 429")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--num-kv-blocks", e.num_kv_blocks, "KV-cache blocks (0: from --kv-cache-bytes)");
+  cmd->add_option("--num-kv-blocks", e.num_kv_blocks,
+                  "KV-cache blocks (0: from --kv-cache-bytes on CPU, from free memory on GPU)");
   cmd->add_option("--kv-cache-bytes", e.kv_cache_bytes, "KV-cache pool size in bytes")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--block-size", e.block_size, "tokens per KV-cache block")

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "engine/core/status.h"
@@ -69,6 +70,26 @@ struct FfnWeights {
   Tensor down;  // [hidden, inter]
 };
 
+// The routed experts of one MoE layer as device arrays of weight pointers, so that one kernel
+// can run all of them (GroupedExpertFfn). Built once by the model; the memory is not owned here.
+struct ExpertTable {
+  Tensor gate_up_ptrs;  // i64 [1, experts]: each expert's gate_up data
+  Tensor down_ptrs;     // i64 [1, experts]: each expert's down data
+  // The same pointers on the host (for backends that plan per expert on the host).
+  std::span<void* const> gate_up_host;
+  std::span<void* const> down_host;
+  DType dtype = DType::kBF16;
+  int64_t num_experts = 0;
+  int64_t hidden = 0;
+  int64_t inter = 0;
+};
+
+// Device memory as the backend sees it at the time of the call.
+struct DeviceMemoryInfo {
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -80,6 +101,25 @@ class Backend {
   virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
   virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
   virtual void Synchronize() = 0;
+  // The first error any earlier call hit (kernels run asynchronously on a GPU, so a launch
+  // failure or a fault surfaces here, at the latest after Synchronize). Sticky: once set, the
+  // backend is unusable. CPU: always Ok.
+  virtual Status status() const { return Status::Ok(); }
+  // Free and total device memory; Unimplemented where the backend has no fixed pool (CPU).
+  virtual StatusOr<DeviceMemoryInfo> MemoryInfo() const {
+    return Status::Unimplemented(std::string(name()) + " backend has no device memory pool");
+  }
+  // The KV cache element type this backend computes attention in (kF32 or kBF16).
+  virtual DType kv_cache_dtype() const { return DType::kF32; }
+
+  // --- graphs: record the ops issued between BeginCapture and EndCapture once, then replay
+  // them with one launch. Only calls whose shapes and pointers stay fixed may be recorded (no
+  // Copy*, no host-side decisions from device data). Unsupported on CPU. ---
+  virtual bool SupportsGraphs() const { return false; }
+  virtual Status BeginCapture() { return Status::Unimplemented("graphs"); }
+  // Ends the capture and returns a handle for Replay.
+  virtual StatusOr<int> EndCapture() { return Status::Unimplemented("graphs"); }
+  virtual Status Replay(int graph) { return Status::Unimplemented("graphs"); }
 
   // --- ops: activations are f32; weights may be f32, bf16 or f16 ---
   // out[i,:] = table[ids[i],:]; ids is int32 [1, n].
@@ -124,6 +164,23 @@ class Backend {
   virtual void Sigmoid(const Tensor& x) = 0;
   // dst[r,:] += gate[r] * src[r,:] for gate [rows, 1].
   virtual void AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) = 0;
+
+  // --- MoE on the device (no host round trip, so a step can be captured in a graph) ---
+  // Groups the (token, choice) pairs of ids int32 [tokens, k] by expert: offsets int32
+  // [1, experts + 1]; sorted int32 [3, tokens*k] (see sy::cpu::ref::sort_by_expert).
+  virtual void SortByExpert(const Tensor& ids, int64_t num_experts, const Tensor& offsets,
+                            const Tensor& sorted) = 0;
+  // ExpertFfn with the offsets on the device (int32 [1, experts + 1]) and the experts in a
+  // table; scratch holds at least x.rows * 3 * table.inter floats.
+  virtual void GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const ExpertTable& table,
+                                const Tensor& scratch, const Tensor& y) = 0;
+  // out[t,:] = sum of weights[t,c] * ys[inverse[t,c],:] over c, summed in ascending position
+  // (inverse and weights [tokens, k]; see sy::cpu::ref::combine_experts).
+  virtual void CombineExperts(const Tensor& ys, const Tensor& inverse, const Tensor& weights,
+                              const Tensor& out) = 0;
+  // t = uniform random values in [-scale, scale) from (seed, element index); the same bits on
+  // every backend (sy::cpu::fill_random).
+  virtual void FillRandom(const Tensor& t, uint64_t seed, float scale) = 0;
 };
 
 }  // namespace sy

@@ -156,4 +156,40 @@ void CpuBackend::AddGatedRows(const Tensor& src, const Tensor& gate, const Tenso
   cpu::add_gated_rows(ptr<float>(src), ptr<float>(gate), src.rows, src.cols, ptr<float>(dst));
 }
 
+void CpuBackend::SortByExpert(const Tensor& ids, int64_t num_experts, const Tensor& offsets,
+                              const Tensor& sorted) {
+  SY_CHECK(offsets.numel() == num_experts + 1 && sorted.rows == 3 && sorted.cols == ids.numel());
+  cpu::sort_by_expert(ptr<int32_t>(ids), ids.rows, static_cast<int>(ids.cols), num_experts,
+                      ptr<int32_t>(offsets), ptr<int32_t>(sorted));
+}
+
+void CpuBackend::GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const ExpertTable& table,
+                                  const Tensor& scratch, const Tensor& y) {
+  SY_CHECK(offsets.numel() == table.num_experts + 1);
+  // Device memory is host memory here: read the offsets and pointers directly.
+  const int32_t* off = ptr<int32_t>(offsets);
+  const auto* gate_up = static_cast<void* const*>(table.gate_up_ptrs.data);
+  const auto* down = static_cast<void* const*>(table.down_ptrs.data);
+  SY_CHECK(off[table.num_experts] == x.rows);
+  for (int64_t e = 0; e < table.num_experts; ++e) {
+    const int64_t n = off[e + 1] - off[e];
+    if (n == 0) continue;
+    const FfnWeights w{Tensor{gate_up[e], table.dtype, 2 * table.inter, table.hidden},
+                       Tensor{down[e], table.dtype, table.hidden, table.inter}};
+    Ffn(x.Rows(off[e], n), w, scratch, y.Rows(off[e], n));
+  }
+}
+
+void CpuBackend::CombineExperts(const Tensor& ys, const Tensor& inverse, const Tensor& weights,
+                                const Tensor& out) {
+  SY_CHECK(inverse.numel() == weights.numel() && inverse.rows == out.rows && ys.cols == out.cols &&
+           ys.rows == inverse.numel());
+  cpu::combine_experts(ptr<float>(ys), ptr<int32_t>(inverse), ptr<float>(weights), out.rows,
+                       static_cast<int>(inverse.cols), out.cols, ptr<float>(out));
+}
+
+void CpuBackend::FillRandom(const Tensor& t, uint64_t seed, float scale) {
+  cpu::fill_random(t.data, t.dtype, t.numel(), seed, scale);
+}
+
 }  // namespace sy

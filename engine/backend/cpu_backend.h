@@ -47,6 +47,13 @@ class CpuBackend final : public Backend {
   void Zero(const Tensor& x) override;
   void Sigmoid(const Tensor& x) override;
   void AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) override;
+  void SortByExpert(const Tensor& ids, int64_t num_experts, const Tensor& offsets,
+                    const Tensor& sorted) override;
+  void GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const ExpertTable& table,
+                        const Tensor& scratch, const Tensor& y) override;
+  void CombineExperts(const Tensor& ys, const Tensor& inverse, const Tensor& weights,
+                      const Tensor& out) override;
+  void FillRandom(const Tensor& t, uint64_t seed, float scale) override;
 
  private:
   std::unique_ptr<cpu::ThreadPool> pool_;

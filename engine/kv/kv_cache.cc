@@ -4,19 +4,22 @@
 
 namespace sy {
 
-size_t KvCache::BytesPerBlock(int64_t num_layers, int block_size, int64_t kv_dim) {
-  return 2 * static_cast<size_t>(num_layers * block_size * kv_dim) * sizeof(float);
+size_t KvCache::BytesPerBlock(int64_t num_layers, int block_size, int64_t kv_dim, DType dtype) {
+  return 2 * static_cast<size_t>(num_layers * block_size * kv_dim) * dtype_size(dtype);
 }
 
 StatusOr<KvCache> KvCache::Create(Backend* backend, int64_t num_layers, int64_t num_blocks,
-                                  int block_size, int64_t kv_dim) {
+                                  int block_size, int64_t kv_dim, DType dtype) {
   if (num_layers <= 0 || num_blocks <= 0 || block_size <= 0 || kv_dim <= 0) {
     return Status::InvalidArgument("KV cache needs positive sizes (blocks " +
                                    std::to_string(num_blocks) + ", block size " +
                                    std::to_string(block_size) + ")");
   }
+  if (dtype != DType::kF32 && dtype != DType::kBF16) {
+    return Status::InvalidArgument("the KV cache holds f32 or bf16");
+  }
   const size_t bytes =
-      static_cast<size_t>(num_layers * num_blocks * block_size * kv_dim) * sizeof(float);
+      static_cast<size_t>(num_layers * num_blocks * block_size * kv_dim) * dtype_size(dtype);
   KvCache cache;
   SY_ASSIGN_OR_RETURN(cache.k_, backend->Allocate(bytes));
   SY_ASSIGN_OR_RETURN(cache.v_, backend->Allocate(bytes));
@@ -24,12 +27,13 @@ StatusOr<KvCache> KvCache::Create(Backend* backend, int64_t num_layers, int64_t 
   cache.num_blocks_ = num_blocks;
   cache.block_size_ = block_size;
   cache.kv_dim_ = kv_dim;
+  cache.dtype_ = dtype;
   return cache;
 }
 
 Tensor KvCache::LayerView(const DeviceBuffer& buf, int64_t layer) const {
   const int64_t rows = num_blocks_ * block_size_;
-  Tensor t{buf.data(), DType::kF32, num_layers_ * rows, kv_dim_};
+  Tensor t{buf.data(), dtype_, num_layers_ * rows, kv_dim_};
   return t.Rows(layer * rows, rows);
 }
 

@@ -9,46 +9,20 @@
 namespace sy {
 namespace {
 
-// Copies checkpoint tensors into backend memory, keeping every buffer it allocates.
-class WeightUploader {
+// Where weights come from (a checkpoint, or random values made on the device). Allocates each
+// tensor in backend memory and keeps every buffer in `out`.
+class WeightSource {
  public:
-  WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out)
-      : ckpt_(ckpt), backend_(backend), out_(out) {}
+  WeightSource(Backend* backend, ModelWeights* out) : backend_(backend), out_(out) {}
+  virtual ~WeightSource() = default;
 
-  // A matrix [rows, cols] in its stored dtype.
-  StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) {
-    const int64_t shape[] = {rows, cols};
-    SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
-    SY_RETURN_IF_ERROR(CheckFloat(v));
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(v.dtype, rows, cols));
-    backend_->CopyToDevice(t.data, v.data, t.nbytes());
-    return t;
-  }
-
-  // Two matrices with the same columns stacked as [rows_a + rows_b, cols].
-  StatusOr<Tensor> Stacked(const std::string& a, const std::string& b, int64_t rows, int64_t cols) {
-    const int64_t shape[] = {rows, cols};
-    SY_ASSIGN_OR_RETURN(TensorView va, ckpt_.Get(a, shape));
-    SY_ASSIGN_OR_RETURN(TensorView vb, ckpt_.Get(b, shape));
-    SY_RETURN_IF_ERROR(CheckFloat(va));
-    if (va.dtype != vb.dtype) {
-      return Status::Unimplemented("tensors " + a + " and " + b + " have different dtypes");
-    }
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(va.dtype, 2 * rows, cols));
-    backend_->CopyToDevice(t.data, va.data, va.nbytes);
-    backend_->CopyToDevice(t.Rows(rows, rows).data, vb.data, vb.nbytes);
-    return t;
-  }
-
-  // A vector of `n` values (any float dtype) converted to f32.
-  StatusOr<Tensor> VectorF32(const std::string& name, int64_t n) {
-    const int64_t shape[] = {n};
-    SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
-    SY_RETURN_IF_ERROR(CheckFloat(v));
-    std::vector<float> host(n);
-    for (int64_t i = 0; i < n; ++i) host[i] = load_as_f32(v.data, v.dtype, i);
-    return FromHost(host);
-  }
+  // A matrix [rows, cols].
+  virtual StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) = 0;
+  // Two matrices with the same columns stacked as [2 * rows, cols].
+  virtual StatusOr<Tensor> Stacked(const std::string& a, const std::string& b, int64_t rows,
+                                   int64_t cols) = 0;
+  // A vector of `n` values in f32.
+  virtual StatusOr<Tensor> VectorF32(const std::string& name, int64_t n) = 0;
 
   StatusOr<Tensor> FromHost(const std::vector<float>& host) {
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kF32, 1, static_cast<int64_t>(host.size())));
@@ -63,15 +37,7 @@ class WeightUploader {
     return f;
   }
 
- private:
-  static Status CheckFloat(const TensorView& v) {
-    if (v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16) {
-      return Status::Ok();
-    }
-    return Status::Unimplemented("tensor " + v.name + " has dtype " +
-                                 std::string(dtype_name(v.dtype)) + "; expected f32, bf16 or f16");
-  }
-
+ protected:
   StatusOr<Tensor> NewTensor(DType dtype, int64_t rows, int64_t cols) {
     Tensor t{nullptr, dtype, rows, cols};
     SY_ASSIGN_OR_RETURN(DeviceBuffer buf, backend_->Allocate(t.nbytes()));
@@ -81,13 +47,107 @@ class WeightUploader {
     return t;
   }
 
-  const Checkpoint& ckpt_;
   Backend* backend_;
   ModelWeights* out_;
 };
 
+// Copies checkpoint tensors into backend memory.
+class WeightUploader final : public WeightSource {
+ public:
+  WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out)
+      : WeightSource(backend, out), ckpt_(ckpt) {}
+
+  // A matrix [rows, cols] in its stored dtype.
+  StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
+    const int64_t shape[] = {rows, cols};
+    SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
+    SY_RETURN_IF_ERROR(CheckFloat(v));
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(v.dtype, rows, cols));
+    backend_->CopyToDevice(t.data, v.data, t.nbytes());
+    return t;
+  }
+
+  // Two matrices with the same columns stacked as [rows_a + rows_b, cols].
+  StatusOr<Tensor> Stacked(const std::string& a, const std::string& b, int64_t rows,
+                           int64_t cols) override {
+    const int64_t shape[] = {rows, cols};
+    SY_ASSIGN_OR_RETURN(TensorView va, ckpt_.Get(a, shape));
+    SY_ASSIGN_OR_RETURN(TensorView vb, ckpt_.Get(b, shape));
+    SY_RETURN_IF_ERROR(CheckFloat(va));
+    if (va.dtype != vb.dtype) {
+      return Status::Unimplemented("tensors " + a + " and " + b + " have different dtypes");
+    }
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(va.dtype, 2 * rows, cols));
+    backend_->CopyToDevice(t.data, va.data, va.nbytes);
+    backend_->CopyToDevice(t.Rows(rows, rows).data, vb.data, vb.nbytes);
+    return t;
+  }
+
+  // A vector of `n` values (any float dtype) converted to f32.
+  StatusOr<Tensor> VectorF32(const std::string& name, int64_t n) override {
+    const int64_t shape[] = {n};
+    SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
+    SY_RETURN_IF_ERROR(CheckFloat(v));
+    std::vector<float> host(n);
+    for (int64_t i = 0; i < n; ++i) host[i] = load_as_f32(v.data, v.dtype, i);
+    return FromHost(host);
+  }
+
+ private:
+  static Status CheckFloat(const TensorView& v) {
+    if (v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16) {
+      return Status::Ok();
+    }
+    return Status::Unimplemented("tensor " + v.name + " has dtype " +
+                                 std::string(dtype_name(v.dtype)) + "; expected f32, bf16 or f16");
+  }
+
+  const Checkpoint& ckpt_;
+};
+
+// Random weights made in backend memory by the backend itself (no files, no host copies):
+// uniform with the standard deviation of make-model's N(0, 0.02), norms 1, biases small.
+class RandomWeights final : public WeightSource {
+ public:
+  RandomWeights(uint64_t seed, DType dtype, Backend* backend, ModelWeights* out)
+      : WeightSource(backend, out), seed_(seed), dtype_(dtype) {}
+
+  StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(dtype_, rows, cols));
+    backend_->FillRandom(t, SeedFor(name), kUniformScale);
+    return t;
+  }
+
+  StatusOr<Tensor> Stacked(const std::string& a, const std::string& b, int64_t rows,
+                           int64_t cols) override {
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(dtype_, 2 * rows, cols));
+    backend_->FillRandom(t.Rows(0, rows), SeedFor(a), kUniformScale);
+    backend_->FillRandom(t.Rows(rows, rows), SeedFor(b), kUniformScale);
+    return t;
+  }
+
+  StatusOr<Tensor> VectorF32(const std::string& name, int64_t n) override {
+    if (name.find("norm") != std::string::npos) return FromHost(std::vector<float>(n, 1.0f));
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kF32, 1, n));
+    backend_->FillRandom(t, SeedFor(name), kUniformScale);
+    return t;
+  }
+
+ private:
+  static constexpr float kUniformScale = 0.02f * 1.7320508f;  // std 0.02
+
+  uint64_t SeedFor(const std::string& name) const {
+    uint64_t h = 1469598103934665603ull ^ seed_;  // FNV-1a
+    for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
+    return h;
+  }
+
+  uint64_t seed_;
+  DType dtype_;
+};
+
 Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_routed_experts,
-                 WeightUploader& up, LayerWeights& l) {
+                 WeightSource& up, LayerWeights& l) {
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
@@ -128,16 +188,11 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_rout
   return Status::Ok();
 }
 
-}  // namespace
-
-StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
-                                        Backend* backend, bool load_routed_experts) {
+Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up, ModelWeights& w) {
   if (c.clip_qkv) {
     return Status::Unimplemented("clip_qkv is not supported yet");
   }
   const ModelWeightNames names = WeightNamesFor(c);
-  ModelWeights w;
-  WeightUploader up(ckpt, backend, &w);
   SY_ASSIGN_OR_RETURN(w.embed, up.Matrix(names.embed, c.vocab_size, c.hidden_size));
   if (names.lm_head.empty()) {
     w.lm_head = w.embed;
@@ -153,6 +208,48 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
   for (int64_t i = 0; i < c.num_layers; ++i) {
     SY_RETURN_IF_ERROR(LoadLayer(c, names.layers[i], load_routed_experts, up, w.layers[i]));
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
+                                        Backend* backend, bool load_routed_experts) {
+  ModelWeights w;
+  WeightUploader up(ckpt, backend, &w);
+  SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
+  return w;
+}
+
+size_t WeightBytes(const ModelConfig& c, DType dtype) {
+  const size_t e = dtype_size(dtype);
+  const int64_t h = c.hidden_size;
+  const int64_t q_dim = c.num_heads * c.head_dim;
+  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  int64_t matrix = c.vocab_size * h * (c.tie_word_embeddings ? 1 : 2);
+  int64_t vector = h;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    matrix += 2 * q_dim * h + 2 * kv_dim * h;
+    vector += 2 * h + 2 * c.head_dim;
+    if (c.layer_is_moe[i]) {
+      matrix += c.num_experts * h + c.num_experts * 3 * c.moe_intermediate_size * h +
+                3 * c.shared_expert_intermediate_size * h +
+                (c.shared_expert_intermediate_size > 0 ? h : 0);
+    } else {
+      matrix += 3 * c.dense_intermediate_size * h;
+    }
+  }
+  return static_cast<size_t>(matrix) * e + static_cast<size_t>(vector) * sizeof(float);
+}
+
+StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& c, Backend* backend, uint64_t seed,
+                                          DType dtype) {
+  if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16) {
+    return Status::InvalidArgument("random weights need dtype f32, bf16 or f16");
+  }
+  ModelWeights w;
+  RandomWeights up(seed, dtype, backend, &w);
+  SY_RETURN_IF_ERROR(LoadAll(c, /*load_routed_experts=*/true, up, w));
   return w;
 }
 

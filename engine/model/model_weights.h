@@ -43,6 +43,16 @@ struct ModelWeights {
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const Checkpoint& checkpoint,
                                         Backend* backend, bool load_routed_experts = true);
 
+// Every weight of `config`'s architecture, random (uniform, std 0.02; norms 1) in `dtype`, made
+// directly in backend memory by Backend::FillRandom: real shapes for benchmarks without files.
+// Deterministic from `seed`, and the same on every backend.
+StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& config, Backend* backend,
+                                          uint64_t seed, DType dtype);
+
+// Bytes the weights of `config` take with matrices in `dtype` (vectors in f32): what a backend
+// must hold before anything else.
+size_t WeightBytes(const ModelConfig& config, DType dtype);
+
 // One routed expert's weights (names from WeightNamesFor), in buffers appended to `buffers`.
 StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& config, const Checkpoint& checkpoint,
                                        Backend* backend, const FfnNames& names,

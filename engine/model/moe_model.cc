@@ -17,10 +17,10 @@ struct MoeModel::Activations {
   Tensor attn;         // [T, q_dim]
   Tensor out;          // output of the current sub-block [T, hidden]
   Tensor router;       // [T, experts]
-  Tensor topk_ids;     // int32 [T, k]
+  Tensor topk_ids;     // int32 [layers, T*k]: each layer's choices, kept for RecordRouting
   Tensor topk_w;       // [T, k]
-  Tensor sorted;       // int32 [2, T*k]: row 0 token index, row 1 flat (token, choice) index
-  Tensor sorted_w;     // [T*k, 1]
+  Tensor offsets;      // int32 [1, experts + 1]
+  Tensor sorted;       // int32 [3, T*k]: token, flat (token, choice) index, inverse
   Tensor xs, ys;       // [T*k, hidden]: expert inputs and outputs, grouped by expert
   Tensor shared_out;   // [T, hidden]
   Tensor shared_gate;  // [T, 1]
@@ -56,13 +56,57 @@ int64_t MaxIntermediate(const ModelConfig& c) {
 MoeModel::MoeModel(Backend* backend, ModelConfig config, ModelWeights weights)
     : backend_(backend), config_(std::move(config)), w_(std::move(weights)) {}
 
+StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(Backend* backend, ModelConfig config,
+                                                     ModelWeights weights) {
+  std::unique_ptr<MoeModel> m(new MoeModel(backend, std::move(config), std::move(weights)));
+  SY_RETURN_IF_ERROR(m->BuildExpertTables());
+  return m;
+}
+
 StatusOr<std::unique_ptr<MoeModel>> MoeModel::Load(const std::string& model_dir, Backend* backend,
                                                    bool load_routed_experts) {
   SY_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   SY_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(model_dir));
   SY_ASSIGN_OR_RETURN(ModelWeights weights,
                       LoadModelWeights(config, *checkpoint, backend, load_routed_experts));
-  return std::make_unique<MoeModel>(backend, std::move(config), std::move(weights));
+  return Create(backend, std::move(config), std::move(weights));
+}
+
+Status MoeModel::BuildExpertTables() {
+  const ModelConfig& c = config_;
+  tables_.assign(c.num_layers, ExpertTable{});
+  std::vector<const LayerWeights*> layers;
+  for (const LayerWeights& l : w_.layers) {
+    // Expert-parallel ranks load their experts later and run them through ExpertParallel.
+    if (l.is_moe && !l.experts.empty() && l.experts[0].gate_up.data != nullptr) {
+      layers.push_back(&l);
+    }
+  }
+  if (layers.empty()) return Status::Ok();
+  const int64_t e = c.num_experts;
+  std::vector<void*>& host = table_host_;
+  host.assign(layers.size() * 2 * e, nullptr);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    for (int64_t j = 0; j < e; ++j) {
+      host[(2 * i) * e + j] = layers[i]->experts[j].gate_up.data;
+      host[(2 * i + 1) * e + j] = layers[i]->experts[j].down.data;
+    }
+  }
+  SY_ASSIGN_OR_RETURN(table_buffer_, backend_->Allocate(host.size() * sizeof(void*)));
+  backend_->CopyToDevice(table_buffer_.data(), host.data(), host.size() * sizeof(void*));
+  auto* base = static_cast<void**>(table_buffer_.data());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    ExpertTable& t = tables_[layers[i] - w_.layers.data()];
+    t.gate_up_ptrs = Tensor{base + (2 * i) * e, DType::kI64, 1, e};
+    t.down_ptrs = Tensor{base + (2 * i + 1) * e, DType::kI64, 1, e};
+    t.gate_up_host = std::span<void* const>(host.data() + (2 * i) * e, e);
+    t.down_host = std::span<void* const>(host.data() + (2 * i + 1) * e, e);
+    t.dtype = layers[i]->experts[0].gate_up.dtype;
+    t.num_experts = e;
+    t.hidden = c.hidden_size;
+    t.inter = c.moe_intermediate_size;
+  }
+  return Status::Ok();
 }
 
 MoeModel::Activations MoeModel::Carve(void* base, int64_t tokens, size_t* bytes) const {
@@ -82,10 +126,10 @@ MoeModel::Activations MoeModel::Carve(void* base, int64_t tokens, size_t* bytes)
   a.attn = cv.Take(DType::kF32, t, q_dim);
   a.out = cv.Take(DType::kF32, t, c.hidden_size);
   a.router = cv.Take(DType::kF32, t, std::max<int64_t>(c.num_experts, 1));
-  a.topk_ids = cv.Take(DType::kI32, t, c.num_experts_per_tok);
+  a.topk_ids = cv.Take(DType::kI32, c.num_layers, t * c.num_experts_per_tok);
   a.topk_w = cv.Take(DType::kF32, t, c.num_experts_per_tok);
-  a.sorted = cv.Take(DType::kI32, 2, tk);
-  a.sorted_w = cv.Take(DType::kF32, tk, 1);
+  a.offsets = cv.Take(DType::kI32, 1, c.num_experts + 1);
+  a.sorted = cv.Take(DType::kI32, 3, tk);
   a.xs = cv.Take(DType::kF32, tk, c.hidden_size);
   a.ys = cv.Take(DType::kF32, tk, c.hidden_size);
   a.shared_out = cv.Take(DType::kF32, t, c.hidden_size);
@@ -103,6 +147,36 @@ size_t MoeModel::WorkspaceBytes(int64_t max_tokens) const {
 }
 
 Status MoeModel::Forward(const ForwardInputs& in, const KvCache& kv, const Tensor& workspace,
+                         ExpertLoad* load, const Tensor& logits) {
+  SY_RETURN_IF_ERROR(Enqueue(in, kv, workspace, load, logits));
+  const int64_t tokens = in.tokens.numel();
+  if (ep_ == nullptr && load != nullptr) RecordRouting(workspace, tokens, tokens, load);
+  return Status::Ok();
+}
+
+void MoeModel::RecordRouting(const Tensor& workspace, int64_t step_tokens, int64_t real_tokens,
+                             ExpertLoad* load) {
+  const ModelConfig& c = config_;
+  if (c.num_experts == 0 || step_tokens == 0) return;
+  size_t bytes = 0;
+  const Activations a = Carve(workspace.data, step_tokens, &bytes);
+  const int64_t k = c.num_experts_per_tok;
+  topk_ids_host_.resize(a.topk_ids.numel());
+  backend_->CopyToHost(topk_ids_host_.data(), a.topk_ids.data, a.topk_ids.nbytes());
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    if (!w_.layers[layer].is_moe) continue;
+    const std::span<const int32_t> ids(topk_ids_host_.data() + layer * step_tokens * k,
+                                       real_tokens * k);
+    expert_offsets_.assign(c.num_experts, 0);
+    for (int32_t e : ids) {
+      if (e >= 0 && e < c.num_experts) ++expert_offsets_[e];
+    }
+    load->Record(layer, expert_offsets_);
+    load->RecordChoices(layer, ids, {});
+  }
+}
+
+Status MoeModel::Enqueue(const ForwardInputs& in, const KvCache& kv, const Tensor& workspace,
                          ExpertLoad* load, const Tensor& logits) {
   const ModelConfig& c = config_;
   const int64_t tokens = in.tokens.numel();
@@ -168,6 +242,32 @@ void MoeModel::Attention(int64_t layer, const ForwardInputs& in, const KvCache& 
   backend_->MatMul(a.attn, l.wo, l.bo.data != nullptr ? &l.bo : nullptr, a.out);
 }
 
+Status MoeModel::RunExpertParallel(int64_t layer, const Activations& a, ExpertLoad* load) {
+  const int64_t experts = config_.num_experts;
+  const int64_t k = config_.num_experts_per_tok;
+  const int64_t tk = a.tokens * k;
+  // The exchange is planned on the host: bring the grouping back.
+  offsets_host_.resize(experts + 1);
+  backend_->CopyToHost(offsets_host_.data(), a.offsets.data, a.offsets.nbytes());
+  sorted_host_.resize(2 * tk);
+  backend_->CopyToHost(sorted_host_.data(), a.sorted.data, 2 * tk * sizeof(int32_t));
+  expert_offsets_.assign(offsets_host_.begin(), offsets_host_.end());
+  dest_rank_.resize(tk);
+  SY_RETURN_IF_ERROR(
+      ep_->RunLayer(layer, a.xs.Rows(0, tk), expert_offsets_, a.ys.Rows(0, tk), dest_rank_));
+  if (load == nullptr) return Status::Ok();
+  topk_ids_host_.resize(tk);
+  backend_->CopyToHost(topk_ids_host_.data(), a.topk_ids.Rows(layer, 1).data, tk * sizeof(int32_t));
+  std::vector<int64_t>& counts = cursor_;
+  counts.resize(experts);
+  for (int64_t e = 0; e < experts; ++e) counts[e] = expert_offsets_[e + 1] - expert_offsets_[e];
+  load->Record(layer, counts);
+  pair_rank_.resize(tk);
+  for (int64_t pos = 0; pos < tk; ++pos) pair_rank_[sorted_host_[tk + pos]] = dest_rank_[pos];
+  load->RecordChoices(layer, topk_ids_host_, pair_rank_);
+  return Status::Ok();
+}
+
 Status MoeModel::EmptyExpertParallelStep() {
   const Tensor none{nullptr, DType::kF32, 0, config_.hidden_size};
   expert_offsets_.assign(config_.num_experts + 1, 0);
@@ -186,49 +286,21 @@ Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
   const int64_t tk = t * k;
   const int64_t experts = c.num_experts;
   const Tensor router = a.router.Rows(0, t);
+  const Tensor ids = a.topk_ids.Rows(layer, 1).Reshaped(t, k);
   backend_->MatMul(a.h, l.router, nullptr, router);
-  backend_->RouteTopK(router, static_cast<int>(k), c.norm_topk_prob, a.topk_ids, a.topk_w);
-
-  // Group (token, choice) pairs by expert with a counting sort; within an expert, by token.
-  topk_ids_host_.resize(tk);
-  backend_->CopyToHost(topk_ids_host_.data(), a.topk_ids.data, tk * sizeof(int32_t));
-  expert_offsets_.assign(experts + 1, 0);
-  for (int32_t e : topk_ids_host_) ++expert_offsets_[e + 1];
-  for (int64_t e = 0; e < experts; ++e) expert_offsets_[e + 1] += expert_offsets_[e];
-  sorted_host_.resize(2 * tk);
-  cursor_.assign(expert_offsets_.begin(), expert_offsets_.end() - 1);
-  for (int64_t j = 0; j < tk; ++j) {
-    const int64_t pos = cursor_[topk_ids_host_[j]]++;
-    sorted_host_[pos] = static_cast<int32_t>(j / k);   // token
-    sorted_host_[tk + pos] = static_cast<int32_t>(j);  // (token, choice)
-  }
-  backend_->CopyToDevice(a.sorted.data, sorted_host_.data(), 2 * tk * sizeof(int32_t));
-  if (load != nullptr) {
-    // The cursors now sit at each expert's end; reuse them as the per-expert counts.
-    for (int64_t e = 0; e < experts; ++e) cursor_[e] -= expert_offsets_[e];
-    load->Record(layer, cursor_);
-  }
-
+  backend_->RouteTopK(router, static_cast<int>(k), c.norm_topk_prob, ids, a.topk_w);
+  // Group the (token, choice) pairs by expert on the device; within an expert, by token.
+  backend_->SortByExpert(ids, experts, a.offsets, a.sorted);
   const Tensor sorted_tok = a.sorted.Rows(0, 1);
-  const Tensor sorted_choice = a.sorted.Rows(1, 1);
   const Tensor xs = a.xs.Rows(0, tk);
   const Tensor ys = a.ys.Rows(0, tk);
   backend_->GatherRows(a.h, sorted_tok, xs);
-  backend_->GatherRows(a.topk_w.Reshaped(tk, 1), sorted_choice, a.sorted_w);
   if (ep_ == nullptr) {
-    backend_->ExpertFfn(xs, expert_offsets_, l.experts, a.scratch, ys);
-    if (load != nullptr) load->RecordChoices(layer, topk_ids_host_, {});
+    backend_->GroupedExpertFfn(xs, a.offsets, tables_[layer], a.scratch, ys);
   } else {
-    dest_rank_.resize(tk);
-    SY_RETURN_IF_ERROR(ep_->RunLayer(layer, xs, expert_offsets_, ys, dest_rank_));
-    if (load != nullptr) {
-      pair_rank_.resize(tk);
-      for (int64_t pos = 0; pos < tk; ++pos) pair_rank_[sorted_host_[tk + pos]] = dest_rank_[pos];
-      load->RecordChoices(layer, topk_ids_host_, pair_rank_);
-    }
+    SY_RETURN_IF_ERROR(RunExpertParallel(layer, a, load));
   }
-  backend_->Zero(a.out);
-  backend_->ScatterAddRows(a.ys, sorted_tok, a.sorted_w, a.out);
+  backend_->CombineExperts(ys, a.sorted.Rows(2, 1).Reshaped(t, k), a.topk_w, a.out);
   if (c.shared_expert_intermediate_size > 0) {
     backend_->Ffn(a.h, l.shared_expert, a.scratch, a.shared_out);
     backend_->MatMul(a.h, l.shared_expert_gate, nullptr, a.shared_gate);

@@ -27,7 +27,9 @@ struct ForwardInputs {
 
 class MoeModel {
  public:
-  MoeModel(Backend* backend, ModelConfig config, ModelWeights weights);
+  // Takes ownership of `weights` (in `backend` memory) and indexes the experts for the device.
+  static StatusOr<std::unique_ptr<MoeModel>> Create(Backend* backend, ModelConfig config,
+                                                    ModelWeights weights);
   // Reads config.json and the weights of a Hugging Face model directory into `backend`. With
   // load_routed_experts false the routed experts are left out (see SetExpertParallel).
   static StatusOr<std::unique_ptr<MoeModel>> Load(const std::string& model_dir, Backend* backend,
@@ -41,18 +43,33 @@ class MoeModel {
 
   const ModelConfig& config() const { return config_; }
   Backend* backend() const { return backend_; }
+  // Bytes of weights this model holds in backend memory (routed experts of other ranks aside).
+  size_t weights_bytes() const { return w_.total_bytes; }
   // Bytes of activation workspace a step of up to `max_tokens` tokens needs.
   size_t WorkspaceBytes(int64_t max_tokens) const;
   // logits: f32 [L, vocab]. Records each MoE layer's tokens per expert into `load` if not null.
   Status Forward(const ForwardInputs& in, const KvCache& kv, const Tensor& workspace,
                  ExpertLoad* load, const Tensor& logits);
+  // Forward without the routing record: on a single rank, only device work is issued (no copy
+  // to the host, no host decision on device data), so it can be captured in a graph. `load`
+  // is used only with expert parallelism.
+  Status Enqueue(const ForwardInputs& in, const KvCache& kv, const Tensor& workspace,
+                 ExpertLoad* load, const Tensor& logits);
+  // After an Enqueue of `step_tokens` tokens has completed: records the routing of the first
+  // `real_tokens` (the rest are graph padding) into `load`. Single rank only.
+  void RecordRouting(const Tensor& workspace, int64_t step_tokens, int64_t real_tokens,
+                     ExpertLoad* load);
 
  private:
   struct Activations;
+  MoeModel(Backend* backend, ModelConfig config, ModelWeights weights);
+  Status BuildExpertTables();
   // Views of the workspace at `base` for a step of `tokens`; `bytes` gets the size they span.
   Activations Carve(void* base, int64_t tokens, size_t* bytes) const;
   void Attention(int64_t layer, const ForwardInputs& in, const KvCache& kv, const Activations& a);
   Status Moe(int64_t layer, const Activations& a, ExpertLoad* load);
+  // The routed experts of `layer` across the expert-parallel ranks (host-planned exchange).
+  Status RunExpertParallel(int64_t layer, const Activations& a, ExpertLoad* load);
   // The MoE exchanges of a step in which this rank has no tokens.
   Status EmptyExpertParallelStep();
 
@@ -60,8 +77,12 @@ class MoeModel {
   ModelConfig config_;
   ModelWeights w_;
   ExpertParallel* ep_ = nullptr;
-  // Host-side scratch for grouping tokens by expert (reused across steps).
+  std::vector<ExpertTable> tables_;  // per layer; empty for dense layers and EP ranks
+  DeviceBuffer table_buffer_;
+  std::vector<void*> table_host_;  // the tables' pointers, host side
+  // Host-side scratch for the routing record and the expert-parallel exchange.
   std::vector<int32_t> topk_ids_host_;
+  std::vector<int32_t> offsets_host_;
   std::vector<int64_t> expert_offsets_;
   std::vector<int64_t> cursor_;
   std::vector<int32_t> sorted_host_;

@@ -1,6 +1,13 @@
 #include "engine/runner/model_runner.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
 #include <string>
+
+#include "engine/runner/graph_buckets.h"
+#include "engine/runner/memory_plan.h"
 
 namespace sy {
 namespace {
@@ -9,35 +16,165 @@ size_t Aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 }  // namespace
 
-ModelRunner::ModelRunner(MoeModel* model, const RunnerOptions& options, KvCache kv)
-    : model_(model),
-      options_(options),
-      kv_(std::move(kv)),
-      load_(model->config().num_layers, model->config().num_experts) {}
+ModelRunner::ModelRunner(MoeModel* model)
+    : model_(model), load_(model->config().num_layers, model->config().num_experts) {}
 
 StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(MoeModel* model,
                                                            const RunnerOptions& options_in) {
   const ModelConfig& c = model->config();
   RunnerOptions o = options_in;
-  if (o.max_batch_tokens <= 0 || o.max_seqs <= 0 || o.block_size <= 0 || o.num_kv_blocks <= 0) {
+  if (o.max_batch_tokens <= 0 || o.max_seqs <= 0 || o.block_size <= 0 || o.num_kv_blocks < 0) {
     return Status::InvalidArgument("runner sizes must be positive");
   }
   if (o.max_blocks_per_seq <= 0) {
     o.max_blocks_per_seq = (c.max_position_embeddings + o.block_size - 1) / o.block_size;
   }
+  if (o.max_logits_rows <= 0) o.max_logits_rows = o.max_batch_tokens;
   Backend* backend = model->backend();
-  SY_ASSIGN_OR_RETURN(KvCache kv, KvCache::Create(backend, c.num_layers, o.num_kv_blocks,
-                                                  o.block_size, c.num_kv_heads * c.head_dim));
-  std::unique_ptr<ModelRunner> r(new ModelRunner(model, o, std::move(kv)));
+  const bool graphs =
+      o.use_graphs && backend->SupportsGraphs() && model->expert_parallel() == nullptr;
+  if (!graphs) o.use_graphs = false;
+  std::unique_ptr<ModelRunner> r(new ModelRunner(model));
+  r->options_ = o;
   SY_ASSIGN_OR_RETURN(r->workspace_, backend->Allocate(model->WorkspaceBytes(o.max_batch_tokens)));
   const size_t t = static_cast<size_t>(o.max_batch_tokens);
-  // Six per-token arrays, each given an int64-sized slot (see Step), then the block tables.
+  // Six per-token arrays, each given an int64-sized slot (see Upload), then the block tables.
   const size_t staging =
       6 * Aligned(t * sizeof(int64_t)) +
       Aligned(static_cast<size_t>(o.max_seqs * o.max_blocks_per_seq) * sizeof(int32_t));
   SY_ASSIGN_OR_RETURN(r->staging_, backend->Allocate(staging));
-  SY_ASSIGN_OR_RETURN(r->logits_, backend->Allocate(t * c.vocab_size * sizeof(float)));
+  SY_ASSIGN_OR_RETURN(r->logits_, backend->Allocate(static_cast<size_t>(o.max_logits_rows) *
+                                                    c.vocab_size * sizeof(float)));
+  SY_RETURN_IF_ERROR(r->PlanKvCache());
+  if (graphs) SY_RETURN_IF_ERROR(r->CaptureGraphs());
   return r;
+}
+
+StepBatch ModelRunner::DummyDecodeStep(int64_t n) const {
+  StepBatch b;
+  b.tokens.assign(n, 0);
+  b.positions.assign(n, 0);
+  b.slots.assign(n, -1);
+  b.max_blocks_per_seq = static_cast<int32_t>(options_.max_blocks_per_seq);
+  b.block_tables.assign(static_cast<size_t>(n) * b.max_blocks_per_seq, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    b.token_seq.push_back(static_cast<int32_t>(i));
+    b.logits_indices.push_back(static_cast<int32_t>(i));
+  }
+  return b;
+}
+
+Status ModelRunner::PlanKvCache() {
+  const ModelConfig& c = model_->config();
+  Backend* backend = model_->backend();
+  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  const DType kv_dtype = backend->kv_cache_dtype();
+  if (options_.num_kv_blocks > 0) {
+    SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, options_.num_kv_blocks,
+                                             options_.block_size, kv_dim, kv_dtype));
+    if (!options_.use_graphs) return Status::Ok();
+    ZeroFirstKvBlock();
+    // Graphs capture the scratch's address: it must be at its peak before the first capture.
+    return Profile();
+  }
+  StatusOr<DeviceMemoryInfo> before = backend->MemoryInfo();
+  if (!before.ok()) {
+    return Status::InvalidArgument("num_kv_blocks 0 (plan from device memory) needs a GPU: " +
+                                   before.status().message());
+  }
+  // Over a one-block cache first, so the backend's scratch reaches its peak before the KV pool
+  // takes what is left.
+  SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, 1, options_.block_size, kv_dim,
+                                           kv_dtype));
+  ZeroFirstKvBlock();
+  SY_RETURN_IF_ERROR(Profile());
+  kv_.reset();
+  SY_ASSIGN_OR_RETURN(DeviceMemoryInfo mem, backend->MemoryInfo());
+  KvMemoryInput in;
+  in.total_bytes = mem.total_bytes;
+  in.used_bytes = mem.total_bytes - mem.free_bytes;
+  in.utilization = options_.gpu_memory_utilization;
+  in.bytes_per_block = KvCache::BytesPerBlock(c.num_layers, options_.block_size, kv_dim, kv_dtype);
+  in.min_blocks = options_.max_blocks_per_seq;
+  in.weights_bytes = model_->weights_bytes();
+  SY_ASSIGN_OR_RETURN(options_.num_kv_blocks, PlanKvBlocks(in));
+  options_.num_kv_blocks = std::min<int64_t>(options_.num_kv_blocks, INT32_MAX);
+  spdlog::info("KV cache: {} blocks of {} tokens ({}, {}) in {} of GPU memory",
+               options_.num_kv_blocks, options_.block_size,
+               FormatGiB(options_.num_kv_blocks * in.bytes_per_block), dtype_name(kv_dtype),
+               FormatGiB(in.total_bytes));
+  SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, options_.num_kv_blocks,
+                                           options_.block_size, kv_dim, kv_dtype));
+  ZeroFirstKvBlock();
+  return Status::Ok();
+}
+
+Status ModelRunner::Profile() {
+  // The largest prefill-shaped and decode-shaped steps, writing no KV (slots -1) and reading
+  // block 0 only.
+  Backend* backend = model_->backend();
+  StepBatch prefill = DummyDecodeStep(std::min(options_.max_seqs, options_.max_batch_tokens));
+  for (int64_t i = static_cast<int64_t>(prefill.tokens.size()); i < options_.max_batch_tokens;
+       ++i) {
+    prefill.tokens.push_back(0);
+    prefill.positions.push_back(0);
+    prefill.slots.push_back(-1);
+    prefill.token_seq.push_back(static_cast<int32_t>(i % options_.max_seqs));
+  }
+  prefill.logits_indices.resize(
+      std::min<size_t>(prefill.logits_indices.size(), options_.max_logits_rows));
+  const StepBatch decode = DummyDecodeStep(
+      std::min({options_.max_seqs, options_.max_batch_tokens, options_.max_logits_rows}));
+  const bool saved = options_.use_graphs;
+  options_.use_graphs = false;
+  for (const StepBatch* b : std::initializer_list<const StepBatch*>{&prefill, &decode}) {
+    Tensor logits;
+    int64_t step_tokens = 0;
+    SY_RETURN_IF_ERROR(Run(*b, &logits, &step_tokens));
+  }
+  options_.use_graphs = saved;
+  backend->Synchronize();
+  return backend->status();
+}
+
+void ModelRunner::ZeroFirstKvBlock() {
+  // Padding and profiling tokens attend to block 0; fresh device memory may hold NaN patterns,
+  // which would flow through the padded rows into the router.
+  Backend* backend = model_->backend();
+  for (int64_t layer = 0; layer < model_->config().num_layers; ++layer) {
+    backend->Zero(kv_->k(layer).Rows(0, options_.block_size));
+    backend->Zero(kv_->v(layer).Rows(0, options_.block_size));
+  }
+}
+
+Status ModelRunner::CaptureGraphs() {
+  Backend* backend = model_->backend();
+  const auto start = std::chrono::steady_clock::now();
+  buckets_ = DecodeGraphBuckets(
+      std::min({options_.max_seqs, options_.max_logits_rows, options_.max_batch_tokens}));
+  graphs_.assign(buckets_.size(), -1);
+  // Largest first: anything sized lazily reaches its peak before the smaller captures.
+  for (size_t i = buckets_.size(); i-- > 0;) {
+    const int32_t bucket = buckets_[i];
+    const StepBatch b = DummyDecodeStep(bucket);
+    const ForwardInputs in = Upload(b);
+    const Tensor logits{logits_.data(), DType::kF32, bucket, model_->config().vocab_size};
+    // Once eagerly, so every lazily sized resource (scratch, cuBLAS plans) exists first.
+    SY_RETURN_IF_ERROR(model_->Enqueue(in, *kv_, Workspace(), nullptr, logits));
+    backend->Synchronize();
+    SY_RETURN_IF_ERROR(backend->status());
+    SY_RETURN_IF_ERROR(backend->BeginCapture());
+    const Status enqueued = model_->Enqueue(in, *kv_, Workspace(), nullptr, logits);
+    StatusOr<int> graph = backend->EndCapture();
+    SY_RETURN_IF_ERROR(enqueued);
+    SY_RETURN_IF_ERROR(graph.status());
+    graphs_[i] = *graph;
+  }
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  spdlog::info("captured {} decode graphs (batch 1..{}) in {:.0f} ms", graphs_.size(),
+               buckets_.empty() ? 0 : buckets_.back(), ms);
+  return Status::Ok();
 }
 
 Status ModelRunner::Validate(const StepBatch& b) const {
@@ -58,9 +195,14 @@ Status ModelRunner::Validate(const StepBatch& b) const {
     return Status::OutOfRange("step has " + std::to_string(num_seqs) + " sequences; the limit is " +
                               std::to_string(options_.max_seqs));
   }
+  if (static_cast<int64_t>(b.logits_indices.size()) > options_.max_logits_rows) {
+    return Status::OutOfRange("step asks for " + std::to_string(b.logits_indices.size()) +
+                              " rows of logits; the limit is " +
+                              std::to_string(options_.max_logits_rows));
+  }
   const int64_t vocab = model_->config().vocab_size;
   const int64_t capacity = static_cast<int64_t>(b.max_blocks_per_seq) * options_.block_size;
-  const int64_t num_slots = kv_.num_blocks() * kv_.block_size();
+  const int64_t num_slots = kv_->num_blocks() * kv_->block_size();
   for (size_t i = 0; i < t; ++i) {
     if (b.tokens[i] < 0 || b.tokens[i] >= vocab) {
       return Status::InvalidArgument("token id " + std::to_string(b.tokens[i]) +
@@ -74,7 +216,7 @@ Status ModelRunner::Validate(const StepBatch& b) const {
     }
   }
   for (int32_t block : b.block_tables) {
-    if (block < 0 || block >= kv_.num_blocks()) {
+    if (block < 0 || block >= kv_->num_blocks()) {
       return Status::InvalidArgument("block table entry " + std::to_string(block) +
                                      " is outside the KV pool");
     }
@@ -87,13 +229,11 @@ Status ModelRunner::Validate(const StepBatch& b) const {
   return Status::Ok();
 }
 
-Status ModelRunner::Step(const StepBatch& b, std::vector<float>* logits) {
-  SY_RETURN_IF_ERROR(Validate(b));
+ForwardInputs ModelRunner::Upload(const StepBatch& b) {
   Backend* backend = model_->backend();
   const int64_t t = static_cast<int64_t>(b.tokens.size());
   const int64_t num_seqs = static_cast<int64_t>(b.block_tables.size()) / b.max_blocks_per_seq;
   const int64_t n_logits = static_cast<int64_t>(b.logits_indices.size());
-  const int64_t vocab = model_->config().vocab_size;
   ctx_len_host_.resize(t);
   for (int64_t i = 0; i < t; ++i) ctx_len_host_[i] = b.positions[i] + 1;
 
@@ -117,15 +257,47 @@ Status ModelRunner::Step(const StepBatch& b, std::vector<float>* logits) {
   backend->CopyToDevice(in.attn.block_tables.data, b.block_tables.data(),
                         in.attn.block_tables.nbytes());
   in.attn.block_size = options_.block_size;
+  return in;
+}
 
-  const Tensor workspace{workspace_.data(), DType::kF32, 1,
-                         static_cast<int64_t>(workspace_.size() / sizeof(float))};
-  const Tensor out{logits_.data(), DType::kF32, n_logits, vocab};
+Tensor ModelRunner::Workspace() const {
+  return Tensor{workspace_.data(), DType::kF32, 1,
+                static_cast<int64_t>(workspace_.size() / sizeof(float))};
+}
+
+Status ModelRunner::Run(const StepBatch& b, Tensor* logits_out, int64_t* step_tokens) {
+  const int64_t vocab = model_->config().vocab_size;
+  const int64_t n = static_cast<int64_t>(b.tokens.size());
+  const int32_t bucket = options_.use_graphs && IsDecodeStep(b) ? BucketFor(buckets_, n) : -1;
+  if (bucket > 0) {
+    const size_t i = std::find(buckets_.begin(), buckets_.end(), bucket) - buckets_.begin();
+    Upload(PadDecodeStep(b, bucket, static_cast<int32_t>(options_.max_blocks_per_seq)));
+    SY_RETURN_IF_ERROR(model_->backend()->Replay(graphs_[i]));
+    ++graph_replays_;
+    *step_tokens = bucket;
+    *logits_out = Tensor{logits_.data(), DType::kF32, n, vocab};
+    return Status::Ok();
+  }
+  const ForwardInputs in = Upload(b);
+  *step_tokens = n;
+  *logits_out = Tensor{logits_.data(), DType::kF32, in.logits_indices.numel(), vocab};
+  ExpertLoad* ep_load = model_->expert_parallel() != nullptr ? &load_ : nullptr;
+  return model_->Enqueue(in, *kv_, Workspace(), ep_load, *logits_out);
+}
+
+Status ModelRunner::Step(const StepBatch& b, std::vector<float>* logits) {
+  SY_RETURN_IF_ERROR(Validate(b));
+  Backend* backend = model_->backend();
   load_.BeginStep();
-  SY_RETURN_IF_ERROR(model_->Forward(in, kv_, workspace, &load_, out));
-  logits->resize(static_cast<size_t>(n_logits * vocab));
+  Tensor out;
+  int64_t step_tokens = 0;
+  SY_RETURN_IF_ERROR(Run(b, &out, &step_tokens));
+  logits->resize(static_cast<size_t>(out.numel()));
   backend->CopyToHost(logits->data(), out.data, out.nbytes());
-  return Status::Ok();
+  if (model_->expert_parallel() == nullptr) {
+    model_->RecordRouting(Workspace(), step_tokens, static_cast<int64_t>(b.tokens.size()), &load_);
+  }
+  return backend->status();
 }
 
 }  // namespace sy

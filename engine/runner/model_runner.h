@@ -1,11 +1,14 @@
 // ModelRunner: runs one step of the model on a flat batch prepared on the host (by the scheduler
 // or the offline generator): uploads the batch metadata, runs the forward pass over the paged KV
 // cache it owns, and returns the requested logits. Memory is planned at creation: KV pool,
-// activation workspace and metadata staging; a step allocates nothing. Not thread-safe.
+// activation workspace and metadata staging; a step allocates nothing. On a GPU, creation also
+// profiles a full-size step, sizes the KV pool from what memory is left, and captures a graph
+// per decode batch-size bucket, which decode steps then replay. Not thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "engine/kv/kv_cache.h"
@@ -28,9 +31,13 @@ struct StepBatch {
 struct RunnerOptions {
   int64_t max_batch_tokens = 2048;  // tokens per step
   int64_t max_seqs = 256;           // sequences per step
+  // 0: as many as fit in gpu_memory_utilization of the device (backends with a memory pool).
   int64_t num_kv_blocks = 1024;
   int block_size = 16;
   int64_t max_blocks_per_seq = 0;  // 0: enough for max_position_embeddings
+  int64_t max_logits_rows = 0;     // rows of logits one step may ask for; 0: max_batch_tokens
+  double gpu_memory_utilization = 0.9;
+  bool use_graphs = true;  // capture decode steps where the backend supports graphs
 };
 
 class ModelRunner {
@@ -43,16 +50,37 @@ class ModelRunner {
   // The checks Step makes before it computes anything (sizes, ids, slots, block tables).
   Status Validate(const StepBatch& batch) const;
 
+  // The options with every 0 resolved (num_kv_blocks as planned).
   const RunnerOptions& options() const { return options_; }
+  // Batch sizes with a captured decode graph (empty without graphs).
+  const std::vector<int32_t>& graph_buckets() const { return buckets_; }
+  int64_t graph_replays() const { return graph_replays_; }
   const MoeModel& model() const { return *model_; }
   ExpertLoad& expert_load() { return load_; }
 
  private:
-  ModelRunner(MoeModel* model, const RunnerOptions& options, KvCache kv);
+  explicit ModelRunner(MoeModel* model);
+  // Uploads the batch's metadata to the staging buffer (fixed addresses, so graphs see it).
+  ForwardInputs Upload(const StepBatch& b);
+  Tensor Workspace() const;
+  // Runs `b` (already validated) eagerly or through a graph; logits stay on the device.
+  Status Run(const StepBatch& b, Tensor* logits_out, int64_t* step_tokens);
+  // A decode-shaped step of n sequences with no KV writes, reading block 0 (profiling, capture).
+  StepBatch DummyDecodeStep(int64_t n) const;
+  Status PlanKvCache();
+  // Runs the largest prefill- and decode-shaped steps (no KV writes) so lazily sized backend
+  // resources reach their peak before memory is planned and graphs are captured.
+  Status Profile();
+  void ZeroFirstKvBlock();
+  Status CaptureGraphs();
+
+  std::vector<int32_t> buckets_;
+  std::vector<int> graphs_;  // per bucket
+  int64_t graph_replays_ = 0;
 
   MoeModel* model_;
   RunnerOptions options_;
-  KvCache kv_;
+  std::optional<KvCache> kv_;
   ExpertLoad load_;
   DeviceBuffer workspace_;
   DeviceBuffer staging_;  // batch metadata

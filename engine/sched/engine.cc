@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <climits>
 
+#include "engine/backend/backend_factory.h"
 #include "engine/kv/kv_cache.h"
+#include "engine/model/model_source.h"
+#include "engine/model/model_weights.h"
 #include "engine/runner/ep_step_executor.h"
+#include "engine/runner/memory_plan.h"
 #include "engine/sched/engine_impl.h"
 
 namespace sy {
@@ -95,13 +99,32 @@ Status AgreeOnConfig(const RankModel& rm, Communicator* comm) {
 
 }  // namespace
 
+namespace {
+
+ModelSource SourceOf(const EngineOptions& o) {
+  return ModelSource{o.model_dir, o.random_weights, o.random_seed};
+}
+
+}  // namespace
+
 StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   SY_RETURN_IF_ERROR(ValidateOptions(options));
   const bool ep = options.communicator != nullptr && options.communicator->size() > 1;
   RankModel rm;
-  rm.backend = std::make_unique<CpuBackend>(options.threads);
-  SY_ASSIGN_OR_RETURN(rm.model, MoeModel::Load(options.model_dir, rm.backend.get(),
-                                               /*load_routed_experts=*/!ep));
+  SY_ASSIGN_OR_RETURN(const DeviceSpec device, ParseDevice(options.device));
+  BackendOptions bo;
+  bo.cpu_threads = options.threads;
+  SY_ASSIGN_OR_RETURN(rm.backend, CreateBackend(device, bo));
+  const ModelSource source = SourceOf(options);
+  if (StatusOr<DeviceMemoryInfo> mem = rm.backend->MemoryInfo(); mem.ok()) {
+    SY_ASSIGN_OR_RETURN(ModelConfig config, LoadSourceConfig(source));
+    SY_ASSIGN_OR_RETURN(DType dtype, ConfigWeightDType(config));
+    SY_RETURN_IF_ERROR(CheckWeightsFit(WeightBytes(config, dtype), mem->total_bytes,
+                                       mem->total_bytes - mem->free_bytes,
+                                       options.gpu_memory_utilization));
+  }
+  SY_ASSIGN_OR_RETURN(rm.model, LoadSourceModel(source, rm.backend.get(),
+                                                /*load_routed_experts=*/!ep));
   const ModelConfig& c = rm.model->config();
   if (ep) {
     if (c.num_experts <= 0) {
@@ -121,8 +144,9 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
                                    " exceeds the model's max_position_embeddings " +
                                    std::to_string(c.max_position_embeddings));
   }
+  const bool plan_from_device = rm.backend->MemoryInfo().ok();
   int64_t num_blocks = options.num_kv_blocks;
-  if (num_blocks == 0) {
+  if (num_blocks == 0 && !plan_from_device) {
     const size_t per_block =
         KvCache::BytesPerBlock(c.num_layers, options.block_size, c.num_kv_heads * c.head_dim);
     num_blocks = options.kv_cache_bytes / static_cast<int64_t>(per_block);
@@ -141,6 +165,10 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   ro.num_kv_blocks = num_blocks;
   ro.block_size = options.block_size;
   ro.max_blocks_per_seq = (rm.max_model_len + options.block_size - 1) / options.block_size;
+  // The scheduler samples the last token of each sequence only.
+  ro.max_logits_rows = options.max_num_seqs;
+  ro.gpu_memory_utilization = options.gpu_memory_utilization;
+  ro.use_graphs = !options.enforce_eager;
   SY_ASSIGN_OR_RETURN(rm.runner, ModelRunner::Create(rm.model.get(), ro));
   return rm;
 }
@@ -151,7 +179,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   }
   SY_ASSIGN_OR_RETURN(RankModel rank, LoadRankModel(options));
   SY_RETURN_IF_ERROR(AgreeOnConfig(rank, options.communicator));
-  SY_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(options.model_dir));
+  SY_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadSourceTokenizer(SourceOf(options)));
   std::unique_ptr<StepExecutor> executor;
   if (rank.ep != nullptr) {
     executor = std::make_unique<EpStepExecutor>(rank.runner.get(), options.communicator);

@@ -20,8 +20,15 @@
 namespace sy {
 
 struct EngineOptions {
-  std::string model_dir;
-  int threads = 0;                       // CPU threads; 0: all cores
+  std::string model_dir;        // a Hugging Face model directory, or "preset:NAME" (random weights)
+  bool random_weights = false;  // make the weights on the device instead of reading them
+  uint64_t random_seed = 0;
+  std::string device = "cpu";  // cpu, cuda or cuda:N
+  int threads = 0;             // CPU threads; 0: all cores
+  // GPU: the share of device memory this engine may use; the KV pool gets what the weights,
+  // workspace and scratch leave (when num_kv_blocks is 0).
+  double gpu_memory_utilization = 0.9;
+  bool enforce_eager = false;            // GPU: no CUDA graphs for decode steps
   int64_t max_num_batched_tokens = 512;  // token budget of one step (chunked prefill)
   int64_t max_num_seqs = 64;             // sequences per step
   int64_t max_queued_requests = 256;     // waiting requests beyond this are rejected at Submit

@@ -1,5 +1,5 @@
-// EngineImpl: the Engine on the CPU backend. Public calls (any thread) exchange new requests,
-// aborts and gauges with the engine thread under one mutex; everything else (schedulers,
+// EngineImpl: the Engine on one backend (CPU or CUDA). Public calls (any thread) exchange new
+// requests, aborts and gauges with the engine thread under one mutex; everything else (schedulers,
 // blocks, sequences, the runner) belongs to the engine thread alone. With expert parallelism it
 // keeps one scheduler and block pool per rank and steps all ranks together.
 #pragma once
@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/backend/cpu_backend.h"
+#include "engine/backend/backend.h"
 #include "engine/model/moe_model.h"
 #include "engine/moe/expert_parallel.h"
 #include "engine/runner/model_runner.h"
@@ -42,7 +42,7 @@ struct ActiveRequest {
 
 // What one rank runs: its backend, model (with its share of the experts) and runner.
 struct RankModel {
-  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<Backend> backend;
   std::unique_ptr<MoeModel> model;
   std::unique_ptr<ExpertParallel> ep;  // null on a single rank
   std::unique_ptr<ModelRunner> runner;

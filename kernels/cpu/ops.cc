@@ -250,4 +250,48 @@ void sigmoid(float* x, int64_t n) {
   kt->sigmoid(x, n);
 }
 
+void sort_by_expert(const int32_t* ids, int64_t tokens, int k, int64_t experts, int32_t* offsets,
+                    int32_t* sorted) {
+  ref::sort_by_expert(ids, tokens, k, experts, offsets, sorted);
+}
+
+void combine_experts(const float* ys, const int32_t* inverse, const float* weights, int64_t tokens,
+                     int k, int64_t dim, float* out) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr || k > 64) {
+    return ref::combine_experts(ys, inverse, weights, tokens, k, dim, out);
+  }
+  // Each token's pairs in ascending position: the order in which the scatter-add that this
+  // replaces summed them, so the CPU results stay bit-identical.
+  int32_t order[64];
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int32_t* inv = inverse + t * k;
+    int n = 0;
+    for (int c = 0; c < k; ++c) {
+      int at = n++;
+      while (at > 0 && inv[order[at - 1]] > inv[c]) {
+        order[at] = order[at - 1];
+        --at;
+      }
+      order[at] = c;
+    }
+    float* o = out + t * dim;
+    std::memset(o, 0, static_cast<size_t>(dim) * sizeof(float));
+    for (int i = 0; i < n; ++i) {
+      kt->axpy(weights[t * k + order[i]], ys + static_cast<int64_t>(inv[order[i]]) * dim, o, dim);
+    }
+  }
+}
+
+void fill_random(void* data, DType dtype, int64_t n, uint64_t seed, float scale) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = random_uniform_at(seed, i, scale);
+    if (dtype == DType::kF32) {
+      static_cast<float*>(data)[i] = v;
+    } else {
+      static_cast<uint16_t*>(data)[i] = dtype == DType::kBF16 ? f32_to_bf16(v) : f32_to_f16(v);
+    }
+  }
+}
+
 }  // namespace sy::cpu

@@ -79,6 +79,16 @@ void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t d
 void add(const float* a, const float* b, float* y, int64_t n);
 // x = 1 / (1 + exp(-x)) elementwise, in place.
 void sigmoid(float* x, int64_t n);
+// Groups the tokens*k (token, choice) pairs of ids [tokens, k] by expert with a stable counting
+// sort: offsets [experts + 1] (int32); sorted [3, tokens*k]: row 0 the token at each position,
+// row 1 its flat (token, choice) index j, row 2 the inverse (the position of flat index j).
+// Within an expert, positions follow j.
+void sort_by_expert(const int32_t* ids, int64_t tokens, int k, int64_t experts, int32_t* offsets,
+                    int32_t* sorted);
+// out[t,:] = sum over token t's k pairs, in ascending position p = inverse[t*k + c], of
+// weights[t*k + c] * ys[p,:]: the weighted un-permutation after the experts ran.
+void combine_experts(const float* ys, const int32_t* inverse, const float* weights, int64_t tokens,
+                     int k, int64_t dim, float* out);
 
 }  // namespace ref
 
@@ -107,5 +117,23 @@ void scatter_add_rows(const float* src, const int32_t* idx, const float* scale, 
 void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst);
 void add(const float* a, const float* b, float* y, int64_t n);
 void sigmoid(float* x, int64_t n);
+void sort_by_expert(const int32_t* ids, int64_t tokens, int k, int64_t experts, int32_t* offsets,
+                    int32_t* sorted);
+void combine_experts(const float* ys, const int32_t* inverse, const float* weights, int64_t tokens,
+                     int k, int64_t dim, float* out);
+
+// Fills n elements of `dtype` (f32, bf16 or f16) with uniform values in [-scale, scale) drawn
+// from a counter-based hash of (seed, i), so every backend (sy::cuda::fill_random) produces the
+// same bits: random model weights made directly in device memory.
+void fill_random(void* data, DType dtype, int64_t n, uint64_t seed, float scale);
+// The f32 value fill_random gives element i (before conversion to the target dtype).
+inline float random_uniform_at(uint64_t seed, int64_t i, float scale) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (static_cast<uint64_t>(i) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);  // [0, 1), exact
+  return (2.0f * u - 1.0f) * scale;
+}
 
 }  // namespace sy::cpu

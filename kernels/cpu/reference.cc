@@ -188,4 +188,36 @@ void sigmoid(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
 }
 
+void sort_by_expert(const int32_t* ids, int64_t tokens, int k, int64_t experts, int32_t* offsets,
+                    int32_t* sorted) {
+  const int64_t n = tokens * k;
+  for (int64_t e = 0; e <= experts; ++e) offsets[e] = 0;
+  for (int64_t j = 0; j < n; ++j) ++offsets[ids[j] + 1];
+  for (int64_t e = 0; e < experts; ++e) offsets[e + 1] += offsets[e];
+  std::vector<int32_t> cursor(offsets, offsets + experts);
+  for (int64_t j = 0; j < n; ++j) {
+    const int32_t pos = cursor[ids[j]]++;
+    sorted[pos] = static_cast<int32_t>(j / k);
+    sorted[n + pos] = static_cast<int32_t>(j);
+    sorted[2 * n + j] = pos;
+  }
+}
+
+void combine_experts(const float* ys, const int32_t* inverse, const float* weights, int64_t tokens,
+                     int k, int64_t dim, float* out) {
+  std::vector<int32_t> order(k);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int c = 0; c < k; ++c) order[c] = c;
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return inverse[t * k + a] < inverse[t * k + b]; });
+    float* o = out + t * dim;
+    for (int64_t d = 0; d < dim; ++d) o[d] = 0.0f;
+    for (int c : order) {
+      const float w = weights[t * k + c];
+      const float* y = ys + static_cast<int64_t>(inverse[t * k + c]) * dim;
+      for (int64_t d = 0; d < dim; ++d) o[d] += w * y[d];
+    }
+  }
+}
+
 }  // namespace sy::cpu::ref

@@ -31,9 +31,19 @@ ScratchDir::~ScratchDir() {
 }
 
 LoadedModel LoadForTest(const std::string& dir, int block_size, int64_t max_batch_tokens,
-                        int threads) {
+                        int threads, const std::string& device) {
   LoadedModel m;
-  m.backend = std::make_unique<CpuBackend>(threads);
+  auto spec = ParseDevice(device);
+  EXPECT_TRUE(spec.ok()) << spec.status().ToString();
+  if (!spec.ok()) return {};
+  BackendOptions bo;
+  bo.cpu_threads = threads;
+  // Golden fixtures are compared at f32 precision: keep the GPU's KV cache in f32 too.
+  bo.kv_dtype = DType::kF32;
+  auto backend = CreateBackend(*spec, bo);
+  EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+  if (!backend.ok()) return {};
+  m.backend = std::move(backend).value();
   auto model = MoeModel::Load(dir, m.backend.get());
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   if (!model.ok()) return {};

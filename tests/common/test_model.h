@@ -2,19 +2,26 @@
 // loaded model with its runner, ready to generate.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "engine/backend/cpu_backend.h"
+#include "engine/backend/backend_factory.h"
 #include "engine/model/moe_model.h"
 #include "engine/runner/generator.h"
 #include "engine/runner/model_runner.h"
 
 namespace sy::testing {
 
-inline std::string GoldenDir() { return std::string(SY_SOURCE_DIR) + "/tests/golden"; }
+// The golden fixtures: under $SY_SOURCE_DIR when it is set (a copy of the repository elsewhere,
+// e.g. on the GPU machine, where the path compiled in does not exist), else under the source
+// directory this was built from.
+inline std::string GoldenDir() {
+  const char* root = std::getenv("SY_SOURCE_DIR");
+  return std::string(root != nullptr && *root != '\0' ? root : SY_SOURCE_DIR) + "/tests/golden";
+}
 
 // The prompt token ids of a golden model directory's golden.json.
 std::vector<std::vector<int32_t>> GoldenPrompts(const std::filesystem::path& model_dir);
@@ -30,15 +37,15 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
-// A model loaded on the CPU with a runner sized for tests.
+// A model loaded on a device (the CPU unless told) with a runner sized for tests.
 struct LoadedModel {
-  std::unique_ptr<CpuBackend> backend;
+  std::unique_ptr<Backend> backend;
   std::unique_ptr<MoeModel> model;
   std::unique_ptr<ModelRunner> runner;
 };
 
 // Fails the current test (and returns an empty LoadedModel) on error.
 LoadedModel LoadForTest(const std::string& dir, int block_size = 16, int64_t max_batch_tokens = 256,
-                        int threads = 2);
+                        int threads = 2, const std::string& device = "cpu");
 
 }  // namespace sy::testing

@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/backend/cpu_backend.h"
 #include "engine/dist/inprocess_communicator.h"
 #include "engine/runner/ep_step_executor.h"
 #include "engine/sched/engine.h"

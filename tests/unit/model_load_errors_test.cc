@@ -4,6 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "engine/backend/cpu_backend.h"
 #include "engine/model/make_model.h"
 #include "tests/common/test_model.h"
 

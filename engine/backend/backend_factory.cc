@@ -1,0 +1,56 @@
+#include "engine/backend/backend_factory.h"
+
+#include <charconv>
+
+#include "engine/backend/cpu_backend.h"
+#ifdef SWITCHYARD_HAVE_CUDA
+#include "engine/backend/cuda_backend.h"
+#endif
+
+namespace sy {
+
+std::string DeviceSpec::ToString() const {
+  return kind == Kind::kCpu ? "cpu" : "cuda:" + std::to_string(index);
+}
+
+StatusOr<DeviceSpec> ParseDevice(std::string_view text) {
+  DeviceSpec d;
+  if (text == "cpu") return d;
+  d.kind = DeviceSpec::Kind::kCuda;
+  if (text == "cuda") return d;
+  constexpr std::string_view kPrefix = "cuda:";
+  if (text.substr(0, kPrefix.size()) == kPrefix && text.size() > kPrefix.size()) {
+    const std::string_view num = text.substr(kPrefix.size());
+    const auto [end, ec] = std::from_chars(num.data(), num.data() + num.size(), d.index);
+    if (ec == std::errc() && end == num.data() + num.size() && d.index >= 0) return d;
+  }
+  return Status::InvalidArgument("unknown device '" + std::string(text) +
+                                 "': expected cpu, cuda or cuda:N");
+}
+
+bool CudaBackendBuilt() {
+#ifdef SWITCHYARD_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const DeviceSpec& device,
+                                                 const BackendOptions& options) {
+  if (device.kind == DeviceSpec::Kind::kCpu) {
+    return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(options.cpu_threads));
+  }
+#ifdef SWITCHYARD_HAVE_CUDA
+  CudaBackendOptions o;
+  o.device = device.index;
+  o.kv_dtype = options.kv_dtype;
+  SY_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> b, CudaBackend::Create(o));
+  return std::unique_ptr<Backend>(std::move(b));
+#else
+  return Status::Unimplemented("this switchyard was built without CUDA (no nvcc at build time); " +
+                               device.ToString() + " is not available");
+#endif
+}
+
+}  // namespace sy

@@ -1,0 +1,354 @@
+// The MoE routing kernels of kernels/cuda/moe_routing.cu against sy::cpu::ref: route_topk (same
+// ids, weights within 1e-6), sort_by_expert (bit for bit) and combine_experts, over many shapes
+// with poisoned outputs, determinism and batch invariance. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/testing.h"
+#include "kernels/cuda/ops.h"
+#include "tests/gpu/gpu_testing.h"
+
+namespace sy {
+namespace {
+
+using gpu_testing::DeviceArray;
+using gpu_testing::DeviceOk;
+
+template <typename T>
+::testing::AssertionResult BitEqual(const std::vector<T>& got, const std::vector<T>& want) {
+  if (got.size() != want.size()) {
+    return ::testing::AssertionFailure() << "size " << got.size() << " != " << want.size();
+  }
+  size_t bad = 0;
+  size_t first = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0 && bad++ == 0) first = i;
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  std::ostringstream out;
+  out.precision(9);
+  out << bad << " of " << got.size() << " differ; first at " << first << ": got " << got[first]
+      << ", want " << want[first];
+  return ::testing::AssertionFailure() << out.str();
+}
+
+::testing::AssertionResult Close(const std::vector<float>& got, const std::vector<float>& want,
+                                 cpu::Tolerance tol, int64_t row_len = 0) {
+  if (got.size() != want.size()) {
+    return ::testing::AssertionFailure() << "size " << got.size() << " != " << want.size();
+  }
+  const std::string diff =
+      cpu::compare_close(got.data(), want.data(), static_cast<int64_t>(got.size()), tol, row_len);
+  if (diff.empty()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << diff;
+}
+
+// --- route_topk ---
+
+// Router logits on a grid of 2^-8: equal logits are exact ties (broken by the lower id on both
+// sides), and different ones are far apart, so no probability is within rounding of another
+// and the GPU's exp (a few ulp from the CPU's) cannot change the order. `levels` small: many ties.
+std::vector<float> RouterLogits(int64_t tokens, int64_t experts, int levels, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> dist(-levels, levels);
+  std::vector<float> logits(tokens * experts);
+  for (float& v : logits) v = static_cast<float>(dist(rng)) / 256.0f;
+  return logits;
+}
+
+struct Routed {
+  std::vector<int32_t> ids;
+  std::vector<float> weights;
+};
+
+Routed RunRouteTopk(const std::vector<float>& logits, int64_t tokens, int64_t experts, int k,
+                    bool renormalize) {
+  DeviceArray<float> d_logits(logits);
+  DeviceArray<int32_t> d_ids(tokens * k);
+  DeviceArray<float> d_weights(tokens * k);
+  d_ids.Poison();
+  d_weights.Poison();
+  const cudaError_t err = cuda::route_topk(d_logits.get(), tokens, experts, k, renormalize,
+                                           d_ids.get(), d_weights.get(), nullptr);
+  EXPECT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
+  EXPECT_TRUE(DeviceOk());
+  return {d_ids.Download(), d_weights.Download()};
+}
+
+struct RouteCase {
+  int64_t tokens, experts;
+  int k;
+};
+constexpr RouteCase kRouteCases[] = {{1, 8, 2},     {37, 8, 2},    {100, 64, 6}, {513, 128, 8},
+                                     {64, 256, 8},  {33, 512, 16}, {10, 1, 1},   {5, 16, 16},
+                                     {1000, 60, 4}, {7, 33, 3},    {3, 512, 1},  {129, 32, 8},
+                                     {2, 511, 16},  {4096, 64, 8}, {9, 100, 12}};
+
+TEST(CudaRouteTopk, MatchesReference) {
+  SY_REQUIRE_GPU();
+  uint32_t seed = 1;
+  for (const RouteCase& c : kRouteCases) {
+    for (int levels : {2, 1000}) {
+      for (bool renormalize : {false, true}) {
+        SCOPED_TRACE(::testing::Message()
+                     << "tokens " << c.tokens << " experts " << c.experts << " k " << c.k
+                     << " levels " << levels << " renormalize " << renormalize);
+        const std::vector<float> logits = RouterLogits(c.tokens, c.experts, levels, seed++);
+        Routed want{std::vector<int32_t>(c.tokens * c.k), std::vector<float>(c.tokens * c.k)};
+        cpu::ref::route_topk(logits.data(), c.tokens, c.experts, c.k, renormalize, want.ids.data(),
+                             want.weights.data());
+        const Routed got = RunRouteTopk(logits, c.tokens, c.experts, c.k, renormalize);
+        EXPECT_TRUE(BitEqual(got.ids, want.ids));
+        EXPECT_TRUE(Close(got.weights, want.weights, {0.0, 1e-6}, c.k));
+      }
+    }
+  }
+}
+
+TEST(CudaRouteTopk, UnderflowedProbabilitiesTieByLowerId) {
+  SY_REQUIRE_GPU();
+  // Three experts per token dominate by ~200, so every other probability underflows to exactly
+  // zero on both sides: the rest of the top-k are then the lowest ids among those, in order.
+  const int64_t tokens = 40;
+  const int64_t experts = 64;
+  const int k = 8;
+  std::vector<float> logits = RouterLogits(tokens, experts, 256, 3);
+  std::mt19937 rng(4);
+  std::uniform_int_distribution<int64_t> pick(0, experts - 1);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (float boost : {200.0f, 200.5f, 201.0f}) logits[t * experts + pick(rng)] = boost;
+  }
+  for (bool renormalize : {false, true}) {
+    Routed want{std::vector<int32_t>(tokens * k), std::vector<float>(tokens * k)};
+    cpu::ref::route_topk(logits.data(), tokens, experts, k, renormalize, want.ids.data(),
+                         want.weights.data());
+    const Routed got = RunRouteTopk(logits, tokens, experts, k, renormalize);
+    EXPECT_TRUE(BitEqual(got.ids, want.ids));
+    EXPECT_TRUE(Close(got.weights, want.weights, {0.0, 1e-6}, k));
+  }
+}
+
+TEST(CudaRouteTopk, DeterministicAndBatchInvariant) {
+  SY_REQUIRE_GPU();
+  const int64_t tokens = 77;
+  const int64_t experts = 128;
+  const int k = 8;
+  const std::vector<float> logits = RouterLogits(tokens, experts, 300, 9);
+  const Routed batch = RunRouteTopk(logits, tokens, experts, k, true);
+  const Routed again = RunRouteTopk(logits, tokens, experts, k, true);
+  EXPECT_TRUE(BitEqual(again.ids, batch.ids));
+  EXPECT_TRUE(BitEqual(again.weights, batch.weights));
+  for (int64_t t : {int64_t{0}, int64_t{5}, tokens - 1}) {
+    const std::vector<float> row(logits.begin() + t * experts, logits.begin() + (t + 1) * experts);
+    const Routed one = RunRouteTopk(row, 1, experts, k, true);
+    EXPECT_TRUE(BitEqual(
+        one.ids, std::vector<int32_t>(batch.ids.begin() + t * k, batch.ids.begin() + (t + 1) * k)));
+    EXPECT_TRUE(BitEqual(one.weights, std::vector<float>(batch.weights.begin() + t * k,
+                                                         batch.weights.begin() + (t + 1) * k)));
+  }
+}
+
+TEST(CudaRouteTopk, RejectsUnsupportedShapes) {
+  SY_REQUIRE_GPU();
+  DeviceArray<float> logits(1024);
+  DeviceArray<int32_t> ids(64);
+  DeviceArray<float> weights(64);
+  auto call = [&](int64_t experts, int k) {
+    return cuda::route_topk(logits.get(), 1, experts, k, true, ids.get(), weights.get(), nullptr);
+  };
+  EXPECT_EQ(call(513, 2), cudaErrorInvalidValue);
+  EXPECT_EQ(call(64, 17), cudaErrorInvalidValue);
+  EXPECT_EQ(call(4, 5), cudaErrorInvalidValue);
+  EXPECT_EQ(call(0, 1), cudaErrorInvalidValue);
+  EXPECT_EQ(call(8, 0), cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::route_topk(nullptr, 0, 8, 2, true, nullptr, nullptr, nullptr), cudaSuccess);
+  EXPECT_TRUE(DeviceOk());
+}
+
+// --- sort_by_expert ---
+
+// Random expert ids: distinct per token (as a router gives) or not, spread over `used` of the
+// experts (the others stay empty).
+std::vector<int32_t> RandomChoices(int64_t tokens, int k, int64_t experts, int64_t used,
+                                   bool distinct, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> pool(experts);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), rng);
+  pool.resize(used);
+  std::vector<int32_t> ids(tokens * k);
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (distinct) {
+      std::shuffle(pool.begin(), pool.end(), rng);
+      std::copy(pool.begin(), pool.begin() + k, ids.begin() + t * k);
+    } else {
+      std::uniform_int_distribution<size_t> dist(0, pool.size() - 1);
+      for (int c = 0; c < k; ++c) ids[t * k + c] = pool[dist(rng)];
+    }
+  }
+  return ids;
+}
+
+struct Sorted {
+  std::vector<int32_t> offsets;
+  std::vector<int32_t> sorted;
+};
+
+Sorted RunSort(const std::vector<int32_t>& ids, int64_t tokens, int k, int64_t experts) {
+  DeviceArray<int32_t> d_ids(ids);
+  DeviceArray<int32_t> d_offsets(experts + 1);
+  DeviceArray<int32_t> d_sorted(3 * tokens * k);
+  d_offsets.Poison();
+  d_sorted.Poison();
+  const cudaError_t err = cuda::sort_by_expert(d_ids.get(), tokens, k, experts, d_offsets.get(),
+                                               d_sorted.get(), nullptr);
+  EXPECT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
+  EXPECT_TRUE(DeviceOk());
+  return {d_offsets.Download(), d_sorted.Download()};
+}
+
+TEST(CudaSortByExpert, MatchesReferenceExactly) {
+  SY_REQUIRE_GPU();
+  struct Case {
+    int64_t tokens;
+    int k;
+    int64_t experts, used;
+    bool distinct;
+  };
+  const Case cases[] = {
+      {1, 1, 1, 1, true},         {1, 2, 8, 8, true},          {7, 2, 8, 8, true},
+      {100, 8, 128, 128, true},   {4096, 8, 128, 128, true},   {8192, 8, 512, 512, true},
+      {65536, 1, 64, 64, true},   {3000, 6, 60, 60, true},     {33, 16, 512, 512, true},
+      {1000, 4, 300, 9, true},    {5000, 2, 256, 1, false},    {777, 3, 40, 40, false},
+      {20000, 8, 512, 37, false}, {16, 16, 16, 16, true},      {513, 1, 512, 512, false},
+      {10000, 8, 7, 7, false},    {12345, 6, 512, 512, false}, {2, 4, 512, 4, true}};
+  uint32_t seed = 100;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "tokens " << c.tokens << " k " << c.k << " experts "
+                                      << c.experts << " used " << c.used);
+    const std::vector<int32_t> ids =
+        RandomChoices(c.tokens, c.k, c.experts, c.used, c.distinct, seed++);
+    Sorted want{std::vector<int32_t>(c.experts + 1), std::vector<int32_t>(3 * c.tokens * c.k)};
+    cpu::ref::sort_by_expert(ids.data(), c.tokens, c.k, c.experts, want.offsets.data(),
+                             want.sorted.data());
+    for (int run = 0; run < 2; ++run) {  // twice: deterministic
+      const Sorted got = RunSort(ids, c.tokens, c.k, c.experts);
+      EXPECT_TRUE(BitEqual(got.offsets, want.offsets));
+      EXPECT_TRUE(BitEqual(got.sorted, want.sorted));
+    }
+  }
+}
+
+TEST(CudaSortByExpert, RejectsUnsupportedShapes) {
+  SY_REQUIRE_GPU();
+  DeviceArray<int32_t> ids(8);
+  DeviceArray<int32_t> offsets(1024);
+  DeviceArray<int32_t> sorted(24);
+  EXPECT_EQ(cuda::sort_by_expert(ids.get(), 4, 2, 513, offsets.get(), sorted.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::sort_by_expert(ids.get(), 4, 2, 0, offsets.get(), sorted.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::sort_by_expert(ids.get(), 4, 0, 8, offsets.get(), sorted.get(), nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::sort_by_expert(nullptr, 0, 2, 8, nullptr, nullptr, nullptr), cudaSuccess);
+  EXPECT_TRUE(DeviceOk());
+}
+
+// --- combine_experts ---
+
+// The inverse permutation sort_by_expert gives for random routing of tokens x k pairs.
+std::vector<int32_t> RandomInverse(int64_t tokens, int k, int64_t experts, uint32_t seed) {
+  const std::vector<int32_t> ids = RandomChoices(tokens, k, experts, experts, k <= experts, seed);
+  std::vector<int32_t> offsets(experts + 1);
+  std::vector<int32_t> sorted(3 * tokens * k);
+  cpu::ref::sort_by_expert(ids.data(), tokens, k, experts, offsets.data(), sorted.data());
+  return std::vector<int32_t>(sorted.begin() + 2 * tokens * k, sorted.end());
+}
+
+std::vector<float> RunCombine(const std::vector<float>& ys, const std::vector<int32_t>& inverse,
+                              const std::vector<float>& weights, int64_t tokens, int k,
+                              int64_t dim) {
+  DeviceArray<float> d_ys(ys);
+  DeviceArray<int32_t> d_inverse(inverse);
+  DeviceArray<float> d_weights(weights);
+  DeviceArray<float> d_out(tokens * dim);
+  d_out.Poison();
+  const cudaError_t err = cuda::combine_experts(d_ys.get(), d_inverse.get(), d_weights.get(),
+                                                tokens, k, dim, d_out.get(), nullptr);
+  EXPECT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
+  EXPECT_TRUE(DeviceOk());
+  return d_out.Download();
+}
+
+TEST(CudaCombineExperts, MatchesReference) {
+  SY_REQUIRE_GPU();
+  struct Case {
+    int64_t tokens;
+    int k;
+    int64_t experts, dim;
+  };
+  const Case cases[] = {{1, 1, 1, 1},      {5, 2, 8, 3},       {300, 8, 64, 64}, {2000, 2, 8, 128},
+                        {3, 16, 32, 2048}, {17, 8, 128, 7168}, {9, 4, 16, 1001}, {64, 6, 60, 4},
+                        {1, 64, 64, 256},  {4, 3, 3, 5}};
+  uint32_t seed = 200;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(::testing::Message() << "tokens " << c.tokens << " k " << c.k << " dim " << c.dim);
+    const std::vector<int32_t> inverse = RandomInverse(c.tokens, c.k, c.experts, seed++);
+    const std::vector<float> ys = cpu::random_floats(c.tokens * c.k * c.dim, -1, 1, seed++);
+    const std::vector<float> weights = cpu::random_floats(c.tokens * c.k, 0, 1, seed++);
+    std::vector<float> want(c.tokens * c.dim);
+    cpu::ref::combine_experts(ys.data(), inverse.data(), weights.data(), c.tokens, c.k, c.dim,
+                              want.data());
+    const std::vector<float> got = RunCombine(ys, inverse, weights, c.tokens, c.k, c.dim);
+    // The kernel repeats the reference's unfused products and sums in the same order, so this
+    // is expected to be exact; the tolerance only allows for a compiler contracting the
+    // reference into FMAs.
+    EXPECT_TRUE(Close(got, want, {1e-6, 1e-6}, c.dim));
+    EXPECT_TRUE(BitEqual(RunCombine(ys, inverse, weights, c.tokens, c.k, c.dim), got));
+  }
+}
+
+TEST(CudaCombineExperts, BatchInvariant) {
+  SY_REQUIRE_GPU();
+  const int64_t tokens = 50;
+  const int k = 8;
+  const int64_t dim = 512;
+  const std::vector<int32_t> inverse = RandomInverse(tokens, k, 64, 5);
+  const std::vector<float> ys = cpu::random_floats(tokens * k * dim, -1, 1, 6);
+  const std::vector<float> weights = cpu::random_floats(tokens * k, 0, 1, 7);
+  const std::vector<float> batch = RunCombine(ys, inverse, weights, tokens, k, dim);
+  for (int64_t t : {int64_t{0}, int64_t{21}, tokens - 1}) {
+    // The token alone, reading the same expert outputs.
+    const std::vector<int32_t> inv(inverse.begin() + t * k, inverse.begin() + (t + 1) * k);
+    const std::vector<float> w(weights.begin() + t * k, weights.begin() + (t + 1) * k);
+    EXPECT_TRUE(
+        BitEqual(RunCombine(ys, inv, w, 1, k, dim),
+                 std::vector<float>(batch.begin() + t * dim, batch.begin() + (t + 1) * dim)))
+        << "token " << t;
+  }
+}
+
+TEST(CudaCombineExperts, RejectsUnsupportedShapes) {
+  SY_REQUIRE_GPU();
+  DeviceArray<float> buf(1024);
+  DeviceArray<int32_t> inverse(1024);
+  EXPECT_EQ(
+      cuda::combine_experts(buf.get(), inverse.get(), buf.get(), 1, 65, 4, buf.get(), nullptr),
+      cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::combine_experts(nullptr, nullptr, nullptr, 0, 8, 64, nullptr, nullptr),
+            cudaSuccess);
+  EXPECT_TRUE(DeviceOk());
+}
+
+}  // namespace
+}  // namespace sy
