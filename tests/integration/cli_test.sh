@@ -26,4 +26,25 @@ if "$bin" generate --model "$work/m" --prompt hi --top-p 2 2>"$work/err4"; then 
 grep -q "top_p" "$work/err4" || fail "top_p message: $(cat "$work/err4")"
 if "$bin" make-model --arch llama --out "$work/x" 2>"$work/err5"; then fail "bad arch"; fi
 grep -q "unknown --arch" "$work/err5" || fail "bad arch message"
+
+# A preset's shapes with random weights made in (here, CPU) device memory: no files needed.
+"$bin" generate --model preset:tiny-qwen3-moe --random-weights --random-weights-seed 4 \
+  --prompt "Hello" --max-tokens 6 --ignore-eos >/dev/null 2>"$work/err6" ||
+  fail "preset random weights: $(cat "$work/err6")"
+grep -q "generated 6 tokens" "$work/err6" || fail "preset summary: $(cat "$work/err6")"
+if "$bin" generate --model preset:tiny-qwen3-moe --prompt hi 2>"$work/err7"; then
+  fail "preset without --random-weights"
+fi
+grep -q -- "--random-weights" "$work/err7" || fail "preset message: $(cat "$work/err7")"
+if "$bin" generate --model "$work/m" --prompt hi --device tpu 2>"$work/err8"; then
+  fail "bad device"
+fi
+grep -q "expected cpu, cuda or cuda:N" "$work/err8" || fail "device message: $(cat "$work/err8")"
+# Without a GPU (CI), --device cuda is a clear error, never a crash.
+if ! nvidia-smi >/dev/null 2>&1; then
+  if "$bin" generate --model "$work/m" --prompt hi --device cuda 2>"$work/err9"; then
+    fail "cuda without a GPU"
+  fi
+  grep -Eq "no CUDA device|built without CUDA" "$work/err9" || fail "cuda: $(cat "$work/err9")"
+fi
 echo "1 passed, 0 failed"

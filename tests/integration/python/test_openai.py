@@ -8,7 +8,7 @@ import openai
 import pytest
 import requests
 
-from conftest import MODEL_NAME, render_chat
+from conftest import MODEL_NAME, Server, render_chat
 
 PROMPT = "The switchyard sorts every car onto its track"
 
@@ -228,3 +228,22 @@ def test_error_object_shape(server):
     assert set(err) >= {"message", "type", "param", "code"}
     r = requests.get(server.url + "/v1/nothing-here")
     assert r.status_code == 404 and "error" in r.json()
+
+
+def test_preset_with_random_weights_serves_without_files(tmp_path):
+    """`--model preset:NAME --random-weights`: a preset's shapes, weights made by the backend,
+    a synthesized tokenizer; completions work, chat (no template) is a clear 400."""
+    server = Server("preset:tiny-olmoe", tmp_path / "preset.log", ["--random-weights"],
+                    grpc=False)
+    try:
+        c = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        out = c.completions.create(model=MODEL_NAME, prompt="Hello there", max_tokens=5,
+                                   temperature=0, extra_body={"ignore_eos": True})
+        assert out.usage.completion_tokens == 5
+        assert out.choices[0].finish_reason == "length"
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model=MODEL_NAME, max_tokens=2,
+                                      messages=[{"role": "user", "content": "hi"}])
+        assert "no chat template" in str(e.value)
+    finally:
+        server.stop()
