@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <string>
 
 #include "engine/runner/graph_buckets.h"
@@ -38,9 +39,10 @@ StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(MoeModel* model,
   r->options_ = o;
   SY_ASSIGN_OR_RETURN(r->workspace_, backend->Allocate(model->WorkspaceBytes(o.max_batch_tokens)));
   const size_t t = static_cast<size_t>(o.max_batch_tokens);
-  // Six per-token arrays, each given an int64-sized slot (see Upload), then the block tables.
+  // Upload packs five per-token arrays, the logits indices and the block tables.
   const size_t staging =
-      6 * Aligned(t * sizeof(int64_t)) +
+      5 * Aligned(t * sizeof(int64_t)) +
+      Aligned(static_cast<size_t>(o.max_logits_rows) * sizeof(int32_t)) +
       Aligned(static_cast<size_t>(o.max_seqs * o.max_blocks_per_seq) * sizeof(int32_t));
   SY_ASSIGN_OR_RETURN(r->staging_, backend->Allocate(staging));
   SY_ASSIGN_OR_RETURN(r->logits_, backend->Allocate(static_cast<size_t>(o.max_logits_rows) *
@@ -84,8 +86,8 @@ Status ModelRunner::PlanKvCache() {
   }
   // Over a one-block cache first, so the backend's scratch reaches its peak before the KV pool
   // takes what is left.
-  SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, 1, options_.block_size, kv_dim,
-                                           kv_dtype));
+  SY_ASSIGN_OR_RETURN(
+      kv_, KvCache::Create(backend, c.num_layers, 1, options_.block_size, kv_dim, kv_dtype));
   ZeroFirstKvBlock();
   SY_RETURN_IF_ERROR(Profile());
   kv_.reset();
@@ -237,25 +239,27 @@ ForwardInputs ModelRunner::Upload(const StepBatch& b) {
   ctx_len_host_.resize(t);
   for (int64_t i = 0; i < t; ++i) ctx_len_host_[i] = b.positions[i] + 1;
 
-  // Stage the metadata in device memory, one array after another.
-  char* base = static_cast<char*>(staging_.data());
+  // Lay the metadata out one array after another in a host mirror of the staging buffer and
+  // upload it with one copy. The layout depends only on the token and logits counts, so a
+  // replayed graph finds its arrays where its capture (same bucket) put them.
+  staging_host_.resize(staging_.size());
+  char* device = static_cast<char*>(staging_.data());
   size_t offset = 0;
-  auto upload = [&](const void* src, DType dtype, int64_t rows, int64_t cols) {
-    Tensor dst{base + offset, dtype, rows, cols};
-    backend->CopyToDevice(dst.data, src, dst.nbytes());
-    offset += Aligned(static_cast<size_t>(options_.max_batch_tokens) * sizeof(int64_t));
+  auto stage = [&](const void* src, DType dtype, int64_t rows, int64_t cols) {
+    Tensor dst{device + offset, dtype, rows, cols};
+    if (dst.nbytes() > 0) std::memcpy(staging_host_.data() + offset, src, dst.nbytes());
+    offset += Aligned(dst.nbytes());
     return dst;
   };
   ForwardInputs in;
-  in.tokens = upload(b.tokens.data(), DType::kI32, 1, t);
-  in.positions = upload(b.positions.data(), DType::kI32, 1, t);
-  in.attn.token_seq = upload(b.token_seq.data(), DType::kI32, 1, t);
-  in.attn.ctx_len = upload(ctx_len_host_.data(), DType::kI32, 1, t);
-  in.attn.slots = upload(b.slots.data(), DType::kI64, 1, t);
-  in.logits_indices = upload(b.logits_indices.data(), DType::kI32, 1, n_logits);
-  in.attn.block_tables = Tensor{base + offset, DType::kI32, num_seqs, b.max_blocks_per_seq};
-  backend->CopyToDevice(in.attn.block_tables.data, b.block_tables.data(),
-                        in.attn.block_tables.nbytes());
+  in.tokens = stage(b.tokens.data(), DType::kI32, 1, t);
+  in.positions = stage(b.positions.data(), DType::kI32, 1, t);
+  in.attn.token_seq = stage(b.token_seq.data(), DType::kI32, 1, t);
+  in.attn.ctx_len = stage(ctx_len_host_.data(), DType::kI32, 1, t);
+  in.attn.slots = stage(b.slots.data(), DType::kI64, 1, t);
+  in.logits_indices = stage(b.logits_indices.data(), DType::kI32, 1, n_logits);
+  in.attn.block_tables = stage(b.block_tables.data(), DType::kI32, num_seqs, b.max_blocks_per_seq);
+  backend->CopyToDevice(device, staging_host_.data(), offset);
   in.attn.block_size = options_.block_size;
   return in;
 }

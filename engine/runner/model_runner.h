@@ -86,6 +86,7 @@ class ModelRunner {
   DeviceBuffer staging_;  // batch metadata
   DeviceBuffer logits_;
   std::vector<int32_t> ctx_len_host_;
+  std::vector<char> staging_host_;  // host mirror of staging_
 };
 
 }  // namespace sy
