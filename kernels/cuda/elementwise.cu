@@ -3,6 +3,7 @@
 // the rest are flat grid-stride loops, with 16-byte accesses wherever alignment allows.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
@@ -33,7 +34,10 @@ template <typename T, int kVec>
 __device__ __forceinline__ void load_as_f32(const T* p, float (&v)[kVec]) {
   if constexpr (kVec * sizeof(T) == 16) {
     const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const T* e = reinterpret_cast<const T*>(&raw);
+    // memcpy, not a pointer cast: reading a uint4 through a T* breaks strict aliasing (g++ -O2
+    // then reads garbage); nvcc turns this into register moves.
+    T e[kVec];
+    memcpy(e, &raw, sizeof(raw));
 #pragma unroll
     for (int i = 0; i < kVec; ++i) v[i] = to_f32(e[i]);
   } else {

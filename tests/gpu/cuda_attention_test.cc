@@ -357,6 +357,9 @@ std::vector<int> RandomContexts(int n, int lo, int hi, uint32_t seed) {
   return c;
 }
 
+// Every supported head_dim (16 and 32: the tiny test models and golden fixtures).
+const int kHeadDims[] = {16, 32, 64, 128, 256};
+
 // The (n_heads, n_kv_heads) pairs: group sizes 1, 4 and 8.
 const std::pair<int, int> kGqa[] = {{4, 4}, {8, 2}, {16, 2}};
 
@@ -367,7 +370,7 @@ TEST(CudaPagedAttention, Decode) {
   const int seq_counts[] = {1, 5, 17, 64};
   uint32_t seed = 100;
   int round = 0;
-  for (int head_dim : {64, 128, 256}) {
+  for (int head_dim : kHeadDims) {
     for (DType cache : {DType::kF32, DType::kBF16}) {
       for (const auto& [heads, kv_heads] : kGqa) {
         Config cfg;
@@ -406,6 +409,9 @@ TEST(CudaPagedAttention, DecodeOddGroupsWindowsAndScales) {
       {8, 1, 256, 16, 1000, DType::kF32, 0},    // window over several splits
       {8, 2, 128, 16, 0, DType::kF32, 0.5f},    // sharp softmax: large score range
       {4, 4, 64, 32, 77, DType::kBF16, 0.75f},  // sharp, windowed
+      {6, 2, 16, 16, 0, DType::kF32, 0},        // head_dim 16, group 3
+      {12, 2, 32, 32, 50, DType::kBF16, 0},     // head_dim 32, group 6, windowed
+      {16, 1, 16, 16, 0, DType::kBF16, 0.5f},   // head_dim 16, two chunks of 8, sharp
   };
   uint32_t seed = 200;
   for (const Case& c : cases) {
@@ -457,7 +463,10 @@ TEST(CudaPagedAttention, PrefillChunk) {
       {33, 500, 4, 4, 256, DType::kF32, 16},  {257, 0, 8, 2, 128, DType::kBF16, 16},
       {257, 17, 16, 2, 64, DType::kF32, 32},  {257, 500, 4, 4, 256, DType::kBF16, 16},
       {1000, 0, 4, 4, 128, DType::kF32, 16},  {1000, 17, 8, 2, 64, DType::kBF16, 32},
-      {1000, 500, 4, 4, 64, DType::kF32, 16},
+      {1000, 500, 4, 4, 64, DType::kF32, 16}, {1, 0, 4, 2, 16, DType::kF32, 16},
+      {7, 30, 4, 2, 16, DType::kBF16, 16},    {300, 0, 4, 2, 16, DType::kF32, 32},
+      {2, 0, 4, 2, 32, DType::kBF16, 16},     {65, 100, 8, 4, 32, DType::kF32, 16},
+      {1000, 17, 4, 4, 32, DType::kBF16, 32},
   };
   uint32_t seed = 400;
   for (const Case& c : cases) {
@@ -477,7 +486,7 @@ TEST(CudaPagedAttention, PrefillChunk) {
 TEST(CudaPagedAttention, PrefillAllShapes) {
   SY_REQUIRE_GPU();
   uint32_t seed = 500;
-  for (int head_dim : {64, 128, 256}) {
+  for (int head_dim : kHeadDims) {
     for (DType cache : {DType::kF32, DType::kBF16}) {
       for (const auto& [heads, kv_heads] : kGqa) {
         Config cfg;
@@ -506,7 +515,7 @@ TEST(CudaPagedAttention, PrefillWindowsAndOddGroups) {
       Config cfg;
       cfg.n_heads = heads;
       cfg.n_kv_heads = kv_heads;
-      cfg.head_dim = heads == 40 || seed % 2 == 1 ? 64 : 128;
+      cfg.head_dim = heads == 40 ? (window == 16 ? 16 : 64) : seed % 2 == 1 ? 32 : 128;
       cfg.cache = seed % 3 == 0 ? DType::kBF16 : DType::kF32;
       cfg.window = window;
       cfg.scale = seed % 4 == 0 ? 0.5f : 0.0f;
@@ -540,15 +549,15 @@ TEST(CudaPagedAttention, SameSequenceDisjointWindows) {
 TEST(CudaPagedAttention, MixedBatches) {
   SY_REQUIRE_GPU();
   uint32_t seed = 800;
-  for (int head_dim : {64, 128, 256}) {
+  for (int head_dim : kHeadDims) {
     for (DType cache : {DType::kF32, DType::kBF16}) {
       Config cfg;
       cfg.n_heads = 16;
       cfg.n_kv_heads = head_dim == 128 ? 2 : 4;
       cfg.head_dim = head_dim;
       cfg.cache = cache;
-      cfg.block_size = head_dim == 64 ? 32 : 16;
-      cfg.window = head_dim == 256 ? 600 : 0;
+      cfg.block_size = head_dim == 64 || head_dim == 16 ? 32 : 16;
+      cfg.window = head_dim == 256 || head_dim == 32 ? 600 : 0;
       Tokens t;
       t.Add(0, 2999);  // decode
       t.AddChunk(1, 64, 77);
@@ -598,7 +607,7 @@ TEST(CudaPagedAttention, Unsupported) {
   a.block_size = 16;
   a.max_blocks_per_seq = 1;
   a.scratch = scratch.get();
-  for (int head_dim : {0, 32, 96, 112, 512}) {
+  for (int head_dim : {0, 8, 48, 96, 112, 512}) {
     a.head_dim = head_dim;
     EXPECT_EQ(paged_attention(a, nullptr), cudaErrorInvalidValue) << head_dim;
   }
@@ -612,6 +621,39 @@ TEST(CudaPagedAttention, Unsupported) {
   a.scratch = nullptr;  // a decode call needs scratch
   EXPECT_EQ(paged_attention(a, nullptr), cudaErrorInvalidValue);
   EXPECT_TRUE(DeviceOk());
+}
+
+// The attention shapes of the tiny presets and golden fixtures (hidden 64 or 256): 4/2 and 4/4
+// heads of 16, 4/2 and 8/4 heads of 32. Group 2 runs the 2-warp decode kernel.
+TEST(CudaPagedAttention, TinyModelShapes) {
+  SY_REQUIRE_GPU();
+  struct Shape {
+    int heads, kv_heads, head_dim;
+  };
+  const Shape shapes[] = {{4, 2, 16}, {4, 4, 16}, {4, 2, 32}, {8, 4, 32}};
+  uint32_t seed = 950;
+  for (const Shape& sh : shapes) {
+    for (DType cache : {DType::kF32, DType::kBF16}) {
+      Config cfg;
+      cfg.n_heads = sh.heads;
+      cfg.n_kv_heads = sh.kv_heads;
+      cfg.head_dim = sh.head_dim;
+      cfg.cache = cache;
+      cfg.block_size = 16;
+      Check(cfg, DecodeTokens({1, 2, 17, 33, 200, 129}, seed), seed);
+      ++seed;
+      Tokens prefill;
+      prefill.AddChunk(0, 0, 40);
+      Check(cfg, prefill, seed);
+      ++seed;
+      Tokens mixed;
+      mixed.Add(0, 41);
+      mixed.AddChunk(1, 5, 12);
+      mixed.Add(2, 1);
+      Check(cfg, mixed, seed);
+      ++seed;
+    }
+  }
 }
 
 TEST(CudaPagedAttention, Deterministic) {
@@ -721,7 +763,7 @@ TEST(CudaPagedAttention, DecodeBatchInvariance) {
 TEST(CudaPagedAttention, PrefillBatchInvariance) {
   SY_REQUIRE_GPU();
   uint32_t seed = 1200;
-  for (int head_dim : {64, 128, 256}) {
+  for (int head_dim : kHeadDims) {
     for (int group_heads : {4, 16}) {  // groups of 1 and 8: 32 and 4 tokens per tile
       Config cfg;
       cfg.n_heads = group_heads;
@@ -755,7 +797,7 @@ TEST(CudaPagedAttention, PrefillBatchInvariance) {
 TEST(CudaPagedAttention, OneSplitDecodeMatchesTiledKernel) {
   SY_REQUIRE_GPU();
   uint32_t seed = 1300;
-  for (int head_dim : {64, 128, 256}) {
+  for (int head_dim : kHeadDims) {
     for (DType cache : {DType::kF32, DType::kBF16}) {
       Config cfg;
       cfg.head_dim = head_dim;
