@@ -415,7 +415,7 @@ void CudaBackend::ExpertsByBlas(const Tensor& x, const Tensor& offsets, const Ex
   off.resize(table.num_experts + 1);
   CopyToHost(off.data(), offsets.data, off.size() * sizeof(int32_t));
   if (failed()) return;
-  const std::span<void* const> gate_up = table.gate_up_host, down = table.down_host;
+  const std::span<void*const> gate_up = table.gate_up_host, down = table.down_host;
   for (int64_t e = 0; e < table.num_experts; ++e) {
     const int64_t n = off[e + 1] - off[e];
     if (n <= 0) continue;

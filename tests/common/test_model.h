@@ -2,7 +2,6 @@
 // loaded model with its runner, ready to generate.
 #pragma once
 
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -12,16 +11,12 @@
 #include "engine/model/moe_model.h"
 #include "engine/runner/generator.h"
 #include "engine/runner/model_runner.h"
+#include "tests/common/source_dir.h"
 
 namespace sy::testing {
 
-// The golden fixtures: under $SY_SOURCE_DIR when it is set (a copy of the repository elsewhere,
-// e.g. on the GPU machine, where the path compiled in does not exist), else under the source
-// directory this was built from.
-inline std::string GoldenDir() {
-  const char* root = std::getenv("SY_SOURCE_DIR");
-  return std::string(root != nullptr && *root != '\0' ? root : SY_SOURCE_DIR) + "/tests/golden";
-}
+// The golden fixtures (tests/golden of the repository, see source_dir.h).
+inline std::string GoldenDir() { return SourceDir() + "/tests/golden"; }
 
 // The prompt token ids of a golden model directory's golden.json.
 std::vector<std::vector<int32_t>> GoldenPrompts(const std::filesystem::path& model_dir);

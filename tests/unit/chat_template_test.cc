@@ -11,6 +11,7 @@
 
 #include "engine/tokenizer/bpe_synthesizer.h"
 #include "engine/tokenizer/jinja/template.h"
+#include "tests/common/source_dir.h"
 
 namespace sy {
 namespace {
@@ -18,7 +19,7 @@ namespace {
 using nlohmann::ordered_json;
 
 ordered_json LoadFixture() {
-  std::ifstream f(std::string(SY_SOURCE_DIR) + "/tests/golden/chat_templates/cases.json");
+  std::ifstream f(sy::testing::SourceDir() + "/tests/golden/chat_templates/cases.json");
   EXPECT_TRUE(f.good());
   return ordered_json::parse(std::string(std::istreambuf_iterator<char>(f), {}));
 }

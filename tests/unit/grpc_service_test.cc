@@ -19,6 +19,7 @@
 
 #include "engine/model/config.h"
 #include "switchyard/v1/switchyard.grpc.pb.h"
+#include "tests/common/source_dir.h"
 
 namespace sy {
 namespace {
@@ -26,7 +27,7 @@ namespace {
 namespace pb = switchyard::v1;
 using std::chrono::milliseconds;
 
-const std::string kModelDir = std::string(SY_SOURCE_DIR) + "/tests/golden/models/qwen3_moe";
+const std::string kModelDir = sy::testing::SourceDir() + "/tests/golden/models/qwen3_moe";
 
 class FakeStream : public RequestStream {
  public:

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <numeric>
 
+#include "tests/common/source_dir.h"
+
 namespace sy {
 namespace {
 
@@ -152,7 +154,7 @@ TEST(RoutingTraceTest, ValidateChecksShapes) {
 
 // The real traces, copied into the repository from shared/traces (tests/data/traces/README.md).
 std::string SharedTraces() {
-  return std::string(SY_SOURCE_DIR) + "/tests/data/traces/olmoe-mixtral-routing.json";
+  return sy::testing::SourceDir() + "/tests/data/traces/olmoe-mixtral-routing.json";
 }
 
 double MaxOverMean(const std::vector<int64_t>& counts) {

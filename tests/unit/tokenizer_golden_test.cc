@@ -13,13 +13,14 @@
 
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/unicode.h"
+#include "tests/common/source_dir.h"
 
 namespace sy {
 namespace {
 
 using nlohmann::json;
 
-const std::string kRoot = std::string(SY_SOURCE_DIR) + "/tests/golden/tokenizers";
+const std::string kRoot = sy::testing::SourceDir() + "/tests/golden/tokenizers";
 
 const json& Cases() {
   static const json* cases = [] {
