@@ -17,7 +17,8 @@ inline std::string SourceDir() {
   std::error_code ec;
   auto dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
   for (; !ec && !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
-    if (std::filesystem::is_directory(dir / "tests" / "golden", ec)) return dir.string();
+    std::error_code missing;  // a missing candidate sets it; that only means "look higher"
+    if (std::filesystem::is_directory(dir / "tests" / "golden", missing)) return dir.string();
   }
   return ".";
 }
