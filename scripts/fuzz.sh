@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz/*_fuzz.cc) with clang in build-fuzz and runs each for
-# SECONDS (default 30), one after the other, from its seed corpus tests/fuzz/corpus/<target>/.
-# New inputs go to build-fuzz/fuzz-corpus/<target>/ (the committed seeds stay untouched); crash
-# reproducers go to build-fuzz/fuzz-artifacts/<target>/. Exits non-zero if any target fails.
+# Builds the libFuzzer targets (tests/fuzz/*_fuzz.cc) with clang in build-asan (the same tree, and
+# the same flags, as scripts/test.sh's sanitizer pass) and runs each for SECONDS (default 30), one
+# after the other, from its seed corpus tests/fuzz/corpus/<target>/. New inputs go to
+# build-asan/fuzz-corpus/<target>/ (the committed seeds stay untouched); crash reproducers go to
+# build-asan/fuzz-artifacts/<target>/. Exits non-zero if any target fails.
 #
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]    (SY_JOBS sets build parallelism, default 2)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]    (SY_JOBS sets build parallelism, default nproc)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-30}
 if (($# > 0)); then shift; fi
-build="$root/build-fuzz"
+build="$root/build-asan"
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 
 if (($# > 0)); then
   targets=("$@")
@@ -19,10 +21,10 @@ else
   for src in "$root"/tests/fuzz/*_fuzz.cc; do targets+=("$(basename "$src" .cc)"); done
 fi
 
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DSWITCHYARD_FUZZ=ON -DSWITCHYARD_BUILD_TESTS=OFF -DSWITCHYARD_CUDA=OFF >/dev/null
-ninja -C "$build" -j "${SY_JOBS:-2}" "${targets[@]}"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSWITCHYARD_WERROR=ON \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSWITCHYARD_SANITIZE=ON \
+  -DSWITCHYARD_FUZZ=ON -DSWITCHYARD_CUDA=OFF >/dev/null
+ninja -C "$build" -j "${SY_JOBS:-$(nproc)}" "${targets[@]}"
 
 failed=()
 for target in "${targets[@]}"; do

@@ -109,9 +109,20 @@ def long_model_dir(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(model_dir, tmp_path_factory):
+    """One server shared by every test that only talks to it as a client: abusive clients must
+    not disturb it for the tests after them, and it must still exit cleanly at the end."""
     s = Server(model_dir, tmp_path_factory.mktemp("log") / "server.log")
+    yield s
+    code = s.stop()
+    assert code == 0, f"server exit code {code}:\n{s.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def long_server(long_model_dir, tmp_path_factory):
+    """The 32k-context model, shared, for requests that must outlive a client or a deadline."""
+    s = Server(long_model_dir, tmp_path_factory.mktemp("log") / "long.log")
     yield s
     code = s.stop()
     assert code == 0, f"server exit code {code}:\n{s.log_tail()}"

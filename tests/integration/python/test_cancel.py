@@ -11,14 +11,12 @@ import time
 import pytest
 import requests
 
-from conftest import MODEL_NAME, Server
+from conftest import MODEL_NAME
 
 
 @pytest.fixture(scope="module")
-def server(long_model_dir, tmp_path_factory):
-    s = Server(long_model_dir, tmp_path_factory.mktemp("log") / "cancel.log")
-    yield s
-    assert s.stop() == 0, s.log_tail()
+def server(long_server):
+    return long_server
 
 
 def raw_stream_and_drop(port, body, chunks_to_read, rng):

@@ -27,6 +27,7 @@ PROMPTS = [
     "zzz",
 ]
 TOLERANCE = 1e-5
+pytestmark = pytest.mark.multiprocess
 
 
 def complete_all(server):

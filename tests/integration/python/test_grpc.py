@@ -11,7 +11,7 @@ import pytest
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import MODEL_NAME, Server
+from conftest import MODEL_NAME
 
 ROOT = __file__.rsplit("/tests/", 1)[0]
 
@@ -29,11 +29,9 @@ def pb(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(long_model_dir, tmp_path_factory):
+def server(long_server):
     """The 32k-context model, so that a request can outlive a short deadline."""
-    s = Server(long_model_dir, tmp_path_factory.mktemp("log") / "grpc.log")
-    yield s
-    assert s.stop() == 0, s.log_tail()
+    return long_server
 
 
 @pytest.fixture(scope="module")
