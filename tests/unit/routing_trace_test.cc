@@ -171,11 +171,11 @@ TEST(RoutingTraceTest, LoadsRealOlmoeC4WithTransitions) {
   EXPECT_EQ(trace->top_k, 8);
   ASSERT_EQ(trace->windows.size(), 1u);
   const RoutingWindow& window = trace->windows[0];
-  EXPECT_EQ(window.tokens, 208896);  // 102 chunks x 2048 tokens (README)
+  EXPECT_EQ(window.tokens, 208896);  // 102 chunks x 2048 tokens (tests/data/traces/README.md)
   for (const std::vector<int64_t>& layer : window.counts) {
     EXPECT_EQ(std::accumulate(layer.begin(), layer.end(), int64_t{0}), 1671168);
   }
-  // README "Headline skew": max/mean 3.02 / 2.66 / 2.50.
+  // tests/data/traces/README.md "Headline skew": max/mean 3.02 / 2.66 / 2.50.
   EXPECT_NEAR(MaxOverMean(window.counts[0]), 3.02, 0.005);
   EXPECT_NEAR(MaxOverMean(window.counts[1]), 2.66, 0.005);
   EXPECT_NEAR(MaxOverMean(window.counts[2]), 2.50, 0.005);
