@@ -218,7 +218,7 @@ Command AddPlanCommand(CLI::App& app) {
       "plan", "Plan an expert placement from routing statistics (or --evaluate placements)");
   cmd->add_option("--trace", f->trace_path, "routing trace (switchyard-routing-v1 JSON)");
   cmd->add_option("--dataset", f->dataset,
-                  "an entry of shared/traces/olmoe-mixtral-routing.json (olmoe_c4, ...)");
+                  "an entry of tests/data/traces/olmoe-mixtral-routing.json (olmoe_c4, ...)");
   cmd->add_option("--ranks", f->ranks, "ranks (GPUs) in the expert-parallel group");
   cmd->add_option("--slots-per-rank", f->slots_per_rank,
                   "expert slots per rank per layer (default ceil(experts / ranks))");

@@ -63,7 +63,8 @@ Status AppendMatrix(const json& matrix, const std::string& path, int64_t num_exp
 }
 
 // olmoe_c4_transitions: "pairs" [[0, 7], [7, 15]] and "matrices" [2][64][64], rows = source.
-Status ReadSharedTransitions(const json& doc, const RoutingTrace& trace, RoutingWindow* window) {
+Status ReadRankAlignedTransitions(const json& doc, const RoutingTrace& trace,
+                                  RoutingWindow* window) {
   const std::string path = "traces.olmoe_c4_transitions";
   SY_ASSIGN_OR_RETURN(const json* transitions, jf::Member(doc, "olmoe_c4_transitions", "traces"));
   SY_ASSIGN_OR_RETURN(const json* pairs, jf::Member(*transitions, "pairs", path));
@@ -85,11 +86,12 @@ Status ReadSharedTransitions(const json& doc, const RoutingTrace& trace, Routing
   return Status::Ok();
 }
 
-// The shared/traces/olmoe-mixtral-routing.json layout: one window per dataset, layers from the
+// The tests/data/traces/olmoe-mixtral-routing.json layout: one window per dataset, layers from the
 // top-level "layers", tokens = assignments / top_k. Only olmoe_c4 has transitions, and they are
 // rank-aligned (the r-th choice at one layer paired with the r-th at the next), so each matrix
 // sums to tokens * top_k rather than the tokens * top_k^2 of full co-activation.
-StatusOr<RoutingTrace> FromSharedTraces(const std::string& text, const std::string& dataset) {
+StatusOr<RoutingTrace> FromOlmoeRoutingAnalysis(const std::string& text,
+                                                const std::string& dataset) {
   const json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return Status::InvalidArgument("traces: not valid JSON");
   RoutingTrace trace;
@@ -123,7 +125,7 @@ StatusOr<RoutingTrace> FromSharedTraces(const std::string& text, const std::stri
   trace.source = (source && source->is_string() ? source->get<std::string>() : "shared traces") +
                  "; dataset " + dataset;
   if (dataset == "olmoe_c4") {
-    SY_RETURN_IF_ERROR(ReadSharedTransitions(doc, trace, &window));
+    SY_RETURN_IF_ERROR(ReadRankAlignedTransitions(doc, trace, &window));
     trace.source +=
         "; transitions are rank-aligned pairs (r-th choice at one layer with r-th "
         "choice at the next), summing to tokens*top_k, not full co-activation";
@@ -298,7 +300,8 @@ std::string RoutingTrace::ToJson() const {
 
 StatusOr<RoutingTrace> RoutingTrace::Load(const std::string& path, const std::string& dataset) {
   SY_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
-  StatusOr<RoutingTrace> trace = dataset.empty() ? FromJson(text) : FromSharedTraces(text, dataset);
+  StatusOr<RoutingTrace> trace =
+      dataset.empty() ? FromJson(text) : FromOlmoeRoutingAnalysis(text, dataset);
   if (!trace.ok()) return Status(trace.status().code(), path + ": " + trace.status().message());
   return trace;
 }

@@ -3,7 +3,7 @@
 // MoE layer, token-expert assignment counts and, per consecutive pair of MoE layers, the
 // expert-to-expert transition counts (tokens routed to i at one layer and to j at the next).
 // The server writes it (--record-routing FILE), the synthetic generator writes it, and the real
-// traces in shared/traces load into it. A value type; thread-compatible.
+// OLMoE and Mixtral statistics in tests/data/traces load into it. A value type; thread-compatible.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +41,7 @@ struct RoutingTrace {
   // JSON file, format "switchyard-routing-v1" (docs/routing-stats.md).
   static StatusOr<RoutingTrace> FromJson(const std::string& text);
   std::string ToJson() const;
-  // Loads our format, or the shared/traces/olmoe-mixtral-routing.json layout when `dataset`
+  // Loads our format, or the tests/data/traces/olmoe-mixtral-routing.json layout when `dataset`
   // names one of its entries (olmoe_c4, olmoe_github, mixtral_c4).
   static StatusOr<RoutingTrace> Load(const std::string& path, const std::string& dataset = "");
   Status Save(const std::string& path) const;

@@ -1,5 +1,5 @@
-// RoutingTrace: sums over windows, validation, the JSON file, and the shared real traces whose
-// totals and skew are documented in shared/traces/README.md.
+// RoutingTrace: sums over windows, validation, the JSON file, and the real OLMoE and Mixtral
+// traces whose totals and skew are documented in tests/data/traces/README.md.
 #include "engine/moe/routing_trace.h"
 
 #include <gtest/gtest.h>
@@ -152,8 +152,8 @@ TEST(RoutingTraceTest, ValidateChecksShapes) {
   EXPECT_FALSE(trace.Validate().ok());
 }
 
-// The real traces, copied into the repository from shared/traces (tests/data/traces/README.md).
-std::string SharedTraces() {
+// Real routing statistics recorded from OLMoE and Mixtral (tests/data/traces/README.md).
+std::string RealTracesPath() {
   return sy::testing::SourceDir() + "/tests/data/traces/olmoe-mixtral-routing.json";
 }
 
@@ -162,8 +162,8 @@ double MaxOverMean(const std::vector<int64_t>& counts) {
   return *std::max_element(counts.begin(), counts.end()) / (total / counts.size());
 }
 
-TEST(RoutingTraceTest, LoadsSharedOlmoeC4WithTransitions) {
-  const std::string path = SharedTraces();
+TEST(RoutingTraceTest, LoadsRealOlmoeC4WithTransitions) {
+  const std::string path = RealTracesPath();
   StatusOr<RoutingTrace> trace = RoutingTrace::Load(path, "olmoe_c4");
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
   EXPECT_EQ(trace->layers, (std::vector<int32_t>{0, 7, 15}));
@@ -171,11 +171,11 @@ TEST(RoutingTraceTest, LoadsSharedOlmoeC4WithTransitions) {
   EXPECT_EQ(trace->top_k, 8);
   ASSERT_EQ(trace->windows.size(), 1u);
   const RoutingWindow& window = trace->windows[0];
-  EXPECT_EQ(window.tokens, 208896);  // 102 chunks x 2048 tokens (README)
+  EXPECT_EQ(window.tokens, 208896);  // 102 chunks x 2048 tokens (tests/data/traces/README.md)
   for (const std::vector<int64_t>& layer : window.counts) {
     EXPECT_EQ(std::accumulate(layer.begin(), layer.end(), int64_t{0}), 1671168);
   }
-  // README "Headline skew": max/mean 3.02 / 2.66 / 2.50.
+  // tests/data/traces/README.md "Headline skew": max/mean 3.02 / 2.66 / 2.50.
   EXPECT_NEAR(MaxOverMean(window.counts[0]), 3.02, 0.005);
   EXPECT_NEAR(MaxOverMean(window.counts[1]), 2.66, 0.005);
   EXPECT_NEAR(MaxOverMean(window.counts[2]), 2.50, 0.005);
@@ -194,8 +194,8 @@ TEST(RoutingTraceTest, LoadsSharedOlmoeC4WithTransitions) {
   EXPECT_NE(trace->source.find("rank-aligned"), std::string::npos);
 }
 
-TEST(RoutingTraceTest, LoadsSharedMixtralAndGithub) {
-  const std::string path = SharedTraces();
+TEST(RoutingTraceTest, LoadsRealMixtralAndGithub) {
+  const std::string path = RealTracesPath();
   StatusOr<RoutingTrace> mixtral = RoutingTrace::Load(path, "mixtral_c4");
   ASSERT_TRUE(mixtral.ok()) << mixtral.status().ToString();
   EXPECT_EQ(mixtral->num_experts, 8);
