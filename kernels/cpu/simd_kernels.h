@@ -170,8 +170,10 @@ void matmul_columns(const detail::MatmulArgs& a, int64_t n_begin, int64_t n_end)
         for (int64_t j = p0; j < p1; j += kCols) {
           const int cols = p1 - j > kCols ? kCols : static_cast<int>(p1 - j);
           // Only the first pass over a panel reads weights from memory; later ones hit cache.
-          const char* prefetch =
-              i == row0 ? reinterpret_cast<const char*>(w + j * a.k) + kPrefetchBytes : nullptr;
+          // An empty inner dimension may come with no weights at all (w == nullptr).
+          const char* prefetch = i == row0 && a.k > 0
+                                     ? reinterpret_cast<const char*>(w + j * a.k) + kPrefetchBytes
+                                     : nullptr;
           matmul_edge_tile<V, kW, kRows, kCols>(rows, cols, a.x + i * a.k, w + j * a.k, prefetch,
                                                 a.bias != nullptr ? a.bias + j : nullptr,
                                                 a.y + i * a.n + j, a.n, a.k);
