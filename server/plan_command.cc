@@ -83,7 +83,8 @@ StatusOr<CostModel> MakeCostModel(const PlanFlags& f, const RoutingTrace& trace)
     return Status::InvalidArgument("the model has " + std::to_string(config.num_experts) +
                                    " experts, the trace " + std::to_string(trace.num_experts));
   }
-  return CostModel::FromModel(config, f.dtype, f.machine, f.batch_tokens);
+  const ExpertShape shape{config.num_experts, config.hidden_size, config.moe_intermediate_size};
+  return CostModel::FromModel(shape, f.dtype, f.machine, f.batch_tokens);
 }
 
 nlohmann::json ReportJson(const PlanReport& r) {

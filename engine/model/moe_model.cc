@@ -77,7 +77,7 @@ Status MoeModel::BuildExpertTables() {
   tables_.assign(c.num_layers, ExpertTable{});
   std::vector<const LayerWeights*> layers;
   for (const LayerWeights& l : w_.layers) {
-    // Expert-parallel ranks load their experts later and run them through ExpertParallel.
+    // Expert-parallel ranks load their experts elsewhere and run them through the dispatch.
     if (l.is_moe && !l.experts.empty() && l.experts[0].gate_up.data != nullptr) {
       layers.push_back(&l);
     }
@@ -150,7 +150,7 @@ Status MoeModel::Forward(const ForwardInputs& in, const KvCache& kv, const Tenso
                          ExpertLoad* load, const Tensor& logits) {
   SY_RETURN_IF_ERROR(Enqueue(in, kv, workspace, load, logits));
   const int64_t tokens = in.tokens.numel();
-  if (ep_ == nullptr && load != nullptr) RecordRouting(workspace, tokens, tokens, load);
+  if (dispatch_ == nullptr && load != nullptr) RecordRouting(workspace, tokens, tokens, load);
   return Status::Ok();
 }
 
@@ -180,7 +180,7 @@ Status MoeModel::Enqueue(const ForwardInputs& in, const KvCache& kv, const Tenso
                          ExpertLoad* load, const Tensor& logits) {
   const ModelConfig& c = config_;
   const int64_t tokens = in.tokens.numel();
-  if (tokens == 0) return ep_ != nullptr ? EmptyExpertParallelStep() : Status::Ok();
+  if (tokens == 0) return dispatch_ != nullptr ? EmptyDispatchStep() : Status::Ok();
   size_t bytes = 0;
   const Activations a = Carve(workspace.data, tokens, &bytes);
   if (bytes > workspace.nbytes()) {
@@ -204,7 +204,7 @@ Status MoeModel::Enqueue(const ForwardInputs& in, const KvCache& kv, const Tenso
       backend_->Ffn(a.h, l.dense, a.scratch, a.out);
     }
   }
-  if (ep_ != nullptr) SY_RETURN_IF_ERROR(ep_->TakeError());
+  if (dispatch_ != nullptr) SY_RETURN_IF_ERROR(dispatch_->TakeError());
   backend_->AddRmsNorm(a.x, a.out, w_.final_norm, eps, a.h);
   const Tensor selected = a.selected.Rows(0, in.logits_indices.numel());
   backend_->GatherRows(a.h, in.logits_indices, selected);
@@ -242,7 +242,7 @@ void MoeModel::Attention(int64_t layer, const ForwardInputs& in, const KvCache& 
   backend_->MatMul(a.attn, l.wo, l.bo.data != nullptr ? &l.bo : nullptr, a.out);
 }
 
-Status MoeModel::RunExpertParallel(int64_t layer, const Activations& a, ExpertLoad* load) {
+Status MoeModel::DispatchExperts(int64_t layer, const Activations& a, ExpertLoad* load) {
   const int64_t experts = config_.num_experts;
   const int64_t k = config_.num_experts_per_tok;
   const int64_t tk = a.tokens * k;
@@ -254,7 +254,7 @@ Status MoeModel::RunExpertParallel(int64_t layer, const Activations& a, ExpertLo
   expert_offsets_.assign(offsets_host_.begin(), offsets_host_.end());
   dest_rank_.resize(tk);
   SY_RETURN_IF_ERROR(
-      ep_->RunLayer(layer, a.xs.Rows(0, tk), expert_offsets_, a.ys.Rows(0, tk), dest_rank_));
+      dispatch_->RunLayer(layer, a.xs.Rows(0, tk), expert_offsets_, a.ys.Rows(0, tk), dest_rank_));
   if (load == nullptr) return Status::Ok();
   topk_ids_host_.resize(tk);
   backend_->CopyToHost(topk_ids_host_.data(), a.topk_ids.Rows(layer, 1).data, tk * sizeof(int32_t));
@@ -268,14 +268,14 @@ Status MoeModel::RunExpertParallel(int64_t layer, const Activations& a, ExpertLo
   return Status::Ok();
 }
 
-Status MoeModel::EmptyExpertParallelStep() {
+Status MoeModel::EmptyDispatchStep() {
   const Tensor none{nullptr, DType::kF32, 0, config_.hidden_size};
   expert_offsets_.assign(config_.num_experts + 1, 0);
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     if (!w_.layers[i].is_moe) continue;
-    SY_RETURN_IF_ERROR(ep_->RunLayer(i, none, expert_offsets_, none, {}));
+    SY_RETURN_IF_ERROR(dispatch_->RunLayer(i, none, expert_offsets_, none, {}));
   }
-  return ep_->TakeError();
+  return dispatch_->TakeError();
 }
 
 Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
@@ -295,10 +295,10 @@ Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
   const Tensor xs = a.xs.Rows(0, tk);
   const Tensor ys = a.ys.Rows(0, tk);
   backend_->GatherRows(a.h, sorted_tok, xs);
-  if (ep_ == nullptr) {
+  if (dispatch_ == nullptr) {
     backend_->GroupedExpertFfn(xs, a.offsets, tables_[layer], a.scratch, ys);
   } else {
-    SY_RETURN_IF_ERROR(RunExpertParallel(layer, a, load));
+    SY_RETURN_IF_ERROR(DispatchExperts(layer, a, load));
   }
   backend_->CombineExperts(ys, a.sorted.Rows(2, 1).Reshaped(t, k), a.topk_w, a.out);
   if (c.shared_expert_intermediate_size > 0) {

@@ -11,9 +11,9 @@
 #include "engine/backend/backend.h"
 #include "engine/kv/kv_cache.h"
 #include "engine/model/config.h"
+#include "engine/model/expert_dispatch.h"
 #include "engine/model/model_weights.h"
 #include "engine/moe/expert_load.h"
-#include "engine/moe/expert_parallel.h"
 
 namespace sy {
 
@@ -31,15 +31,15 @@ class MoeModel {
   static StatusOr<std::unique_ptr<MoeModel>> Create(Backend* backend, ModelConfig config,
                                                     ModelWeights weights);
   // Reads config.json and the weights of a Hugging Face model directory into `backend`. With
-  // load_routed_experts false the routed experts are left out (see SetExpertParallel).
+  // load_routed_experts false the routed experts are left out (see SetExpertDispatch).
   static StatusOr<std::unique_ptr<MoeModel>> Load(const std::string& model_dir, Backend* backend,
                                                   bool load_routed_experts = true);
 
-  // Runs the routed experts through `ep` (not owned; null: all experts local). The model must
-  // then be driven in lockstep with the other ranks: a step with no tokens still runs every
-  // MoE layer's exchange.
-  void SetExpertParallel(ExpertParallel* ep) { ep_ = ep; }
-  ExpertParallel* expert_parallel() const { return ep_; }
+  // Runs the routed experts through `dispatch` (not owned; null: all experts local). With
+  // expert parallelism the model must then be driven in lockstep with the other ranks: a step
+  // with no tokens still runs every MoE layer's exchange.
+  void SetExpertDispatch(ExpertDispatch* dispatch) { dispatch_ = dispatch; }
+  ExpertDispatch* expert_dispatch() const { return dispatch_; }
 
   const ModelConfig& config() const { return config_; }
   Backend* backend() const { return backend_; }
@@ -52,11 +52,11 @@ class MoeModel {
                  ExpertLoad* load, const Tensor& logits);
   // Forward without the routing record: on a single rank, only device work is issued (no copy
   // to the host, no host decision on device data), so it can be captured in a graph. `load`
-  // is used only with expert parallelism.
+  // is used only with an expert dispatch.
   Status Enqueue(const ForwardInputs& in, const KvCache& kv, const Tensor& workspace,
                  ExpertLoad* load, const Tensor& logits);
   // After an Enqueue of `step_tokens` tokens has completed: records the routing of the first
-  // `real_tokens` (the rest are graph padding) into `load`. Single rank only.
+  // `real_tokens` (the rest are graph padding) into `load`. Without an expert dispatch only.
   void RecordRouting(const Tensor& workspace, int64_t step_tokens, int64_t real_tokens,
                      ExpertLoad* load);
 
@@ -68,15 +68,15 @@ class MoeModel {
   Activations Carve(void* base, int64_t tokens, size_t* bytes) const;
   void Attention(int64_t layer, const ForwardInputs& in, const KvCache& kv, const Activations& a);
   Status Moe(int64_t layer, const Activations& a, ExpertLoad* load);
-  // The routed experts of `layer` across the expert-parallel ranks (host-planned exchange).
-  Status RunExpertParallel(int64_t layer, const Activations& a, ExpertLoad* load);
+  // The routed experts of `layer` through the expert dispatch (host-planned exchange).
+  Status DispatchExperts(int64_t layer, const Activations& a, ExpertLoad* load);
   // The MoE exchanges of a step in which this rank has no tokens.
-  Status EmptyExpertParallelStep();
+  Status EmptyDispatchStep();
 
   Backend* backend_;
   ModelConfig config_;
   ModelWeights w_;
-  ExpertParallel* ep_ = nullptr;
+  ExpertDispatch* dispatch_ = nullptr;
   std::vector<ExpertTable> tables_;  // per layer; empty for dense layers and EP ranks
   DeviceBuffer table_buffer_;
   std::vector<void*> table_host_;  // the tables' pointers, host side
@@ -86,7 +86,7 @@ class MoeModel {
   std::vector<int64_t> expert_offsets_;
   std::vector<int64_t> cursor_;
   std::vector<int32_t> sorted_host_;
-  std::vector<int32_t> dest_rank_;  // per sorted pair (expert parallelism)
+  std::vector<int32_t> dest_rank_;  // per sorted pair (expert dispatch)
   std::vector<int32_t> pair_rank_;  // per (token, choice)
 };
 

@@ -22,6 +22,19 @@ Status AgreeToRun(Communicator& comm, const Status& local) {
   return Status::Ok();
 }
 
+// Applies `action` to a rank's expert parallelism (a collective when it migrates a layer).
+Status ApplyMigration(const MigrationAction& action, ExpertParallel* ep) {
+  if (action.empty()) return Status::Ok();
+  if (!action.stage_placement_json.empty()) {
+    SY_ASSIGN_OR_RETURN(ExpertPlacement next,
+                        ExpertPlacement::FromJson(action.stage_placement_json));
+    SY_RETURN_IF_ERROR(ep->StagePlacement(std::move(next)));
+  }
+  if (action.migrate_layer >= 0) SY_RETURN_IF_ERROR(ep->MigrateLayer(action.migrate_layer));
+  if (action.commit) SY_RETURN_IF_ERROR(ep->CommitPlacement());
+  return Status::Ok();
+}
+
 // Checks a worker's reply against the batch it ran, before anything indexes with it.
 Status CheckReply(const EpReply& reply, const StepBatch& batch, const ModelConfig& c, int ranks) {
   const int64_t tokens = static_cast<int64_t>(batch.tokens.size());
@@ -59,9 +72,9 @@ StepBatch EmptyStepBatch() {
   return b;
 }
 
-EpStepExecutor::EpStepExecutor(ModelRunner* runner, Communicator* comm)
-    : runner_(runner), comm_(comm), routing_(comm->size()) {
-  SY_CHECK(comm->rank() == 0);
+EpStepExecutor::EpStepExecutor(ModelRunner* runner, ExpertParallel* ep)
+    : runner_(runner), ep_(ep), comm_(&ep->comm()), routing_(comm_->size()) {
+  SY_CHECK(comm_->rank() == 0 && runner->model().expert_dispatch() == ep);
 }
 
 EpStepExecutor::~EpStepExecutor() { (void)Stop(); }
@@ -89,7 +102,7 @@ Status EpStepExecutor::Step(std::span<const StepBatch> batches, const MigrationA
   logits->resize(n);
   // Past the scatter every rank runs the same collectives whatever fails: a local failure
   // must not skip the agreement, the forward pass or the gather that the workers are in.
-  Status local = ApplyMigration(migration, runner_->model().expert_parallel());
+  Status local = ApplyMigration(migration, ep_);
   if (local.ok()) local = runner_->Validate(batches[0]);
   local = AgreeToRun(*comm_, local);
   if (local.ok()) local = runner_->Step(batches[0], &(*logits)[0]);
@@ -122,8 +135,9 @@ Status EpStepExecutor::Step(std::span<const StepBatch> batches, const MigrationA
   return Status::Ok();
 }
 
-Status RunEpWorker(ModelRunner* runner, Communicator* comm) {
-  SY_CHECK(comm->rank() > 0);
+Status RunEpWorker(ModelRunner* runner, ExpertParallel* ep) {
+  Communicator* comm = &ep->comm();
+  SY_CHECK(comm->rank() > 0 && runner->model().expert_dispatch() == ep);
   StepBatch batch;
   MigrationAction migration;
   std::vector<float> logits;
@@ -133,7 +147,7 @@ Status RunEpWorker(ModelRunner* runner, Communicator* comm) {
     SY_ASSIGN_OR_RETURN(EpCommand command, DecodeCommand(message, &batch, &migration));
     if (command == EpCommand::kStop) return Status::Ok();
     if (command == EpCommand::kHeartbeat) continue;
-    Status st = ApplyMigration(migration, runner->model().expert_parallel());
+    Status st = ApplyMigration(migration, ep);
     if (st.ok()) st = runner->Validate(batch);
     st = AgreeToRun(*comm, st);
     if (!st.ok() && st.code() == StatusCode::kUnavailable) return st;  // the group is broken

@@ -7,14 +7,16 @@
 #include <memory>
 
 #include "engine/dist/communicator.h"
+#include "engine/runner/expert_parallel.h"
 #include "engine/runner/step_executor.h"
 
 namespace sy {
 
 class EpStepExecutor final : public StepExecutor {
  public:
-  // `runner` is rank 0's; neither is owned. comm->rank() must be 0.
-  EpStepExecutor(ModelRunner* runner, Communicator* comm);
+  // `runner` and `ep` (its model's expert dispatch) are rank 0's; neither is owned. The group
+  // is ep->comm(), whose rank must be 0.
+  EpStepExecutor(ModelRunner* runner, ExpertParallel* ep);
   // Stops the workers (sends the stop command) if Stop() was not called.
   ~EpStepExecutor() override;
 
@@ -28,15 +30,17 @@ class EpStepExecutor final : public StepExecutor {
 
  private:
   ModelRunner* runner_;
+  ExpertParallel* ep_;
   Communicator* comm_;
   std::vector<StepRouting> routing_;
   bool stopped_ = false;
 };
 
-// Serves steps on a worker rank (comm->rank() > 0) until the leader sends stop. A step that
-// fails here is reported to the leader (whose engine then stops, and stops this loop); returns
-// early only on a communication or protocol error, after which the group is broken.
-Status RunEpWorker(ModelRunner* runner, Communicator* comm);
+// Serves steps on a worker rank (ep->comm().rank() > 0; `ep` is the runner's model's expert
+// dispatch) until the leader sends stop. A step that fails here is reported to the leader (whose
+// engine then stops, and stops this loop); returns early only on a communication or protocol
+// error, after which the group is broken.
+Status RunEpWorker(ModelRunner* runner, ExpertParallel* ep);
 
 // A step with no tokens (a rank with no work still takes part in every MoE exchange).
 StepBatch EmptyStepBatch();

@@ -33,7 +33,7 @@ StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(MoeModel* model,
   if (o.max_logits_rows <= 0) o.max_logits_rows = o.max_batch_tokens;
   Backend* backend = model->backend();
   const bool graphs =
-      o.use_graphs && backend->SupportsGraphs() && model->expert_parallel() == nullptr;
+      o.use_graphs && backend->SupportsGraphs() && model->expert_dispatch() == nullptr;
   if (!graphs) o.use_graphs = false;
   std::unique_ptr<ModelRunner> r(new ModelRunner(model));
   r->options_ = o;
@@ -285,7 +285,7 @@ Status ModelRunner::Run(const StepBatch& b, Tensor* logits_out, int64_t* step_to
   const ForwardInputs in = Upload(b);
   *step_tokens = n;
   *logits_out = Tensor{logits_.data(), DType::kF32, in.logits_indices.numel(), vocab};
-  ExpertLoad* ep_load = model_->expert_parallel() != nullptr ? &load_ : nullptr;
+  ExpertLoad* ep_load = model_->expert_dispatch() != nullptr ? &load_ : nullptr;
   return model_->Enqueue(in, *kv_, Workspace(), ep_load, *logits_out);
 }
 
@@ -298,7 +298,7 @@ Status ModelRunner::Step(const StepBatch& b, std::vector<float>* logits) {
   SY_RETURN_IF_ERROR(Run(b, &out, &step_tokens));
   logits->resize(static_cast<size_t>(out.numel()));
   backend->CopyToHost(logits->data(), out.data, out.nbytes());
-  if (model_->expert_parallel() == nullptr) {
+  if (model_->expert_dispatch() == nullptr) {
     model_->RecordRouting(Workspace(), step_tokens, static_cast<int64_t>(b.tokens.size()), &load_);
   }
   return backend->status();

@@ -14,19 +14,6 @@ void CollectStepRouting(int64_t tokens, const ExpertLoad& load, StepRouting* out
   }
 }
 
-Status ApplyMigration(const MigrationAction& action, ExpertParallel* ep) {
-  if (action.empty()) return Status::Ok();
-  if (ep == nullptr) return Status::Internal("expert migration without expert parallelism");
-  if (!action.stage_placement_json.empty()) {
-    SY_ASSIGN_OR_RETURN(ExpertPlacement next,
-                        ExpertPlacement::FromJson(action.stage_placement_json));
-    SY_RETURN_IF_ERROR(ep->StagePlacement(std::move(next)));
-  }
-  if (action.migrate_layer >= 0) SY_RETURN_IF_ERROR(ep->MigrateLayer(action.migrate_layer));
-  if (action.commit) SY_RETURN_IF_ERROR(ep->CommitPlacement());
-  return Status::Ok();
-}
-
 Status LocalStepExecutor::Step(std::span<const StepBatch> batches, const MigrationAction& migration,
                                std::vector<std::vector<float>>* logits) {
   SY_CHECK(batches.size() == 1 && migration.empty());

@@ -32,9 +32,6 @@ struct MigrationAction {
   bool empty() const { return stage_placement_json.empty() && migrate_layer < 0 && !commit; }
 };
 
-// Applies `action` to a rank's expert parallelism (a collective when it migrates a layer).
-Status ApplyMigration(const MigrationAction& action, ExpertParallel* ep);
-
 class StepExecutor {
  public:
   virtual ~StepExecutor() = default;

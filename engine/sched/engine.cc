@@ -134,7 +134,7 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
     SY_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(options.model_dir));
     SY_ASSIGN_OR_RETURN(rm.ep, ExpertParallel::Create(c, *ckpt, rm.backend.get(),
                                                       std::move(placement), options.communicator));
-    rm.model->SetExpertParallel(rm.ep.get());
+    rm.model->SetExpertDispatch(rm.ep.get());
     spdlog::info("rank {} hosts {:.1f} MB of expert weights", options.communicator->rank(),
                  static_cast<double>(rm.ep->hosted_bytes()) / 1e6);
   }
@@ -182,7 +182,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   SY_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadSourceTokenizer(SourceOf(options)));
   std::unique_ptr<StepExecutor> executor;
   if (rank.ep != nullptr) {
-    executor = std::make_unique<EpStepExecutor>(rank.runner.get(), options.communicator);
+    executor = std::make_unique<EpStepExecutor>(rank.runner.get(), rank.ep.get());
   } else {
     executor = std::make_unique<LocalStepExecutor>(rank.runner.get());
   }
@@ -216,7 +216,7 @@ Status Engine::RunWorker(const EngineOptions& options) {
   }
   SY_ASSIGN_OR_RETURN(RankModel rank, LoadRankModel(options));
   SY_RETURN_IF_ERROR(AgreeOnConfig(rank, options.communicator));
-  return RunEpWorker(rank.runner.get(), options.communicator);
+  return RunEpWorker(rank.runner.get(), rank.ep.get());
 }
 
 EngineImpl::EngineImpl(const EngineOptions& options, RankModel rank,

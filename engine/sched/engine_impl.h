@@ -13,7 +13,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/model/moe_model.h"
-#include "engine/moe/expert_parallel.h"
+#include "engine/runner/expert_parallel.h"
 #include "engine/runner/model_runner.h"
 #include "engine/runner/step_executor.h"
 #include "engine/sched/block_manager.h"

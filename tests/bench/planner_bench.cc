@@ -160,7 +160,7 @@ std::vector<Case> TimeSweepCases() {
 std::vector<Case> DecodeCostCases(const std::string& path) {
   StatusOr<RoutingTrace> trace = RoutingTrace::Load(path, "olmoe_github");
   if (!trace.ok()) return {};
-  ModelConfig olmoe;
+  ExpertShape olmoe;
   olmoe.hidden_size = 2048;
   olmoe.moe_intermediate_size = 1024;
   olmoe.num_experts = 64;

@@ -115,7 +115,7 @@ Status LoadRank(const std::string& dir, const ExpertPlacement& placement, Commun
   SY_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir));
   SY_ASSIGN_OR_RETURN(out->ep, ExpertParallel::Create(out->model->config(), *ckpt,
                                                       out->backend.get(), placement, comm));
-  out->model->SetExpertParallel(out->ep.get());
+  out->model->SetExpertDispatch(out->ep.get());
   RunnerOptions ro;
   ro.max_batch_tokens = 512;
   ro.num_kv_blocks = num_blocks;
@@ -158,13 +158,14 @@ void CheckLogitsMatch(const std::string& model, int ranks, const ExpertPlacement
   for (int r = 1; r < ranks; ++r) {
     workers.emplace_back([&, r] {
       Status st = LoadRank(dir, placement, comms[r].get(), num_blocks, &rank_models[r]);
-      worker_status[r] = st.ok() ? RunEpWorker(rank_models[r].runner.get(), comms[r].get()) : st;
+      worker_status[r] =
+          st.ok() ? RunEpWorker(rank_models[r].runner.get(), rank_models[r].ep.get()) : st;
     });
   }
   Status leader = LoadRank(dir, placement, comms[0].get(), num_blocks, &rank_models[0]);
   ASSERT_TRUE(leader.ok()) << leader.ToString();
   {
-    EpStepExecutor executor(rank_models[0].runner.get(), comms[0].get());
+    EpStepExecutor executor(rank_models[0].runner.get(), rank_models[0].ep.get());
     for (int step = 0; step < 5; ++step) {
       std::vector<Seq*> all;
       for (Seq& s : ref) all.push_back(&s);
@@ -230,11 +231,11 @@ TEST(ExpertParallelTest, AFailingRankFailsTheStepNotTheGroup) {
   Status worker_status;
   std::thread worker([&] {
     Status st = LoadRank(dir, placement, comms[1].get(), 64, &ranks[1]);
-    worker_status = st.ok() ? RunEpWorker(ranks[1].runner.get(), comms[1].get()) : st;
+    worker_status = st.ok() ? RunEpWorker(ranks[1].runner.get(), ranks[1].ep.get()) : st;
   });
   ASSERT_TRUE(LoadRank(dir, placement, comms[0].get(), 64, &ranks[0]).ok());
   {
-    EpStepExecutor executor(ranks[0].runner.get(), comms[0].get());
+    EpStepExecutor executor(ranks[0].runner.get(), ranks[0].ep.get());
     Seq a{prompts[0], 0, 0}, b{prompts[1], 0, 0};
     std::vector<StepBatch> batches = {BatchOf({&a}), BatchOf({&b})};
     batches[1].tokens[0] = static_cast<int32_t>(c.vocab_size);  // outside the vocabulary

@@ -54,14 +54,14 @@ ExpertPlacement PlacementB() {
 // hidden 4, moe_intermediate 8: 3 * 32 = 96 weights, 192 bytes in bf16. Machine numbers chosen
 // so that a pair costs 1 s (2 * 96 flops at 192 flop/s) and a read 1 s (192 B at 192 B/s).
 CostModel UnitCostModel(int64_t batch_tokens) {
-  ModelConfig config;
-  config.hidden_size = 4;
-  config.moe_intermediate_size = 8;
-  config.num_experts = 4;
+  ExpertShape shape;
+  shape.hidden_size = 4;
+  shape.moe_intermediate_size = 8;
+  shape.num_experts = 4;
   MachineNumbers machine;
   machine.tflops = 192e-12;
   machine.bandwidth_gbs = 192e-9;
-  StatusOr<CostModel> model = CostModel::FromModel(config, "bf16", machine, batch_tokens);
+  StatusOr<CostModel> model = CostModel::FromModel(shape, "bf16", machine, batch_tokens);
   EXPECT_TRUE(model.ok());
   return *model;
 }
@@ -76,13 +76,13 @@ TEST(CostModel, FromModelShapes) {
   EXPECT_NEAR(m.ReplicaPairs(0.8, 2), 0.8, 1e-12);
   EXPECT_NEAR(m.ReplicaActiveProbability(0.8, 2), 0.64, 1e-12);
   EXPECT_NEAR(m.ReplicaCost(0.8, 2), 1.44, 1e-12);
-  ModelConfig config;
-  config.hidden_size = 4;
-  config.moe_intermediate_size = 8;
-  config.num_experts = 4;
-  EXPECT_FALSE(CostModel::FromModel(config, "int3", MachineNumbers(), 64).ok());
-  config.num_experts = 0;
-  EXPECT_FALSE(CostModel::FromModel(config, "bf16", MachineNumbers(), 64).ok());
+  ExpertShape shape;
+  shape.hidden_size = 4;
+  shape.moe_intermediate_size = 8;
+  shape.num_experts = 4;
+  EXPECT_FALSE(CostModel::FromModel(shape, "int3", MachineNumbers(), 64).ok());
+  shape.num_experts = 0;
+  EXPECT_FALSE(CostModel::FromModel(shape, "bf16", MachineNumbers(), 64).ok());
 }
 
 TEST(Evaluate, HandComputedTokensAndCost) {

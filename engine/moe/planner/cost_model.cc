@@ -7,7 +7,7 @@ namespace sy {
 
 CostModel::CostModel(int64_t batch_tokens) : batch_tokens_(batch_tokens) {}
 
-StatusOr<CostModel> CostModel::FromModel(const ModelConfig& config, const std::string& dtype,
+StatusOr<CostModel> CostModel::FromModel(const ExpertShape& shape, const std::string& dtype,
                                          const MachineNumbers& machine, int64_t batch_tokens) {
   double bytes_per_weight = 0;
   if (dtype == "bf16" || dtype == "f16") {
@@ -19,18 +19,18 @@ StatusOr<CostModel> CostModel::FromModel(const ModelConfig& config, const std::s
   } else {
     return Status::InvalidArgument("unknown dtype '" + dtype + "' (bf16, f16, f32 or fp8)");
   }
-  if (config.num_experts <= 0 || config.moe_intermediate_size <= 0 || config.hidden_size <= 0) {
+  if (shape.num_experts <= 0 || shape.moe_intermediate_size <= 0 || shape.hidden_size <= 0) {
     return Status::InvalidArgument("the model has no routed experts (num_experts " +
-                                   std::to_string(config.num_experts) + ", moe_intermediate_size " +
-                                   std::to_string(config.moe_intermediate_size) + ")");
+                                   std::to_string(shape.num_experts) + ", moe_intermediate_size " +
+                                   std::to_string(shape.moe_intermediate_size) + ")");
   }
   if (!(machine.bandwidth_gbs > 0) || !(machine.tflops > 0)) {
     return Status::InvalidArgument("--bandwidth-gbs and --tflops must be positive");
   }
   if (batch_tokens <= 0) return Status::InvalidArgument("--batch-tokens must be positive");
   // gate, up and down projections: three hidden x moe_inter matrices, 2 flops per weight.
-  const double weights = 3.0 * static_cast<double>(config.hidden_size) *
-                         static_cast<double>(config.moe_intermediate_size);
+  const double weights = 3.0 * static_cast<double>(shape.hidden_size) *
+                         static_cast<double>(shape.moe_intermediate_size);
   CostModel model(batch_tokens);
   model.tokens_mode_ = false;
   model.seconds_per_pair_ = 2.0 * weights / (machine.tflops * 1e12);

@@ -9,9 +9,15 @@
 #include <string>
 
 #include "engine/core/status.h"
-#include "engine/model/config.h"
 
 namespace sy {
+
+// The shapes of a model's routed experts that the cost model needs (from its ModelConfig).
+struct ExpertShape {
+  int64_t num_experts = 0;
+  int64_t hidden_size = 0;
+  int64_t moe_intermediate_size = 0;
+};
 
 struct MachineNumbers {
   double bandwidth_gbs = 3350;  // memory bandwidth, GB/s (H100 SXM)
@@ -22,10 +28,10 @@ class CostModel {
  public:
   // Tokens mode: cost = token-expert pairs per rank.
   explicit CostModel(int64_t batch_tokens = 64);
-  // Seconds mode from a model's shapes: t_token = 6 * hidden * moe_inter / flops,
+  // Seconds mode from a model's expert shapes: t_token = 6 * hidden * moe_inter / flops,
   // t_read = expert bytes / bandwidth. `dtype`: bf16, f16, f32 or fp8. InvalidArgument for an
   // unknown dtype, a model without routed experts, or non-positive machine numbers / batch.
-  static StatusOr<CostModel> FromModel(const ModelConfig& config, const std::string& dtype,
+  static StatusOr<CostModel> FromModel(const ExpertShape& shape, const std::string& dtype,
                                        const MachineNumbers& machine, int64_t batch_tokens);
 
   bool tokens_mode() const { return tokens_mode_; }

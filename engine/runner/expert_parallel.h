@@ -1,8 +1,9 @@
 // ExpertParallel: one rank's share of an expert-parallel MoE model: the placement map, the
 // routed-expert weights this rank hosts, and each MoE layer's exchange: every token-expert pair
 // goes to a rank hosting a replica of its expert, runs there, and its output comes back.
-// Belongs to one rank's model and is used by its engine thread only. Every rank calls RunLayer
-// for every MoE layer of every step in the same order, with or without tokens (lockstep).
+// It is the model's ExpertDispatch. Belongs to one rank's model and is used by its engine thread
+// only. Every rank calls RunLayer for every MoE layer of every step in the same order, with or
+// without tokens (lockstep).
 #pragma once
 
 #include <cstdint>
@@ -14,11 +15,12 @@
 #include "engine/dist/communicator.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/config.h"
+#include "engine/model/expert_dispatch.h"
 #include "engine/moe/placement.h"
 
 namespace sy {
 
-class ExpertParallel {
+class ExpertParallel final : public ExpertDispatch {
  public:
   // Loads the experts `placement` puts on comm->rank(). The placement must fit the model and
   // the group (InvalidArgument otherwise). `comm` is not owned and must outlive this object.
@@ -28,14 +30,12 @@ class ExpertParallel {
                                                           ExpertPlacement placement,
                                                           Communicator* comm);
 
-  // This rank's token-expert pairs of model layer `layer`, sorted by logical expert: rows
-  // [offsets[e], offsets[e+1]) of xs [P, hidden] go to expert e. Fills ys [P, hidden] with each
-  // pair's expert output, in the same order, and dest_rank[p] with the rank that computed it.
-  // Also computes the pairs other ranks send here. Returns communication errors (the group is
-  // then broken). A local compute failure must not desynchronise the group, so it is kept
-  // instead (TakeError) and the pairs it concerned come back as zeros.
+  // See ExpertDispatch::RunLayer. Also computes the pairs other ranks send here. Returns
+  // communication errors (the group is then broken). A local compute failure must not
+  // desynchronise the group, so it is kept instead (TakeError) and the pairs it concerned come
+  // back as zeros.
   Status RunLayer(int64_t layer, const Tensor& xs, std::span<const int64_t> offsets,
-                  const Tensor& ys, std::span<int32_t> dest_rank);
+                  const Tensor& ys, std::span<int32_t> dest_rank) override;
 
   // Live placement change, driven in lockstep on every rank at step boundaries:
   // StagePlacement checks `next`; MigrateLayer(li) (a collective) copies the weights of layer
@@ -46,7 +46,7 @@ class ExpertParallel {
   Status MigrateLayer(int32_t li);
   Status CommitPlacement();
   // The first compute error since the last call (OK if none); clears it.
-  Status TakeError();
+  Status TakeError() override;
 
   const ExpertPlacement& placement() const { return placement_; }
   Communicator& comm() const { return *comm_; }

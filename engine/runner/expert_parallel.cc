@@ -1,4 +1,4 @@
-#include "engine/moe/expert_parallel.h"
+#include "engine/runner/expert_parallel.h"
 
 #include <algorithm>
 #include <cstring>
