@@ -3,14 +3,16 @@
 # (or with sudo available) on a fresh Debian 12 machine.
 set -euo pipefail
 
+# Only what the build, scripts or tests use: libspdlog-dev brings libfmt-dev; `prometheus` is the
+# server tests/integration/python/test_prometheus.py scrapes with; clang and libclang-rt-14-dev
+# build the fuzz targets; ccache is the compiler cache scripts/test.sh uses when present.
 packages=(
-  build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-venv
+  build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-venv ccache
   clang clang-format libclang-rt-14-dev
-  nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
-  libopenblas-dev
+  nlohmann-json3-dev libspdlog-dev libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev
   prometheus
   libgloo-dev coinor-libcbc-dev
 )

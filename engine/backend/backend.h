@@ -155,9 +155,6 @@ class Backend {
                    const Tensor& y) = 0;
   // dst[i,:] = src[idx[i],:] (idx int32 [1, n]).
   virtual void GatherRows(const Tensor& src, const Tensor& idx, const Tensor& dst) = 0;
-  // For i in order: dst[idx[i],:] += scale[i] * src[i,:].
-  virtual void ScatterAddRows(const Tensor& src, const Tensor& idx, const Tensor& scale,
-                              const Tensor& dst) = 0;
   // x = 0.
   virtual void Zero(const Tensor& x) = 0;
   // x = sigmoid(x) elementwise.

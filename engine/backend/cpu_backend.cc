@@ -140,13 +140,6 @@ void CpuBackend::GatherRows(const Tensor& src, const Tensor& idx, const Tensor& 
   cpu::gather_rows(ptr<float>(src), ptr<int32_t>(idx), dst.rows, dst.cols, ptr<float>(dst));
 }
 
-void CpuBackend::ScatterAddRows(const Tensor& src, const Tensor& idx, const Tensor& scale,
-                                const Tensor& dst) {
-  SY_CHECK(idx.numel() == src.rows && scale.numel() == src.rows && src.cols == dst.cols);
-  cpu::scatter_add_rows(ptr<float>(src), ptr<int32_t>(idx), ptr<float>(scale), src.rows, src.cols,
-                        ptr<float>(dst));
-}
-
 void CpuBackend::Zero(const Tensor& x) { std::memset(x.data, 0, x.nbytes()); }
 
 void CpuBackend::Sigmoid(const Tensor& x) { cpu::sigmoid(ptr<float>(x), x.numel()); }

@@ -42,8 +42,6 @@ class CpuBackend final : public Backend {
                  const Tensor& y) override;
   void Ffn(const Tensor& x, const FfnWeights& w, const Tensor& scratch, const Tensor& y) override;
   void GatherRows(const Tensor& src, const Tensor& idx, const Tensor& dst) override;
-  void ScatterAddRows(const Tensor& src, const Tensor& idx, const Tensor& scale,
-                      const Tensor& dst) override;
   void Zero(const Tensor& x) override;
   void Sigmoid(const Tensor& x) override;
   void AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) override;

@@ -453,16 +453,6 @@ void CudaBackend::GatherRows(const Tensor& src, const Tensor& idx, const Tensor&
         "gather_rows");
 }
 
-void CudaBackend::ScatterAddRows(const Tensor& src, const Tensor& idx, const Tensor& scale,
-                                 const Tensor& dst) {
-  Use();
-  SY_CHECK(idx.numel() == src.rows && scale.numel() == src.rows && src.cols == dst.cols);
-  if (failed()) return;
-  Check(cuda::scatter_add_rows(ptr<float>(src), ptr<int32_t>(idx), ptr<float>(scale), src.rows,
-                               src.cols, dst.rows, ptr<float>(dst), impl_->stream),
-        "scatter_add_rows");
-}
-
 void CudaBackend::Zero(const Tensor& x) {
   Use();
   if (failed() || x.nbytes() == 0) return;

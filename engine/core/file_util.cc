@@ -14,4 +14,13 @@ StatusOr<std::string> ReadFileToString(const std::string& path) {
   return text.str();
 }
 
+Status WriteStringToFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Status::NotFound("cannot write " + path);
+  out << text;
+  out.flush();
+  if (!out) return Status::DataLoss("error writing " + path);
+  return Status::Ok();
+}
+
 }  // namespace sy

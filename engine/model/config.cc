@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/core/file_util.h"
+#include "engine/core/json_fields.h"
 
 namespace sy {
 namespace {
@@ -63,107 +64,19 @@ ArchDefaults DefaultsFor(Arch arch) {
   return {};
 }
 
-std::string Abbrev(const json& v) {
-  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.size() > 40) s = s.substr(0, 37) + "...";
-  return s;
-}
-
 Status Invalid(const std::string& what) { return Status::InvalidArgument("config.json: " + what); }
 
-// Typed access to the fields of one JSON object; errors name the field as prefix + key.
-// A field that is null counts as absent, as transformers treats None like a missing key.
-class Fields {
- public:
-  Fields(const json& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
+using json_fields::Fields;
 
-  bool Present(const char* key) const { return obj_.contains(key); }
-  const json* Find(const char* key) const {
-    const auto it = obj_.find(key);
-    return it == obj_.end() || it->is_null() ? nullptr : &*it;
-  }
-  std::string Name(const char* key) const { return prefix_ + key; }
-  Status Missing(const char* key) const { return Invalid("field '" + Name(key) + "' is missing"); }
-  Status Bad(const char* key, const std::string& expected, const json& got) const {
-    return Invalid("field '" + Name(key) + "' must be " + expected + ", got " + Abbrev(got));
-  }
-
-  Status Int(const char* key, int64_t* out) const {
-    const json* v = Find(key);
-    if (v == nullptr) return Missing(key);
-    return ToInt(key, *v, out);
-  }
-  Status Int(const char* key, int64_t dflt, int64_t* out) const {
-    *out = dflt;
-    return Find(key) == nullptr ? Status::Ok() : Int(key, out);
-  }
-  // A required integer in [lo, hi].
-  Status IntIn(const char* key, int64_t lo, int64_t hi, int64_t* out) const {
-    SY_RETURN_IF_ERROR(Int(key, out));
-    return Range(key, *out, lo, hi);
-  }
-  Status ToInt(const char* key, const json& v, int64_t* out) const {
-    if (!v.is_number_integer() ||
-        (v.is_number_unsigned() &&
-         v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
-      return Bad(key, "an integer", v);
-    }
-    *out = v.get<int64_t>();
-    return Status::Ok();
-  }
-  Status Double(const char* key, double* out) const {
-    const json* v = Find(key);
-    if (v == nullptr) return Missing(key);
-    if (!v->is_number()) return Bad(key, "a number", *v);
-    *out = v->get<double>();
-    return Status::Ok();
-  }
-  Status Double(const char* key, double dflt, double* out) const {
-    *out = dflt;
-    return Find(key) == nullptr ? Status::Ok() : Double(key, out);
-  }
-  Status OptDouble(const char* key, std::optional<double>* out) const {
-    out->reset();
-    if (Find(key) == nullptr) return Status::Ok();
-    double v = 0;
-    SY_RETURN_IF_ERROR(Double(key, &v));
-    *out = v;
-    return Status::Ok();
-  }
-  Status Bool(const char* key, bool dflt, bool* out) const {
-    const json* v = Find(key);
-    *out = dflt;
-    if (v == nullptr) return Status::Ok();
-    if (!v->is_boolean()) return Bad(key, "true or false", *v);
-    *out = v->get<bool>();
-    return Status::Ok();
-  }
-  Status String(const char* key, std::string dflt, std::string* out) const {
-    const json* v = Find(key);
-    *out = std::move(dflt);
-    if (v == nullptr) return Status::Ok();
-    if (!v->is_string()) return Bad(key, "a string", *v);
-    *out = v->get<std::string>();
-    return Status::Ok();
-  }
-  // Checks lo <= *value <= hi.
-  Status Range(const char* key, int64_t value, int64_t lo, int64_t hi) const {
-    if (value >= lo && value <= hi) return Status::Ok();
-    return Invalid("field '" + Name(key) + "' must be between " + std::to_string(lo) + " and " +
-                   std::to_string(hi) + ", got " + std::to_string(value));
-  }
-  Status PositiveDouble(const char* key, double value) const {
-    if (value > 0) return Status::Ok();
-    return Invalid("field '" + Name(key) + "' must be positive, got " + std::to_string(value));
-  }
-
- private:
-  const json& obj_;
-  std::string prefix_;
-};
+// The top-level fields; `path` names a nested object.
+Fields ConfigFields(const json& obj, std::string path = "") {
+  json_fields::Options options;
+  options.context = "config.json: ";
+  return Fields(obj, std::move(path), std::move(options));
+}
 
 Status ParseArch(const json& root, ModelConfig* c) {
-  const Fields f(root, "");
+  const Fields f = ConfigFields(root);
   std::string model_type;
   SY_RETURN_IF_ERROR(f.String("model_type", "", &model_type));
   std::string wanted;
@@ -239,7 +152,7 @@ Status ParseRopeScaling(const Fields& s, RopeScaling* r) {
   }
   if (r->type == "default") return Status::Ok();
   SY_RETURN_IF_ERROR(s.Double("factor", &r->factor));
-  SY_RETURN_IF_ERROR(s.PositiveDouble("factor", r->factor));
+  SY_RETURN_IF_ERROR(s.Positive("factor", r->factor));
   if (r->type == "linear") return Status::Ok();
   const char* orig = "original_max_position_embeddings";
   const bool llama3 = r->type == "llama3";
@@ -263,7 +176,7 @@ Status ParseRopeScaling(const Fields& s, RopeScaling* r) {
 }
 
 Status ParseRope(const json& root, const ArchDefaults& d, ModelConfig* c) {
-  const Fields top(root, "");
+  const Fields top = ConfigFields(root);
   SY_RETURN_IF_ERROR(top.Double("rope_theta", d.rope_theta, &c->rope_theta));
   SY_RETURN_IF_ERROR(top.Double("partial_rotary_factor", 1.0, &c->partial_rotary_factor));
   // transformers 5 writes "rope_parameters" (theta inside); earlier versions "rope_scaling".
@@ -271,13 +184,13 @@ Status ParseRope(const json& root, const ArchDefaults& d, ModelConfig* c) {
   c->rope_scaling = RopeScaling();
   if (const json* obj = top.Find(key)) {
     if (!obj->is_object()) return top.Bad(key, "an object or null", *obj);
-    const Fields s(*obj, std::string(key) + ".");
+    const Fields s = ConfigFields(*obj, key);
     SY_RETURN_IF_ERROR(s.Double("rope_theta", c->rope_theta, &c->rope_theta));
     SY_RETURN_IF_ERROR(
         s.Double("partial_rotary_factor", c->partial_rotary_factor, &c->partial_rotary_factor));
     SY_RETURN_IF_ERROR(ParseRopeScaling(s, &c->rope_scaling));
   }
-  SY_RETURN_IF_ERROR(top.PositiveDouble("rope_theta", c->rope_theta));
+  SY_RETURN_IF_ERROR(top.Positive("rope_theta", c->rope_theta));
   if (!(c->partial_rotary_factor > 0 && c->partial_rotary_factor <= 1)) {
     return Invalid("field 'partial_rotary_factor' must be in (0, 1], got " +
                    std::to_string(c->partial_rotary_factor));
@@ -409,7 +322,7 @@ Status ParseArchFields(const Fields& f, ModelConfig* c) {
       c->o_bias = c->qkv_bias;
       c->qk_norm = QkNorm::kFull;
       SY_RETURN_IF_ERROR(f.OptDouble("clip_qkv", &c->clip_qkv));
-      if (c->clip_qkv.has_value()) SY_RETURN_IF_ERROR(f.PositiveDouble("clip_qkv", *c->clip_qkv));
+      if (c->clip_qkv.has_value()) SY_RETURN_IF_ERROR(f.Positive("clip_qkv", *c->clip_qkv));
       return Status::Ok();
   }
   return Status::Ok();
@@ -419,7 +332,7 @@ Status ParseConfig(const json& root, ModelConfig* c) {
   if (!root.is_object()) return Invalid("not a JSON object");
   SY_RETURN_IF_ERROR(ParseArch(root, c));
   const ArchDefaults d = DefaultsFor(c->arch);
-  const Fields f(root, "");
+  const Fields f = ConfigFields(root);
   SY_RETURN_IF_ERROR(f.IntIn("vocab_size", 1, kMaxDim, &c->vocab_size));
   SY_RETURN_IF_ERROR(f.IntIn("hidden_size", 1, kMaxDim, &c->hidden_size));
   SY_RETURN_IF_ERROR(f.IntIn("num_hidden_layers", 1, kMaxLayers, &c->num_layers));
@@ -446,7 +359,7 @@ Status ParseConfig(const json& root, ModelConfig* c) {
   SY_RETURN_IF_ERROR(f.Range("max_position_embeddings", c->max_position_embeddings, 1,
                              std::numeric_limits<int64_t>::max()));
   SY_RETURN_IF_ERROR(f.Double("rms_norm_eps", d.rms_norm_eps, &c->rms_norm_eps));
-  SY_RETURN_IF_ERROR(f.PositiveDouble("rms_norm_eps", c->rms_norm_eps));
+  SY_RETURN_IF_ERROR(f.Positive("rms_norm_eps", c->rms_norm_eps));
   SY_RETURN_IF_ERROR(f.Bool("tie_word_embeddings", false, &c->tie_word_embeddings));
   std::string act;
   SY_RETURN_IF_ERROR(f.String("hidden_act", "silu", &act));

@@ -7,7 +7,8 @@
 
 #include "engine/core/check.h"
 #include "engine/core/file_util.h"
-#include "engine/moe/json_fields.h"
+#include "engine/core/json_fields.h"
+#include "engine/moe/int_array_json.h"
 
 namespace sy {
 
@@ -168,8 +169,7 @@ StatusOr<ExpertPlacement> ExpertPlacement::FromJson(const std::string& text) {
   if (doc.is_discarded()) return Status::InvalidArgument("placement: not valid JSON");
   SY_ASSIGN_OR_RETURN(const json* format, jf::Member(doc, "format", "placement"));
   if (!format->is_string() || format->get<std::string>() != kPlacementFormat) {
-    return Status::InvalidArgument(std::string("placement.format: expected \"") + kPlacementFormat +
-                                   "\"");
+    return jf::FieldError("placement.format", std::string("must be \"") + kPlacementFormat + "\"");
   }
   SY_ASSIGN_OR_RETURN(const int64_t experts,
                       jf::IntMember(doc, "num_experts", "placement", 1, kMaxInt32));
@@ -218,8 +218,7 @@ std::string ExpertPlacement::ToJson() const {
     for (int32_t rank = 0; rank < num_ranks_; ++rank) {
       if (rank > 0) out += ", ";
       const size_t begin = (static_cast<size_t>(li) * num_ranks_ + rank) * slots_per_rank_;
-      json_fields::AppendIntArray(std::span<const int32_t>(slots_.data() + begin, slots_per_rank_),
-                                  &out);
+      AppendIntArray(std::span<const int32_t>(slots_.data() + begin, slots_per_rank_), &out);
     }
     out += "]}";
   }
@@ -237,7 +236,7 @@ StatusOr<ExpertPlacement> ExpertPlacement::Load(const std::string& path) {
 }
 
 Status ExpertPlacement::Save(const std::string& path) const {
-  return json_fields::WriteStringToFile(path, ToJson());
+  return WriteStringToFile(path, ToJson());
 }
 
 }  // namespace sy

@@ -7,7 +7,8 @@
 
 #include "engine/core/check.h"
 #include "engine/core/file_util.h"
-#include "engine/moe/json_fields.h"
+#include "engine/core/json_fields.h"
+#include "engine/moe/int_array_json.h"
 
 namespace sy {
 
@@ -20,10 +21,6 @@ constexpr char kRoutingFormat[] = "switchyard-routing-v1";
 constexpr int64_t kMaxInt32 = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
 
-std::string Index(const std::string& path, size_t i) {
-  return path + "[" + std::to_string(i) + "]";
-}
-
 // One window of our format, shapes checked against the header fields already read.
 StatusOr<RoutingWindow> WindowFromJson(const json& entry, const std::string& path,
                                        int64_t num_layers, int64_t num_experts) {
@@ -32,9 +29,9 @@ StatusOr<RoutingWindow> WindowFromJson(const json& entry, const std::string& pat
   SY_ASSIGN_OR_RETURN(const json* counts, jf::Member(entry, "counts", path));
   SY_RETURN_IF_ERROR(jf::CheckArray(*counts, path + ".counts", num_layers));
   for (size_t li = 0; li < counts->size(); ++li) {
-    SY_ASSIGN_OR_RETURN(
-        std::vector<int64_t> row,
-        jf::IntArray((*counts)[li], Index(path + ".counts", li), num_experts, 0, kMaxInt64));
+    SY_ASSIGN_OR_RETURN(std::vector<int64_t> row,
+                        jf::IntArray((*counts)[li], jf::IndexPath(path + ".counts", li),
+                                     num_experts, 0, kMaxInt64));
     window.counts.push_back(std::move(row));
   }
   if (!entry.contains("transitions")) return window;
@@ -42,9 +39,9 @@ StatusOr<RoutingWindow> WindowFromJson(const json& entry, const std::string& pat
   const std::string tpath = path + ".transitions";
   SY_RETURN_IF_ERROR(jf::CheckArray(transitions, tpath, num_layers > 0 ? num_layers - 1 : 0));
   for (size_t li = 0; li < transitions.size(); ++li) {
-    SY_ASSIGN_OR_RETURN(
-        std::vector<int64_t> matrix,
-        jf::IntArray(transitions[li], Index(tpath, li), num_experts * num_experts, 0, kMaxInt64));
+    SY_ASSIGN_OR_RETURN(std::vector<int64_t> matrix,
+                        jf::IntArray(transitions[li], jf::IndexPath(tpath, li),
+                                     num_experts * num_experts, 0, kMaxInt64));
     window.transitions.push_back(std::move(matrix));
   }
   return window;
@@ -56,7 +53,7 @@ Status AppendMatrix(const json& matrix, const std::string& path, int64_t num_exp
   SY_RETURN_IF_ERROR(jf::CheckArray(matrix, path, num_experts));
   for (size_t i = 0; i < matrix.size(); ++i) {
     SY_ASSIGN_OR_RETURN(const std::vector<int64_t> row,
-                        jf::IntArray(matrix[i], Index(path, i), num_experts, 0, kMaxInt64));
+                        jf::IntArray(matrix[i], jf::IndexPath(path, i), num_experts, 0, kMaxInt64));
     flat->insert(flat->end(), row.begin(), row.end());
   }
   return Status::Ok();
@@ -73,14 +70,15 @@ Status ReadRankAlignedTransitions(const json& doc, const RoutingTrace& trace,
   SY_RETURN_IF_ERROR(jf::CheckArray(*pairs, path + ".pairs", num_pairs));
   SY_RETURN_IF_ERROR(jf::CheckArray(*matrices, path + ".matrices", num_pairs));
   for (int64_t i = 0; i < num_pairs; ++i) {
-    SY_ASSIGN_OR_RETURN(const std::vector<int64_t> pair,
-                        jf::IntArray((*pairs)[i], Index(path + ".pairs", i), 2, 0, kMaxInt32));
+    SY_ASSIGN_OR_RETURN(
+        const std::vector<int64_t> pair,
+        jf::IntArray((*pairs)[i], jf::IndexPath(path + ".pairs", i), 2, 0, kMaxInt32));
     if (pair[0] != trace.layers[i] || pair[1] != trace.layers[i + 1]) {
-      return Status::InvalidArgument(Index(path + ".pairs", i) + ": not consecutive MoE layers");
+      return jf::FieldError(jf::IndexPath(path + ".pairs", i), "must name consecutive MoE layers");
     }
     std::vector<int64_t> flat;
-    SY_RETURN_IF_ERROR(
-        AppendMatrix((*matrices)[i], Index(path + ".matrices", i), trace.num_experts, &flat));
+    SY_RETURN_IF_ERROR(AppendMatrix((*matrices)[i], jf::IndexPath(path + ".matrices", i),
+                                    trace.num_experts, &flat));
     window->transitions.push_back(std::move(flat));
   }
   return Status::Ok();
@@ -114,7 +112,7 @@ StatusOr<RoutingTrace> FromOlmoeRoutingAnalysis(const std::string& text,
   for (size_t li = 0; li < counts->size(); ++li) {
     SY_ASSIGN_OR_RETURN(
         std::vector<int64_t> row,
-        jf::IntArray((*counts)[li], Index(path + ".counts", li), experts, 0, kMaxInt64));
+        jf::IntArray((*counts)[li], jf::IndexPath(path + ".counts", li), experts, 0, kMaxInt64));
     window.counts.push_back(std::move(row));
   }
   if (!window.counts.empty()) {
@@ -237,13 +235,11 @@ StatusOr<RoutingTrace> RoutingTrace::FromJson(const std::string& text) {
   if (doc.is_discarded()) return Status::InvalidArgument("trace: not valid JSON");
   SY_ASSIGN_OR_RETURN(const json* format, jf::Member(doc, "format", "trace"));
   if (!format->is_string() || format->get<std::string>() != kRoutingFormat) {
-    return Status::InvalidArgument(std::string("trace.format: expected \"") + kRoutingFormat +
-                                   "\"");
+    return jf::FieldError("trace.format", std::string("must be \"") + kRoutingFormat + "\"");
   }
   RoutingTrace trace;
   if (doc.contains("source")) {
-    if (!doc["source"].is_string())
-      return Status::InvalidArgument("trace.source: expected a string");
+    if (!doc["source"].is_string()) return jf::FieldError("trace.source", "must be a string");
     trace.source = doc["source"].get<std::string>();
   }
   // 4096 experts bounds the E x E transition matrices a file can declare.
@@ -258,9 +254,9 @@ StatusOr<RoutingTrace> RoutingTrace::FromJson(const std::string& text) {
   SY_ASSIGN_OR_RETURN(const json* windows, jf::Member(doc, "windows", "trace"));
   SY_RETURN_IF_ERROR(jf::CheckArray(*windows, "trace.windows", -1));
   for (size_t w = 0; w < windows->size(); ++w) {
-    SY_ASSIGN_OR_RETURN(
-        RoutingWindow window,
-        WindowFromJson((*windows)[w], Index("trace.windows", w), trace.num_layers(), experts));
+    SY_ASSIGN_OR_RETURN(RoutingWindow window,
+                        WindowFromJson((*windows)[w], jf::IndexPath("trace.windows", w),
+                                       trace.num_layers(), experts));
     trace.windows.push_back(std::move(window));
   }
   SY_RETURN_IF_ERROR(trace.Validate());
@@ -273,7 +269,7 @@ std::string RoutingTrace::ToJson() const {
   out += "  \"num_experts\": " + std::to_string(num_experts) + ",\n";
   out += "  \"top_k\": " + std::to_string(top_k) + ",\n";
   out += "  \"layers\": ";
-  jf::AppendIntArray(layers, &out);
+  AppendIntArray(layers, &out);
   out += ",\n  \"windows\": [";
   for (size_t w = 0; w < windows.size(); ++w) {
     const RoutingWindow& window = windows[w];
@@ -281,14 +277,14 @@ std::string RoutingTrace::ToJson() const {
     out += "    {\"tokens\": " + std::to_string(window.tokens) + ",\n     \"counts\": [";
     for (size_t li = 0; li < window.counts.size(); ++li) {
       out += li == 0 ? "\n      " : ",\n      ";
-      jf::AppendIntArray(window.counts[li], &out);
+      AppendIntArray(window.counts[li], &out);
     }
     out += "]";
     if (!window.transitions.empty()) {
       out += ",\n     \"transitions\": [";
       for (size_t li = 0; li < window.transitions.size(); ++li) {
         out += li == 0 ? "\n      " : ",\n      ";
-        jf::AppendIntArray(window.transitions[li], &out);
+        AppendIntArray(window.transitions[li], &out);
       }
       out += "]";
     }
@@ -307,7 +303,7 @@ StatusOr<RoutingTrace> RoutingTrace::Load(const std::string& path, const std::st
 }
 
 Status RoutingTrace::Save(const std::string& path) const {
-  return jf::WriteStringToFile(path, ToJson());
+  return WriteStringToFile(path, ToJson());
 }
 
 }  // namespace sy

@@ -2,7 +2,7 @@
 
 #include <queue>
 
-#include "engine/tokenizer/json_util.h"
+#include "engine/core/json_fields.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace sy::tokenizer {
@@ -23,19 +23,20 @@ size_t Utf8CharLength(std::string_view s, size_t pos) {
 
 StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) {
   auto bpe = std::unique_ptr<BpeModel>(new BpeModel());
-  const json* vocab = JsonField(model, "vocab");
+  const json* vocab = json_fields::FindMember(model, "vocab");
   if (vocab == nullptr || !vocab->is_object()) {
     return Status::DataLoss("BPE model without a \"vocab\" object");
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    const std::optional<std::string> v = JsonString(model, key);
+    const std::optional<std::string> v = json_fields::LenientString(model, key);
     if (v && !v->empty())
       return Status::Unimplemented(std::string("BPE ") + key + " is not supported");
   }
-  if (JsonBool(model, "byte_fallback", false)) {
+  if (json_fields::LenientBool(model, "byte_fallback", false)) {
     return Status::Unimplemented("BPE byte_fallback is not supported for tokenizer.json");
   }
-  if (const json* dropout = JsonField(model, "dropout"); dropout && !dropout->is_null()) {
+  if (const json* dropout = json_fields::FindMember(model, "dropout");
+      dropout && !dropout->is_null()) {
     if (!dropout->is_number() || dropout->get<double>() != 0.0) {
       return Status::Unimplemented("BPE dropout is not supported");
     }
@@ -43,7 +44,7 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) {
   bpe->vocab_.reserve(vocab->size());
   int64_t max_id = -1;
   for (const auto& [token, value] : vocab->items()) {
-    const std::optional<int64_t> id = JsonInt(value);
+    const std::optional<int64_t> id = json_fields::AsInt(value);
     if (!id || *id < 0 || *id > kMaxTokenId) {
       return Status::DataLoss("BPE vocab entry \"" + token + "\" has a bad id");
     }
@@ -60,15 +61,15 @@ StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model) {
       bpe->id_to_token_[id] = &token;
     }
   }
-  if (const json* merges = JsonField(model, "merges"); merges && !merges->is_null()) {
+  if (const json* merges = json_fields::FindMember(model, "merges"); merges && !merges->is_null()) {
     SY_RETURN_IF_ERROR(bpe->ParseMerges(*merges));
   }
-  if (const std::optional<std::string> unk = JsonString(model, "unk_token")) {
+  if (const std::optional<std::string> unk = json_fields::LenientString(model, "unk_token")) {
     bpe->unk_id_ = bpe->TokenToId(*unk);
     if (!bpe->unk_id_) return Status::DataLoss("BPE unk_token \"" + *unk + "\" is not in vocab");
   }
-  bpe->fuse_unk_ = JsonBool(model, "fuse_unk", false);
-  bpe->ignore_merges_ = JsonBool(model, "ignore_merges", false);
+  bpe->fuse_unk_ = json_fields::LenientBool(model, "fuse_unk", false);
+  bpe->ignore_merges_ = json_fields::LenientBool(model, "ignore_merges", false);
   return bpe;
 }
 

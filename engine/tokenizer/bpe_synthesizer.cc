@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "engine/core/check.h"
+#include "engine/core/json_fields.h"
 #include "engine/tokenizer/bpe_model.h"
-#include "engine/tokenizer/json_util.h"
 #include "engine/tokenizer/pretokenizer.h"
 #include "engine/tokenizer/unicode.h"
 
@@ -221,12 +221,12 @@ json SynthesizeByteLevelBpe(int32_t vocab_size, uint64_t seed) {
 }
 
 json SynthesizeTokenizerConfig(const json& tokenizer_json) {
-  const json* added = tokenizer::JsonField(tokenizer_json, "added_tokens");
+  const json* added = json_fields::FindMember(tokenizer_json, "added_tokens");
   SY_CHECK(added != nullptr && added->is_array() && added->size() == std::size(kSpecialTokens));
   json decoder = json::object();
   for (const json& token : *added) {
-    const json* id = tokenizer::JsonField(token, "id");
-    const std::optional<std::string> content = tokenizer::JsonString(token, "content");
+    const json* id = json_fields::FindMember(token, "id");
+    const std::optional<std::string> content = json_fields::LenientString(token, "content");
     SY_CHECK(id != nullptr && id->is_number_integer() && content.has_value());
     decoder[std::to_string(id->get<int64_t>())] = {{"content", *content},  {"lstrip", false},
                                                    {"normalized", false},  {"rstrip", false},

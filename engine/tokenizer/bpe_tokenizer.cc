@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <deque>
 
-#include "engine/tokenizer/json_util.h"
+#include "engine/core/json_fields.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace sy::tokenizer {
@@ -50,20 +50,20 @@ StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(std::string_view to
 }
 
 Status BpeTokenizer::Build(const json& j, const HfTokenizerConfig& config) {
-  const json* model = JsonField(j, "model");
+  const json* model = json_fields::FindMember(j, "model");
   if (model == nullptr || !model->is_object()) {
     return Status::DataLoss("tokenizer.json has no \"model\" object");
   }
-  const std::optional<std::string> type = JsonString(*model, "type");
+  const std::optional<std::string> type = json_fields::LenientString(*model, "type");
   if (type.value_or("BPE") != "BPE") {
     return Status::Unimplemented("tokenizer.json model type " + *type + " is not supported");
   }
-  if (!type && JsonField(*model, "merges") == nullptr) {
+  if (!type && json_fields::FindMember(*model, "merges") == nullptr) {
     return Status::DataLoss("tokenizer.json model has neither \"type\" nor \"merges\"");
   }
   const json null_value;
   const auto field = [&](const char* key) -> const json& {
-    const json* v = JsonField(j, key);
+    const json* v = json_fields::FindMember(j, key);
     return v ? *v : null_value;
   };
   SY_RETURN_IF_ERROR(ParseNormalizer(field("normalizer")));
@@ -97,13 +97,13 @@ Status BpeTokenizer::Build(const json& j, const HfTokenizerConfig& config) {
 
 Status BpeTokenizer::ParseNormalizer(const json& j) {
   if (j.is_null()) return Status::Ok();
-  const std::optional<std::string> type = JsonString(j, "type");
+  const std::optional<std::string> type = json_fields::LenientString(j, "type");
   if (type == "NFC") {
     nfc_ = true;
     return Status::Ok();
   }
   if (type == "Sequence") {
-    const json* list = JsonField(j, "normalizers");
+    const json* list = json_fields::FindMember(j, "normalizers");
     if (list == nullptr || !list->is_array()) {
       return Status::DataLoss("Sequence normalizer without a \"normalizers\" list");
     }
@@ -115,10 +115,10 @@ Status BpeTokenizer::ParseNormalizer(const json& j) {
 }
 
 Status BpeTokenizer::ParseDecoder(const json& j) {
-  const std::optional<std::string> type = JsonString(j, "type");
+  const std::optional<std::string> type = json_fields::LenientString(j, "type");
   if (type == "ByteLevel") return Status::Ok();
   if (type == "Sequence") {
-    const json* list = JsonField(j, "decoders");
+    const json* list = json_fields::FindMember(j, "decoders");
     if (list != nullptr && list->is_array() && list->size() == 1) return ParseDecoder((*list)[0]);
   }
   return Status::Unimplemented("unsupported decoder type: " + type.value_or("(none)") +
@@ -127,7 +127,7 @@ Status BpeTokenizer::ParseDecoder(const json& j) {
 
 Status BpeTokenizer::ParsePostProcessor(const json& j) {
   if (j.is_null()) return Status::Ok();
-  const std::optional<std::string> type = JsonString(j, "type");
+  const std::optional<std::string> type = json_fields::LenientString(j, "type");
   const auto id_of = [&](const std::string& token) -> StatusOr<int32_t> {
     const std::optional<int32_t> id = token_to_id(token);
     if (!id) return Status::DataLoss("post_processor token \"" + token + "\" is not in vocab");
@@ -135,7 +135,7 @@ Status BpeTokenizer::ParsePostProcessor(const json& j) {
   };
   if (type == "ByteLevel") return Status::Ok();
   if (type == "Sequence") {
-    const json* list = JsonField(j, "processors");
+    const json* list = json_fields::FindMember(j, "processors");
     if (list == nullptr || !list->is_array()) {
       return Status::DataLoss("Sequence post_processor without a \"processors\" list");
     }
@@ -143,8 +143,8 @@ Status BpeTokenizer::ParsePostProcessor(const json& j) {
     return Status::Ok();
   }
   if (type == "RobertaProcessing" || type == "BertProcessing") {
-    const json* cls = JsonField(j, "cls");
-    const json* sep = JsonField(j, "sep");
+    const json* cls = json_fields::FindMember(j, "cls");
+    const json* sep = json_fields::FindMember(j, "sep");
     if (!cls || !sep || !cls->is_array() || !sep->is_array() || cls->empty() || sep->empty() ||
         !(*cls)[0].is_string() || !(*sep)[0].is_string()) {
       return Status::DataLoss(*type + " post_processor needs \"cls\" and \"sep\"");
@@ -158,27 +158,28 @@ Status BpeTokenizer::ParsePostProcessor(const json& j) {
   if (type != "TemplateProcessing") {
     return Status::Unimplemented("unsupported post_processor type: " + type.value_or("(none)"));
   }
-  const json* single = JsonField(j, "single");
-  const json* specials = JsonField(j, "special_tokens");
+  const json* single = json_fields::FindMember(j, "single");
+  const json* specials = json_fields::FindMember(j, "special_tokens");
   if (single == nullptr || !single->is_array()) {
     return Status::DataLoss("TemplateProcessing without a \"single\" template");
   }
   bool seen_sequence = false;
   for (const json& item : *single) {
-    if (JsonField(item, "Sequence") != nullptr) {
+    if (json_fields::FindMember(item, "Sequence") != nullptr) {
       seen_sequence = true;
       continue;
     }
-    const json* special = JsonField(item, "SpecialToken");
-    const std::optional<std::string> name = special ? JsonString(*special, "id") : std::nullopt;
+    const json* special = json_fields::FindMember(item, "SpecialToken");
+    const std::optional<std::string> name =
+        special ? json_fields::LenientString(*special, "id") : std::nullopt;
     if (!name) return Status::DataLoss("TemplateProcessing has a malformed \"single\" item");
-    const json* entry = specials ? JsonField(*specials, *name) : nullptr;
-    const json* ids = entry ? JsonField(*entry, "ids") : nullptr;
+    const json* entry = specials ? json_fields::FindMember(*specials, *name) : nullptr;
+    const json* ids = entry ? json_fields::FindMember(*entry, "ids") : nullptr;
     if (ids == nullptr || !ids->is_array()) {
       return Status::DataLoss("TemplateProcessing special token \"" + *name + "\" has no ids");
     }
     for (const json& id : *ids) {
-      const std::optional<int64_t> v = JsonInt(id);
+      const std::optional<int64_t> v = json_fields::AsInt(id);
       if (!v || *v < 0 || *v >= vocab_size_) {
         return Status::DataLoss("TemplateProcessing special token \"" + *name +
                                 "\" has an id outside the vocabulary");
@@ -195,20 +196,20 @@ Status BpeTokenizer::ParseAddedTokens(const json& j) {
   for (size_t index = 0; index < j.size(); ++index) {
     const json& t = j[index];
     AddedTokenDecl decl;
-    const json* id = JsonField(t, "id");
+    const json* id = json_fields::FindMember(t, "id");
     const int64_t id_value = (id && id->is_number_integer()) ? id->get<int64_t>() : -1;
-    const std::optional<std::string> content = JsonString(t, "content");
+    const std::optional<std::string> content = json_fields::LenientString(t, "content");
     if (id_value < 0 || id_value > kMaxTokenId || !content || content->empty()) {
       return Status::DataLoss("tokenizer.json added token #" + std::to_string(index) +
                               " is malformed (needs an id and a non-empty content)");
     }
     decl.id = static_cast<int32_t>(id_value);
     decl.content = *content;
-    decl.special = JsonBool(t, "special", false);
-    decl.lstrip = JsonBool(t, "lstrip", false);
-    decl.rstrip = JsonBool(t, "rstrip", false);
-    decl.single_word = JsonBool(t, "single_word", false);
-    decl.normalized = JsonBool(t, "normalized", !decl.special);
+    decl.special = json_fields::LenientBool(t, "special", false);
+    decl.lstrip = json_fields::LenientBool(t, "lstrip", false);
+    decl.rstrip = json_fields::LenientBool(t, "rstrip", false);
+    decl.single_word = json_fields::LenientBool(t, "single_word", false);
+    decl.normalized = json_fields::LenientBool(t, "normalized", !decl.special);
     added_.Add(decl);
   }
   return Status::Ok();

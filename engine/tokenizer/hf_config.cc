@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/core/file_util.h"
-#include "engine/tokenizer/json_util.h"
+#include "engine/core/json_fields.h"
 
 namespace sy::tokenizer {
 namespace {
@@ -14,13 +14,13 @@ using nlohmann::json;
 // A special token entry: "text", null, or {"content": "text", ...}.
 std::optional<std::string> TokenText(const json& v) {
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object()) return JsonString(v, "content");
+  if (v.is_object()) return json_fields::LenientString(v, "content");
   return std::nullopt;
 }
 
 void ApplySpecialTokens(const json& j, HfTokenizerConfig* cfg) {
   const auto set = [&](const char* key, std::optional<std::string>* field) {
-    if (const json* v = JsonField(j, key)) *field = TokenText(*v);
+    if (const json* v = json_fields::FindMember(j, key)) *field = TokenText(*v);
   };
   set("bos_token", &cfg->bos_token);
   set("eos_token", &cfg->eos_token);
@@ -29,7 +29,8 @@ void ApplySpecialTokens(const json& j, HfTokenizerConfig* cfg) {
   set("pad_token", &cfg->pad_token);
   set("cls_token", &cfg->cls_token);
   set("mask_token", &cfg->mask_token);
-  if (const json* extra = JsonField(j, "additional_special_tokens"); extra && extra->is_array()) {
+  if (const json* extra = json_fields::FindMember(j, "additional_special_tokens");
+      extra && extra->is_array()) {
     cfg->additional_special_tokens.clear();
     for (const json& v : *extra) {
       if (std::optional<std::string> text = TokenText(v)) {
@@ -50,10 +51,10 @@ StatusOr<json> ParseJsonFile(const std::string& path, bool* found) {
 }
 
 void AppendEosIds(const json& j, std::vector<int32_t>* out) {
-  const json* v = JsonField(j, "eos_token_id");
+  const json* v = json_fields::FindMember(j, "eos_token_id");
   if (v == nullptr) return;
   const auto add = [&](const json& x) {
-    const std::optional<int64_t> id = JsonInt(x);
+    const std::optional<int64_t> id = json_fields::AsInt(x);
     if (id && *id >= 0 && *id <= INT32_MAX) out->push_back(static_cast<int32_t>(*id));
   };
   if (v->is_array()) {
@@ -92,32 +93,35 @@ StatusOr<HfTokenizerConfig> ParseTokenizerConfig(std::string_view text) {
   if (j.is_discarded() || !j.is_object()) {
     return Status::DataLoss("tokenizer_config.json: not a JSON object");
   }
-  cfg.tokenizer_class = JsonString(j, "tokenizer_class").value_or("");
+  cfg.tokenizer_class = json_fields::LenientString(j, "tokenizer_class").value_or("");
   ApplySpecialTokens(j, &cfg);
-  if (const json* v = JsonField(j, "add_bos_token"); v && v->is_boolean()) {
+  if (const json* v = json_fields::FindMember(j, "add_bos_token"); v && v->is_boolean()) {
     cfg.add_bos_token = v->get<bool>();
   }
-  if (const json* v = JsonField(j, "add_eos_token"); v && v->is_boolean()) {
+  if (const json* v = json_fields::FindMember(j, "add_eos_token"); v && v->is_boolean()) {
     cfg.add_eos_token = v->get<bool>();
   }
-  if (const json* v = JsonField(j, "legacy"); v && v->is_boolean()) cfg.legacy = v->get<bool>();
-  cfg.clean_up_tokenization_spaces = JsonBool(j, "clean_up_tokenization_spaces", false);
-  if (const json* decoder = JsonField(j, "added_tokens_decoder"); decoder && decoder->is_object()) {
+  if (const json* v = json_fields::FindMember(j, "legacy"); v && v->is_boolean())
+    cfg.legacy = v->get<bool>();
+  cfg.clean_up_tokenization_spaces =
+      json_fields::LenientBool(j, "clean_up_tokenization_spaces", false);
+  if (const json* decoder = json_fields::FindMember(j, "added_tokens_decoder");
+      decoder && decoder->is_object()) {
     for (const auto& [key, tok] : decoder->items()) {
       AddedTokenDecl decl;
       char* end = nullptr;
       const long id = std::strtol(key.c_str(), &end, 10);
-      const std::optional<std::string> content = JsonString(tok, "content");
+      const std::optional<std::string> content = json_fields::LenientString(tok, "content");
       if (end == key.c_str() || *end != '\0' || id < 0 || id > INT32_MAX || !content) {
         return Status::DataLoss("tokenizer_config.json: bad added_tokens_decoder entry " + key);
       }
       decl.id = static_cast<int32_t>(id);
       decl.content = *content;
-      decl.special = JsonBool(tok, "special", false);
-      decl.lstrip = JsonBool(tok, "lstrip", false);
-      decl.rstrip = JsonBool(tok, "rstrip", false);
-      decl.single_word = JsonBool(tok, "single_word", false);
-      decl.normalized = JsonBool(tok, "normalized", !decl.special);
+      decl.special = json_fields::LenientBool(tok, "special", false);
+      decl.lstrip = json_fields::LenientBool(tok, "lstrip", false);
+      decl.rstrip = json_fields::LenientBool(tok, "rstrip", false);
+      decl.single_word = json_fields::LenientBool(tok, "single_word", false);
+      decl.normalized = json_fields::LenientBool(tok, "normalized", !decl.special);
       cfg.added_tokens_decoder.push_back(std::move(decl));
     }
   }

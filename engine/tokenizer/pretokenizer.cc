@@ -5,7 +5,7 @@
 #include <optional>
 #include <utility>
 
-#include "engine/tokenizer/json_util.h"
+#include "engine/core/json_fields.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace sy::tokenizer {
@@ -435,13 +435,13 @@ StatusOr<PreTokenizer> PreTokenizer::FromJson(const nlohmann::json& j) {
 }
 
 Status PreTokenizer::AddJson(const nlohmann::json& j, bool last) {
-  const std::optional<std::string> type = JsonString(j, "type");
+  const std::optional<std::string> type = json_fields::LenientString(j, "type");
   if (!type) return Status::DataLoss("pre_tokenizer without a \"type\"");
   if (byte_level_) {
     return Status::Unimplemented("pre_tokenizer steps after ByteLevel are not supported");
   }
   if (*type == "Sequence") {
-    const nlohmann::json* list = JsonField(j, "pretokenizers");
+    const nlohmann::json* list = json_fields::FindMember(j, "pretokenizers");
     if (list == nullptr || !list->is_array()) {
       return Status::DataLoss("Sequence pre_tokenizer without a \"pretokenizers\" list");
     }
@@ -451,29 +451,31 @@ Status PreTokenizer::AddJson(const nlohmann::json& j, bool last) {
     return Status::Ok();
   }
   if (*type == "ByteLevel") {
-    if (JsonBool(j, "add_prefix_space", false)) {
+    if (json_fields::LenientBool(j, "add_prefix_space", false)) {
       Step prefix;
       prefix.prefix_space = true;
       steps_.push_back(prefix);
     }
-    if (JsonBool(j, "use_regex", true)) steps_.push_back({.rule = SplitPattern::kGpt2});
+    if (json_fields::LenientBool(j, "use_regex", true))
+      steps_.push_back({.rule = SplitPattern::kGpt2});
     byte_level_ = true;
     return Status::Ok();
   }
   if (*type == "Digits") {
-    const bool individual = JsonBool(j, "individual_digits", false);
+    const bool individual = json_fields::LenientBool(j, "individual_digits", false);
     steps_.push_back(
         {.rule = individual ? SplitPattern::kIndividualDigits : SplitPattern::kDigits});
     return Status::Ok();
   }
   if (*type == "Split") {
-    const std::optional<std::string> behavior = JsonString(j, "behavior");
-    if (behavior != "Isolated" || JsonBool(j, "invert", false)) {
+    const std::optional<std::string> behavior = json_fields::LenientString(j, "behavior");
+    if (behavior != "Isolated" || json_fields::LenientBool(j, "invert", false)) {
       return Status::Unimplemented("Split pre_tokenizer supports only behavior Isolated, got " +
                                    behavior.value_or("none"));
     }
-    const nlohmann::json* pattern = JsonField(j, "pattern");
-    const std::optional<std::string> regex = pattern ? JsonString(*pattern, "Regex") : std::nullopt;
+    const nlohmann::json* pattern = json_fields::FindMember(j, "pattern");
+    const std::optional<std::string> regex =
+        pattern ? json_fields::LenientString(*pattern, "Regex") : std::nullopt;
     if (!regex)
       return Status::Unimplemented("Split pre_tokenizer needs a {\"Regex\": ...} pattern");
     SY_ASSIGN_OR_RETURN(SplitRule rule, RuleFromRegex(*regex));

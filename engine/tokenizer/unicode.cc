@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 
 #include "engine/tokenizer/unicode_tables.h"
 
@@ -319,6 +320,24 @@ bool IsValidUtf8(std::string_view text) {
     pos += n;
   }
   return true;
+}
+
+size_t Utf8Length(std::string_view text) {
+  size_t n = 0;
+  uint32_t cp = 0;
+  for (size_t pos = 0; pos < text.size(); ++n) pos += std::abs(SequenceAt(text, pos, &cp));
+  return n;
+}
+
+std::vector<std::string> Utf8Chars(std::string_view text) {
+  std::vector<std::string> out;
+  uint32_t cp = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t len = std::abs(SequenceAt(text, pos, &cp));
+    out.emplace_back(text.substr(pos, len));
+    pos += len;
+  }
+  return out;
 }
 
 std::string Nfc(std::string_view text) {

@@ -73,7 +73,13 @@ void AppendUtf8(uint32_t cp, std::string* out);
 // Replaces invalid UTF-8 by U+FFFD, one per maximal invalid subpart (as Rust's
 // String::from_utf8_lossy does).
 std::string Utf8Lossy(std::string_view bytes);
+// Whether `text` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
 bool IsValidUtf8(std::string_view text);
+// Characters as Python counts them (len()) after decoding with errors="replace": a valid
+// sequence is one, and so is each maximal invalid subpart (one U+FFFD in Utf8Lossy).
+size_t Utf8Length(std::string_view text);
+// `text` split into those characters, each with its own bytes (Python's list(str)).
+std::vector<std::string> Utf8Chars(std::string_view text);
 
 // Canonical composition (NFC). Invalid bytes pass through unchanged.
 std::string Nfc(std::string_view text);

@@ -225,13 +225,6 @@ void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, f
   }
 }
 
-void scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
-                      int64_t dim, float* dst) {
-  const KernelTable* kt = detail::active_kernels();
-  if (kt == nullptr) return ref::scatter_add_rows(src, idx, scale, n, dim, dst);
-  for (int64_t i = 0; i < n; ++i) kt->axpy(scale[i], src + i * dim, dst + idx[i] * dim, dim);
-}
-
 void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst) {
   const KernelTable* kt = detail::active_kernels();
   if (kt == nullptr) return ref::add_gated_rows(src, gate, rows, dim, dst);
@@ -261,8 +254,8 @@ void combine_experts(const float* ys, const int32_t* inverse, const float* weigh
   if (kt == nullptr || k > 64) {
     return ref::combine_experts(ys, inverse, weights, tokens, k, dim, out);
   }
-  // Each token's pairs in ascending position: the order in which the scatter-add that this
-  // replaces summed them, so the CPU results stay bit-identical.
+  // Each token's pairs in ascending position, the reference's summation order, so the results
+  // stay bit-identical to it.
   int32_t order[64];
   for (int64_t t = 0; t < tokens; ++t) {
     const int32_t* inv = inverse + t * k;

@@ -70,9 +70,6 @@ void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, co
 void paged_attention(const PagedAttentionArgs& a, ThreadPool* pool);
 // dst[i,:] = src[idx[i],:].
 void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst);
-// For i in order: dst[idx[i],:] += scale[i] * src[i,:].
-void scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
-                      int64_t dim, float* dst);
 // dst[r,:] += gate[r] * src[r,:] (a shared expert's output scaled by its sigmoid gate).
 void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst);
 // y = a + b elementwise.
@@ -112,8 +109,6 @@ void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, co
               float* k_cache, float* v_cache);
 void paged_attention(const PagedAttentionArgs& a, ThreadPool* pool);
 void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst);
-void scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
-                      int64_t dim, float* dst);
 void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst);
 void add(const float* a, const float* b, float* y, int64_t n);
 void sigmoid(float* x, int64_t n);

@@ -167,13 +167,6 @@ void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, f
   }
 }
 
-void scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
-                      int64_t dim, float* dst) {
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t d = 0; d < dim; ++d) dst[idx[i] * dim + d] += scale[i] * src[i * dim + d];
-  }
-}
-
 void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t d = 0; d < dim; ++d) dst[r * dim + d] += gate[r] * src[r * dim + d];

@@ -1,6 +1,6 @@
 // Memory-bound kernels: embedding lookup, RMS norms, rotary embedding, SiLU-and-multiply, row
-// gather/scatter, sigmoid and f32 -> bf16/f16 conversion. Row reductions take one block per row;
-// the rest are flat grid-stride loops, with 16-byte accesses wherever alignment allows.
+// gather, gated row add, sigmoid and f32 -> bf16/f16 conversion. Row reductions take one block
+// per row; the rest are flat grid-stride loops, with 16-byte accesses wherever alignment allows.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -286,29 +286,6 @@ __global__ void add_gated_rows_kernel(const float* __restrict__ src, const float
   }
 }
 
-// --- scatter_add_rows: block (destination row, column tile) scans every source in order ---
-
-template <int kVec>
-__global__ void scatter_add_rows_kernel(const float* __restrict__ src,
-                                        const int32_t* __restrict__ idx,
-                                        const float* __restrict__ scale, int64_t n, int64_t dim,
-                                        float* __restrict__ dst) {
-  const int64_t row = blockIdx.x;
-  const int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * kVec;
-  if (c >= dim) return;
-  float acc[kVec];
-  load_floats<kVec>(dst + row * dim + c, acc);
-  for (int64_t i = 0; i < n; ++i) {
-    if (idx[i] != row) continue;  // the same branch for the whole block
-    const float s = scale[i];
-    float v[kVec];
-    load_floats<kVec>(src + i * dim + c, v);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) acc[j] = __fadd_rn(acc[j], __fmul_rn(s, v[j]));
-  }
-  store_floats<kVec>(dst + row * dim + c, acc);
-}
-
 // --- sigmoid, convert_f32: flat over n with 4-float units, then the n % 4 tail ---
 
 __device__ __forceinline__ float sigmoid_f32(float v) { return 1.0f / (1.0f + expf(-v)); }
@@ -445,24 +422,6 @@ cudaError_t gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t
   } else {
     gather_rows_kernel<1>
         <<<static_cast<unsigned>(n), row_threads(dim), 0, stream>>>(src, idx, dim, dst);
-  }
-  return launch_result();
-}
-
-cudaError_t scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
-                             int64_t dim, int64_t dst_rows, float* dst, cudaStream_t stream) {
-  if (n < 0 || dim < 0 || dst_rows < 0 || dst_rows > INT32_MAX) return cudaErrorInvalidValue;
-  if (n == 0 || dim == 0 || dst_rows == 0) return cudaSuccess;
-  const bool vec = dim % 4 == 0 && is_aligned16(src) && is_aligned16(dst);
-  const int64_t units = vec ? dim / 4 : dim;
-  const int threads = row_threads(units);
-  const int64_t tiles = ceil_div(units, threads);
-  if (tiles > 65535) return cudaErrorInvalidValue;
-  const dim3 grid(static_cast<unsigned>(dst_rows), static_cast<unsigned>(tiles));
-  if (vec) {
-    scatter_add_rows_kernel<4><<<grid, threads, 0, stream>>>(src, idx, scale, n, dim, dst);
-  } else {
-    scatter_add_rows_kernel<1><<<grid, threads, 0, stream>>>(src, idx, scale, n, dim, dst);
   }
   return launch_result();
 }

@@ -38,11 +38,6 @@ cudaError_t silu_mul(const float* gate_up, float* out, int64_t rows, int64_t int
 // dst[i,:] = src[idx[i],:].
 cudaError_t gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst,
                         cudaStream_t stream);
-// For i in order: dst[idx[i],:] += scale[i] * src[i,:]. Each destination row sums its sources
-// in ascending i (deterministic; no atomics), so it may take O(n) per destination row: meant
-// for small n (the model's MoE path uses combine_experts instead).
-cudaError_t scatter_add_rows(const float* src, const int32_t* idx, const float* scale, int64_t n,
-                             int64_t dim, int64_t dst_rows, float* dst, cudaStream_t stream);
 // dst[r,:] += gate[r] * src[r,:].
 cudaError_t add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim,
                            float* dst, cudaStream_t stream);

@@ -39,6 +39,15 @@ std::string ErrorMessage(int status, const std::string& body) {
   return "HTTP " + std::to_string(status) + (message.empty() ? "" : ": " + message);
 }
 
+// A server may close an idle keep-alive connection just as a request goes out on it (llama.cpp's
+// does). Like HTTP clients, a request that failed that way is sent once more on a fresh
+// connection: only on a reused connection, and only when no response had begun.
+bool ShouldRetryOnFreshConnection(bool reused_connection, httplib::Error err,
+                                  bool response_started) {
+  return reused_connection && !response_started &&
+         (err == httplib::Error::Read || err == httplib::Error::Write);
+}
+
 httplib::Headers RequestHeaders() {
   httplib::Headers h = {{"Accept", "text/event-stream"}};
   // Hosted OpenAI-compatible endpoints need a key; vLLM's benchmark reads the same variable.
@@ -212,15 +221,23 @@ RequestRecord BenchClient::Complete(const CompletionParams& params, const BenchR
   };
   r.start_s = SecondsSince(origin, start);
 
+  // A silent server trips httplib's read timeout (a Read error) rather than our deadline.
+  const auto ran_out_of_time = [&] {
+    const double elapsed = std::chrono::duration<double>(BenchClock::now() - start).count();
+    return timed_out || elapsed >= 0.99 * timeout_s_;
+  };
+  const bool reused_connection = http_->is_socket_open() != 0;
   httplib::Response res;
   httplib::Error err = httplib::Error::Success;
-  const bool sent = http_->send(req, res, err);
+  bool sent = http_->send(req, res, err);
+  if (!sent && !ran_out_of_time() &&
+      ShouldRetryOnFreshConnection(reused_connection, err, r.http_status != 0)) {
+    res = httplib::Response();
+    sent = http_->send(req, res, err);
+  }
   if (!sent) {
-    // A silent server trips httplib's read timeout (a Read error) rather than our deadline.
-    const double elapsed = std::chrono::duration<double>(BenchClock::now() - start).count();
-    r.error = timed_out || elapsed >= 0.99 * timeout_s_
-                  ? "timed out after " + FormatSeconds(timeout_s_)
-                  : "transport error: " + httplib::to_string(err);
+    r.error = ran_out_of_time() ? "timed out after " + FormatSeconds(timeout_s_)
+                                : "transport error: " + httplib::to_string(err);
     return r;
   }
   if (res.status != 200) {
@@ -236,8 +253,14 @@ RequestRecord BenchClient::Complete(const CompletionParams& params, const BenchR
 
 StatusOr<std::string> BenchClient::Call(const std::string& method, const std::string& path,
                                         const std::string& body) {
-  httplib::Result res = method == "GET" ? http_->Get(url_.prefix + path)
-                                        : http_->Post(url_.prefix + path, body, "application/json");
+  const auto call = [&] {
+    return method == "GET" ? http_->Get(url_.prefix + path)
+                           : http_->Post(url_.prefix + path, body, "application/json");
+  };
+  const bool reused_connection = http_->is_socket_open() != 0;
+  httplib::Result res = call();
+  // Listing models and counting tokens are idempotent: safe to resend whatever came back.
+  if (!res && ShouldRetryOnFreshConnection(reused_connection, res.error(), false)) res = call();
   if (!res) {
     return Status::Unavailable(method + " " + path + ": " + httplib::to_string(res.error()) +
                                " error (is the server at " + url_.origin + " up?)");

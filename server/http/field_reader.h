@@ -1,24 +1,25 @@
-// FieldReader: typed, range-checked reads of optional fields of a JSON request object, turning
-// the first wrong type or value into a 400 ApiError that names the field. Borrows the object
-// and the error; one per request, not thread-safe.
+// FieldReader: typed, range-checked reads of optional fields of a JSON request object through
+// engine/core/json_fields, turning the first wrong type or value into a 400 ApiError that names
+// the field. Borrows the object and the error; one per request, not thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "engine/core/json_fields.h"
 #include "server/http/openai_protocol.h"
 
 namespace sy::http {
 
 class FieldReader {
  public:
-  // `prefix` is prepended to field names in errors (e.g. "stream_options.").
-  FieldReader(const nlohmann::json& object, ApiError* error, std::string prefix = "")
-      : object_(object), error_(error), prefix_(std::move(prefix)) {}
+  // `path` names the object in errors ("" for the request, "stream_options" for a member).
+  FieldReader(const nlohmann::json& object, ApiError* error, std::string path = "")
+      : fields_(object, std::move(path), RequestOptions()), error_(error) {}
 
   // The field, or null when it is absent or JSON null (OpenAI treats both as "not given").
-  const nlohmann::json* Get(const char* name) const;
+  const nlohmann::json* Get(const char* name) const { return fields_.Find(name); }
   bool Has(const char* name) const { return Get(name) != nullptr; }
 
   // Each reader leaves *out unchanged when the field is not given and returns false (with the
@@ -33,9 +34,13 @@ class FieldReader {
   ApiError* error() const { return error_; }
 
  private:
-  const nlohmann::json& object_;
+  // `name` in errors, and 5.0 as the integer 5 (as pydantic takes it).
+  static json_fields::Options RequestOptions();
+  // Fails with a field's read error, which names it.
+  bool Fail(const Status& status, const char* name);
+
+  json_fields::Fields fields_;
   ApiError* error_;
-  std::string prefix_;
 };
 
 }  // namespace sy::http

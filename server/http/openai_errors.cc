@@ -2,6 +2,7 @@
 // goes through before its fields are read (UTF-8, JSON, an object at the top).
 #include <string>
 
+#include "engine/tokenizer/unicode.h"
 #include "server/http/openai_protocol.h"
 
 namespace sy::http {
@@ -58,48 +59,12 @@ nlohmann::json ErrorBody(const ApiError& error) {
   return {{"error", inner}};
 }
 
-bool IsValidUtf8(std::string_view text) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = s[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int len = 0;
-    uint32_t cp = 0;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (int k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    static constexpr uint32_t kMinForLength[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
-
 std::optional<nlohmann::json> ParseJsonObject(const std::string& body, ApiError* error) {
   if (body.empty()) {
     *error = InvalidRequest("The request body is empty; expected a JSON object.");
     return std::nullopt;
   }
-  if (!IsValidUtf8(body)) {
+  if (!tokenizer::IsValidUtf8(body)) {
     *error = InvalidRequest("The request body is not valid UTF-8.");
     return std::nullopt;
   }

@@ -35,8 +35,6 @@ ApiError ErrorFromStatus(const Status& status);
 // {"error": {"message", "type", "param", "code"}}
 nlohmann::json ErrorBody(const ApiError& error);
 
-// Whether `text` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
-bool IsValidUtf8(std::string_view text);
 // Parses a request body that must be a JSON object; the error says why not.
 std::optional<nlohmann::json> ParseJsonObject(const std::string& body, ApiError* error);
 

@@ -120,7 +120,7 @@ bool ReadServingFields(FieldReader& r, const ProtocolContext& ctx, GenerationReq
       return r.Fail("`stream_options` can only be set when `stream` is true", "stream_options");
     }
     if (!v->is_object()) return r.Fail("`stream_options` must be an object", "stream_options");
-    FieldReader options(*v, r.error(), "stream_options.");
+    FieldReader options(*v, r.error(), "stream_options");
     if (!options.Bool("include_usage", &req->include_usage)) return false;
   }
   if (const json* v = r.Get("logit_bias"); v && !(v->is_object() && v->empty())) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "engine/tokenizer/unicode.h"
 #include "server/http/openai_protocol.h"
 
 namespace sy::http {
@@ -27,13 +28,6 @@ json StopReasonJson(const ChoiceOutput& choice) {
   return nullptr;
 }
 
-// Characters as Python counts them (code points), which is what text_offset is measured in.
-int64_t CodePoints(const std::string& s) {
-  int64_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
 json TokenBytes(const std::string& token) {
   json bytes = json::array();
   for (unsigned char c : token) bytes.push_back(static_cast<int>(c));
@@ -55,7 +49,8 @@ json CompletionLogprobs(const std::vector<LogprobEntry>& entries, int32_t top, i
       alternatives.emplace(e.top[k].first, ClampLogprob(e.top[k].second));
     }
     top_logprobs.push_back(std::move(alternatives));
-    text_offset.push_back(offsets->Take(index, CodePoints(e.token)));
+    text_offset.push_back(
+        offsets->Take(index, static_cast<int64_t>(tokenizer::Utf8Length(e.token))));
   }
   return {{"tokens", tokens},
           {"token_logprobs", token_logprobs},

@@ -9,9 +9,11 @@
 #include <random>
 
 #include "engine/backend/cpu_backend.h"
+#include "engine/model/checkpoint.h"
 #include "engine/model/moe_model.h"
 #include "engine/runner/generator.h"
 #include "kernels/cpu/membw.h"
+#include "tests/bench/decode_roofline.h"
 
 namespace sy {
 namespace {
@@ -22,37 +24,16 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Bytes a single-sequence decode step reads: the weights it touches (top-k experts only) plus
-// the K/V of `context` positions.
-double DecodeBytesPerToken(const ModelConfig& c, size_t weight_elt, int64_t context) {
-  const double h = static_cast<double>(c.hidden_size);
-  const double q = static_cast<double>(c.num_heads * c.head_dim);
-  const double kv = static_cast<double>(c.num_kv_heads * c.head_dim);
-  double elems = h;  // embedding row
-  double f32_bytes = 0;
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    elems += 2 * q * h + 2 * kv * h;  // q, k, v, o projections
-    f32_bytes += 2 * h * 4;           // norms
-    if (c.layer_is_moe[l]) {
-      elems += static_cast<double>(c.num_experts) * h;  // router
-      elems += static_cast<double>(c.num_experts_per_tok) * 3 * c.moe_intermediate_size * h;
-      if (c.shared_expert_intermediate_size > 0) {
-        elems += 3.0 * c.shared_expert_intermediate_size * h + h;
-      }
-    } else {
-      elems += 3.0 * c.dense_intermediate_size * h;
-    }
-    f32_bytes += 2 * kv * 4 * static_cast<double>(context);  // K and V of the context
-  }
-  elems += static_cast<double>(c.vocab_size) * h;  // lm_head
-  return elems * static_cast<double>(weight_elt) + f32_bytes + h * 4;
-}
-
 std::vector<int32_t> RandomPrompt(int64_t len, int64_t vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<int32_t> p(len);
   for (auto& t : p) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab - 3));
   return p;
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "%s\n", s.ToString().c_str());
+  return 1;
 }
 
 struct DecodeResult {
@@ -102,12 +83,17 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   CpuBackend backend(threads);
-  auto model = MoeModel::Load(model_dir, &backend);
-  if (!model.ok()) {
-    std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
-    return 1;
-  }
-  const ModelConfig& c = (*model)->config();
+  auto config = LoadModelConfig(model_dir);
+  if (!config.ok()) return Fail(config.status());
+  auto checkpoint = Checkpoint::Open(model_dir);
+  if (!checkpoint.ok()) return Fail(checkpoint.status());
+  auto weights = LoadModelWeights(*config, **checkpoint, &backend);
+  if (!weights.ok()) return Fail(weights.status());
+  // From the weights as loaded: config.json's torch_dtype need not match the tensors.
+  const double bytes_tok = DecodeBytesPerToken(*config, *weights, prompt_len + decode / 2);
+  const std::string dtype(dtype_name(weights->layers.at(0).wq.dtype));
+  auto model = MoeModel::Create(&backend, *config, std::move(*weights));
+  if (!model.ok()) return Fail(model.status());
   RunnerOptions ro;
   const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
   ro.max_batch_tokens = std::max<int64_t>(prompt_len * 4, max_batch);
@@ -121,12 +107,11 @@ int Main(int argc, char** argv) {
   }
   cpu::ThreadPool pool(threads);
   const double bw = cpu::measure_read_bandwidth_gbs(membw_bytes, 5, &pool) * 1e9;
-  const size_t elt = dtype_size(c.torch_dtype == "float32" ? DType::kF32 : DType::kBF16);
   // Warm up once (page in weights, spin up threads).
   if (!RunBatch(runner->get(), 1, 16, 4).ok()) return 1;
 
   nlohmann::json report = {{"model", model_dir},
-                           {"dtype", c.torch_dtype},
+                           {"dtype", dtype},
                            {"threads", threads},
                            {"read_bandwidth_gbs", bw / 1e9}};
   auto single = RunBatch(runner->get(), 1, prompt_len, decode);
@@ -134,9 +119,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", single.status().ToString().c_str());
     return 1;
   }
-  const double bytes_tok = DecodeBytesPerToken(c, elt, prompt_len + decode / 2);
   const double roofline_tok_s = bw / bytes_tok;
-  std::printf("model %s (%s), %d threads\n", model_dir.c_str(), c.torch_dtype.c_str(), threads);
+  std::printf("model %s (%s), %d threads\n", model_dir.c_str(), dtype.c_str(), threads);
   std::printf("read bandwidth           %8.2f GB/s\n", bw / 1e9);
   std::printf("bytes per decoded token  %8.2f MB\n", bytes_tok / 1e6);
   std::printf("prefill (%lld tokens)     %8.1f tok/s\n", static_cast<long long>(prompt_len),

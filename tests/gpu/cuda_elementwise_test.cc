@@ -340,7 +340,7 @@ TEST(CudaSiluMul, MatchesReference) {
   }
 }
 
-// --- gather_rows, scatter_add_rows, add_gated_rows: exact (the reference's unfused ops) ---
+// --- gather_rows, add_gated_rows: exact (the reference's unfused ops) ---
 
 TEST(CudaGatherRows, MatchesReferenceExactly) {
   SY_REQUIRE_GPU();
@@ -364,37 +364,6 @@ TEST(CudaGatherRows, MatchesReferenceExactly) {
       d_dst.Poison();
       SY_CUDA_OK(cuda::gather_rows(d_src.get() + src_offset, d_idx.get(), c.n, c.dim, d_dst.get(),
                                    nullptr));
-      ASSERT_TRUE(DeviceOk());
-      EXPECT_TRUE(BitEqual(d_dst.Download(), want));
-    }
-  }
-}
-
-TEST(CudaScatterAddRows, MatchesReferenceExactly) {
-  SY_REQUIRE_GPU();
-  struct Case {
-    int64_t dst_rows, n, dim;
-  };
-  // Including destination rows no source maps to (they must stay as they were).
-  const Case cases[] = {{1, 1, 1},      {4, 9, 3},     {16, 40, 64},  {100, 37, 128},
-                        {3, 200, 2048}, {8, 16, 1001}, {1, 64, 7168}, {300, 5, 4}};
-  uint32_t seed = 700;
-  for (const Case& c : cases) {
-    SCOPED_TRACE(::testing::Message()
-                 << "dst_rows " << c.dst_rows << " n " << c.n << " dim " << c.dim);
-    const std::vector<float> src = cpu::random_floats(c.n * c.dim, -1, 1, seed++);
-    const std::vector<int32_t> idx = RandomIds(c.n, c.dst_rows, seed++);
-    const std::vector<float> scale = cpu::random_floats(c.n, 0, 1, seed++);
-    const std::vector<float> dst = cpu::random_floats(c.dst_rows * c.dim, -1, 1, seed++);
-    std::vector<float> want = dst;
-    cpu::ref::scatter_add_rows(src.data(), idx.data(), scale.data(), c.n, c.dim, want.data());
-    DeviceArray<float> d_src(src);
-    DeviceArray<int32_t> d_idx(idx);
-    DeviceArray<float> d_scale(scale);
-    for (int run = 0; run < 2; ++run) {  // twice: deterministic
-      DeviceArray<float> d_dst(dst);
-      SY_CUDA_OK(cuda::scatter_add_rows(d_src.get(), d_idx.get(), d_scale.get(), c.n, c.dim,
-                                        c.dst_rows, d_dst.get(), nullptr));
       ASSERT_TRUE(DeviceOk());
       EXPECT_TRUE(BitEqual(d_dst.Download(), want));
     }
@@ -604,8 +573,6 @@ TEST(CudaElementwise, ZeroSizeCallsDoNothing) {
   EXPECT_EQ(cuda::rope_neox(nullptr, 0, 4, 64, 64, nullptr, nullptr, 1.0f, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::silu_mul(nullptr, nullptr, 0, 8, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::gather_rows(nullptr, nullptr, 0, 8, nullptr, nullptr), cudaSuccess);
-  EXPECT_EQ(cuda::scatter_add_rows(nullptr, nullptr, nullptr, 0, 8, 4, nullptr, nullptr),
-            cudaSuccess);
   EXPECT_EQ(cuda::add_gated_rows(nullptr, nullptr, 0, 8, nullptr, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::sigmoid(nullptr, 0, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::convert_f32(nullptr, 0, DType::kF16, nullptr, nullptr), cudaSuccess);

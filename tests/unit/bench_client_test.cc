@@ -2,8 +2,12 @@
 // SSE chunks with known sleeps, usage and failure modes.
 #include "server/bench/bench_client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
@@ -210,6 +214,93 @@ TEST(BenchClient, ModelsAndTokenize) {
   EXPECT_EQ(*n, 5);
   BenchClient nowhere({"http://127.0.0.1:1", ""}, 2);
   EXPECT_FALSE(nowhere.FirstModel().ok());
+}
+
+// A raw HTTP/1.1 server that answers the first request of each connection with a one-token
+// stream and keeps the connection open, then closes it unanswered when the next request arrives
+// on it: a server closing an idle keep-alive connection just as the client reuses it.
+class IdleClosingServer {
+ public:
+  IdleClosingServer() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 ||
+        listen(listen_fd_, 8) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on 127.0.0.1";
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~IdleClosingServer() {
+    shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+    if (thread_.joinable()) thread_.join();
+    close(listen_fd_);
+  }
+
+  BaseUrl url() const { return {"http://127.0.0.1:" + std::to_string(port_), ""}; }
+  int connections() const { return connections_; }
+
+ private:
+  void Serve() {
+    for (;;) {
+      const int fd = accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      ++connections_;
+      if (ReadRequest(fd)) {
+        const std::string body = TextChunk("a") + "data: [DONE]\n\n";
+        const std::string response =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body;
+        if (write(fd, response.data(), response.size()) != static_cast<ssize_t>(response.size())) {
+          ADD_FAILURE() << "short write";
+        }
+        char next;
+        (void)recv(fd, &next, 1, 0);  // idle until the client reuses the connection (or leaves)
+      }
+      close(fd);
+    }
+  }
+
+  // Reads one request's head and its Content-Length body; false when the peer went away.
+  static bool ReadRequest(int fd) {
+    std::string in;
+    char buf[4096];
+    size_t head_end = std::string::npos;
+    size_t need = 0;
+    while (head_end == std::string::npos || in.size() < need) {
+      const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) return false;
+      in.append(buf, static_cast<size_t>(n));
+      if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
+        const size_t at = in.find("Content-Length: ");
+        const size_t length = at < head_end ? std::stoul(in.substr(at + 16)) : 0;
+        need = head_end + 4 + length;
+      }
+    }
+    return true;
+  }
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
+
+TEST(BenchClient, ResendsOnAFreshConnectionWhenTheServerClosedTheIdleOne) {
+  IdleClosingServer server;
+  BenchClient client(server.url(), 10);
+  for (int i = 0; i < 3; ++i) {
+    const RequestRecord r = Send(client, "ok");
+    EXPECT_TRUE(r.success) << "request " << i << ": " << r.error;
+    EXPECT_EQ(r.generated_text, "a");
+  }
+  // The first request opened a connection; each later one found its connection closed.
+  EXPECT_EQ(server.connections(), 3);
 }
 
 // A fake sender that sleeps and tracks how many calls overlap.

@@ -425,7 +425,8 @@ TEST(ModelConfig, FieldErrors) {
                 std::string("field '") + field + "' must be between 1 and");
   }
   ExpectError(Patched(kMixtral, {{"hidden_size", 18446744073709551615u}}),
-              StatusCode::kInvalidArgument, "field 'hidden_size' must be an integer");
+              StatusCode::kInvalidArgument,
+              "field 'hidden_size' must be a 64-bit integer, got 18446744073709551615");
   ExpectError(Patched(kMixtral, {{"num_hidden_layers", 1 << 20}}), StatusCode::kInvalidArgument,
               "field 'num_hidden_layers' must be between 1 and 65536");
   ExpectError(Patched(kMixtral, {{"num_key_value_heads", 5}}), StatusCode::kInvalidArgument,

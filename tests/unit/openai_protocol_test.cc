@@ -70,20 +70,6 @@ class ProtocolTest : public ::testing::Test {
   ProtocolContext ctx_;
 };
 
-TEST(Utf8Test, AcceptsWellFormedAndRejectsMalformed) {
-  EXPECT_TRUE(IsValidUtf8(""));
-  EXPECT_TRUE(IsValidUtf8("plain"));
-  EXPECT_TRUE(IsValidUtf8("h\xC3\xA9llo"));       // é
-  EXPECT_TRUE(IsValidUtf8("\xE2\x82\xAC"));       // €
-  EXPECT_TRUE(IsValidUtf8("\xF0\x9F\x98\x80"));   // U+1F600
-  EXPECT_FALSE(IsValidUtf8("\xFF"));              // never valid
-  EXPECT_FALSE(IsValidUtf8("\x80"));              // lone continuation
-  EXPECT_FALSE(IsValidUtf8("\xE2\x82"));          // truncated
-  EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong '/'
-  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate U+D800
-  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // U+110000
-}
-
 TEST(BodyTest, RejectsBodiesThatAreNotJsonObjects) {
   for (const std::string body :
        {"", "{", "not json", "[1, 2]", "\"text\"", "42", "null", "{\"prompt\": \"\xFF\"}"}) {

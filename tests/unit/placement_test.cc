@@ -168,27 +168,27 @@ TEST(PlacementTest, FromJsonRejectsMalformedFiles) {
   const std::string head =
       R"({"format": "switchyard-placement-v1", "num_experts": 2, "num_ranks": 2, )";
   ExpectJsonError("{not json", "not valid JSON");
-  ExpectJsonError("[]", "placement: expected an object");
+  ExpectJsonError("[]", "field 'placement' must be an object, got []");
   ExpectJsonError(R"({"format": "other"})", "placement.format");
-  ExpectJsonError(head + R"("layers": []})", "placement.slots_per_rank: missing");
+  ExpectJsonError(head + R"("layers": []})", "field 'placement.slots_per_rank' is missing");
   ExpectJsonError(head + R"("slots_per_rank": "1", "layers": []})",
-                  "placement.slots_per_rank: expected an integer");
+                  "field 'placement.slots_per_rank' must be an integer, got \"1\"");
   ExpectJsonError(head + R"("slots_per_rank": 0, "layers": []})", "placement.slots_per_rank");
   ExpectJsonError(head + R"("slots_per_rank": 1, "layers": {}})",
-                  "placement.layers: expected an array");
+                  "field 'placement.layers' must be an array, got {}");
   ExpectJsonError(head + R"("slots_per_rank": 1, "layers": [{"layer": 0, "slots": [[0]]}]})",
-                  "placement.layers[0].slots: expected 2 elements");
+                  "field 'placement.layers[0].slots' must have 2 elements, got 1");
   ExpectJsonError(
       head + R"("slots_per_rank": 1, "layers": [{"layer": 0, "slots": [[0], [1, 0]]}]})",
-      "placement.layers[0].slots[1]: expected 1 elements");
+      "field 'placement.layers[0].slots[1]' must have 1 elements, got 2");
   ExpectJsonError(head + R"("slots_per_rank": 1, "layers": [{"layer": 0, "slots": [[0], [2]]}]})",
-                  "placement.layers[0].slots[1][0]: 2 is outside [-1, 1]");
+                  "field 'placement.layers[0].slots[1][0]' must be between -1 and 1, got 2");
   ExpectJsonError(head + R"("slots_per_rank": 1, "layers": [{"slots": [[0], [1]]}]})",
-                  "placement.layers[0].layer: missing");
+                  "field 'placement.layers[0].layer' is missing");
   ExpectJsonError(head + R"("slots_per_rank": 1, "layers": [{"layer": 0, "slots": [[0], [0]]}]})",
                   "expert 1 has no slot");
   ExpectJsonError(head + R"("slots_per_rank": 1, "layers": [{"layer": 0, "slots": [[0], [1.5]]}]})",
-                  "placement.layers[0].slots[1][0]: expected an integer");
+                  "field 'placement.layers[0].slots[1][0]' must be an integer, got 1.5");
 }
 
 TEST(PlacementTest, SaveAndLoad) {

@@ -113,24 +113,25 @@ TEST(RoutingTraceTest, RejectsMalformedFiles) {
   ExpectError(R"({"format": "switchyard-routing-v0"})", "trace.format");
   ExpectError(R"({"format": "switchyard-routing-v1", "source": 3})", "trace.source");
   ExpectError(R"({"format": "switchyard-routing-v1", "num_experts": 2, "top_k": 3})",
-              "trace.top_k: 3 is outside [1, 2]");
-  ExpectError(head + R"("source": "x"})", "trace.windows: missing");
+              "field 'trace.top_k' must be between 1 and 2, got 3");
+  ExpectError(head + R"("source": "x"})", "field 'trace.windows' is missing");
   ExpectError(head + R"("windows": [{"counts": [[1, 0], [0, 1]]}]})",
-              "trace.windows[0].tokens: missing");
+              "field 'trace.windows[0].tokens' is missing");
   ExpectError(head + R"("windows": [{"tokens": 1, "counts": [[1, 0]]}]})",
-              "trace.windows[0].counts: expected 2 elements");
+              "field 'trace.windows[0].counts' must have 2 elements, got 1");
   ExpectError(head + R"("windows": [{"tokens": 1, "counts": [[1, 0], [0, "1"]]}]})",
-              "trace.windows[0].counts[1][1]: expected an integer");
-  ExpectError(head + R"("windows": [{"tokens": 1, "counts": [[1, 0], [2, -1]]}]})",
-              "trace.windows[0].counts[1][1]: -1 is outside");
+              "field 'trace.windows[0].counts[1][1]' must be an integer, got \"1\"");
+  ExpectError(
+      head + R"("windows": [{"tokens": 1, "counts": [[1, 0], [2, -1]]}]})",
+      "field 'trace.windows[0].counts[1][1]' must be between 0 and 9223372036854775807, got -1");
   ExpectError(head + R"("windows": [{"tokens": 1, "counts": [[1, 0], [1, 1]]}]})",
               "counts sum to 2, expected tokens * top_k = 1");
   ExpectError(head + R"("windows": [{"tokens": 1, "counts": [[1, 0], [0, 1]],
                                      "transitions": [[0, 1, 0]]}]})",
-              "trace.windows[0].transitions[0]: expected 4 elements");
+              "field 'trace.windows[0].transitions[0]' must have 4 elements, got 3");
   ExpectError(head + R"("windows": [{"tokens": 1, "counts": [[1, 0], [0, 1]],
                                      "transitions": []}]})",
-              "trace.windows[0].transitions: expected 1 elements");
+              "field 'trace.windows[0].transitions' must have 1 elements, got 0");
   ExpectError(R"({"format": "switchyard-routing-v1", "num_experts": 2, "top_k": 1,
                   "layers": [1, 0], "windows": []})",
               "ascending");

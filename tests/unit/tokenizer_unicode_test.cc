@@ -46,6 +46,34 @@ TEST(TokenizerUnicodeTest, Utf8LossyReplacesMaximalSubparts) {
   EXPECT_FALSE(IsValidUtf8("\xC0\x80"));
 }
 
+TEST(TokenizerUnicodeTest, IsValidUtf8AcceptsWellFormedAndRejectsMalformed) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain"));
+  EXPECT_TRUE(IsValidUtf8("h\xC3\xA9llo"));       // é
+  EXPECT_TRUE(IsValidUtf8("\xE2\x82\xAC"));       // €
+  EXPECT_TRUE(IsValidUtf8("\xF0\x9F\x98\x80"));   // U+1F600
+  EXPECT_FALSE(IsValidUtf8("\xFF"));              // never valid
+  EXPECT_FALSE(IsValidUtf8("\x80"));              // lone continuation
+  EXPECT_FALSE(IsValidUtf8("\xE2\x82"));          // truncated
+  EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xED\xA0\x80"));      // surrogate U+D800
+  EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // U+110000
+}
+
+// Expected values: Python's len() and list() of bytes.decode("utf-8", "replace").
+TEST(TokenizerUnicodeTest, Utf8LengthAndCharsCountAsPython) {
+  EXPECT_EQ(Utf8Length(""), 0u);
+  EXPECT_EQ(Utf8Length("h\xC3\xA9llo"), 5u);
+  EXPECT_EQ(Utf8Length("\xE2\x82\xAC\xF0\x9F\x98\x80"), 2u);
+  EXPECT_EQ(Utf8Length("a\xE2\x82"), 2u);     // a truncated sequence is one U+FFFD
+  EXPECT_EQ(Utf8Length("\x80\x80"), 2u);      // each stray continuation byte is one
+  EXPECT_EQ(Utf8Length("\xED\xA0\x80"), 3u);  // a surrogate is three
+  EXPECT_EQ(Utf8Length("\xE2\x82z"), 2u);
+  EXPECT_EQ(Utf8Chars("h\xC3\xA9\xF0\x9F\x98\x80"),
+            (std::vector<std::string>{"h", "\xC3\xA9", "\xF0\x9F\x98\x80"}));
+  EXPECT_EQ(Utf8Chars("\xE2\x82z"), (std::vector<std::string>{"\xE2\x82", "z"}));
+}
+
 TEST(TokenizerUnicodeTest, Nfc) {
   EXPECT_EQ(Nfc("cafe\xCC\x81"), "caf\xC3\xA9");  // e + U+0301 -> é
   EXPECT_EQ(Nfc("caf\xC3\xA9"), "caf\xC3\xA9");

@@ -7,6 +7,7 @@
 
 #include "engine/tokenizer/jinja/ops.h"
 #include "engine/tokenizer/jinja/strings.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace sy::jinja {
 namespace {
@@ -61,7 +62,7 @@ Value FilterFloat(Args& args) {
 
 Value FilterLength(Args& args) {
   const Value& v = Arg0(args);
-  if (v.is_string()) return Value(static_cast<int64_t>(Utf8Length(v.str())));
+  if (v.is_string()) return Value(static_cast<int64_t>(tokenizer::Utf8Length(v.str())));
   if (v.is_list()) return Value(static_cast<int64_t>(v.list().size()));
   if (v.is_dict()) return Value(static_cast<int64_t>(v.dict().items.size()));
   if (v.is_undefined()) return Value(int64_t{0});
@@ -238,7 +239,7 @@ Value FilterDictsort(Args& args) {
 Value FilterReverse(Args& args) {
   const Value& v = Arg0(args);
   if (v.is_string()) {
-    std::vector<std::string> chars = Utf8Chars(v.str());
+    std::vector<std::string> chars = tokenizer::Utf8Chars(v.str());
     std::string out;
     for (auto it = chars.rbegin(); it != chars.rend(); ++it) out += *it;
     return Value(std::move(out));

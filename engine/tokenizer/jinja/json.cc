@@ -4,23 +4,10 @@
 #include <cstdio>
 
 #include "engine/tokenizer/jinja/value.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace sy::jinja {
 namespace {
-
-// Decodes one UTF-8 code point at s[*i] (advancing *i); invalid bytes decode as U+FFFD.
-uint32_t DecodeUtf8(std::string_view s, size_t* i) {
-  const auto b0 = static_cast<unsigned char>(s[*i]);
-  int len = b0 < 0x80 ? 1 : (b0 >> 5) == 6 ? 2 : (b0 >> 4) == 14 ? 3 : (b0 >> 3) == 30 ? 4 : 0;
-  if (len == 0 || *i + len > s.size()) {
-    ++*i;
-    return 0xFFFD;
-  }
-  uint32_t cp = len == 1 ? b0 : b0 & (0x7F >> len);
-  for (int k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[*i + k]) & 0x3F);
-  *i += len;
-  return cp;
-}
 
 void AppendEscape(uint32_t unit, std::string* out) {
   char buf[16];  // "\\u" and 4 hex digits; room for 8 should a unit ever exceed 16 bits
@@ -34,7 +21,8 @@ void AppendString(std::string_view s, bool ensure_ascii, std::string* out) {
     const char c = s[i];
     const auto u = static_cast<unsigned char>(c);
     if (u >= 0x80 && ensure_ascii) {
-      const uint32_t cp = DecodeUtf8(s, &i);
+      uint32_t cp = tokenizer::DecodeUtf8(s, &i);
+      if (cp == tokenizer::kInvalidByte) cp = 0xFFFD;
       if (cp >= 0x10000) {
         AppendEscape(0xD800 + ((cp - 0x10000) >> 10), out);
         AppendEscape(0xDC00 + ((cp - 0x10000) & 0x3FF), out);

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "engine/tokenizer/jinja/value.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace sy::jinja {
 namespace {
@@ -12,24 +13,6 @@ bool IsSpace(char c) {
 }
 bool IsNameStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 bool IsNameChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    *out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    *out += static_cast<char>(0xC0 | (cp >> 6));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    *out += static_cast<char>(0xE0 | (cp >> 12));
-    *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    *out += static_cast<char>(0xF0 | (cp >> 18));
-    *out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Reads `digits` hex digits at s[i]; false if they are not all hex.
 bool ReadHex(const std::string& s, size_t i, int digits, uint32_t* cp) {
@@ -89,7 +72,7 @@ std::string Unescape(const std::string& s) {
         const int digits = c == 'x' ? 2 : c == 'u' ? 4 : 8;
         if (!ReadHex(s, i + 1, digits, &cp))
           throw Error("invalid \\" + std::string(1, c) + " escape");
-        AppendUtf8(cp, &out);
+        tokenizer::AppendUtf8(cp, &out);
         i += digits;
         break;
       }
@@ -99,7 +82,7 @@ std::string Unescape(const std::string& s) {
           while (n < 3 && i < s.size() && s[i] >= '0' && s[i] <= '7')
             cp = cp * 8 + (s[i++] - '0'), ++n;
           --i;
-          AppendUtf8(cp, &out);
+          tokenizer::AppendUtf8(cp, &out);
         } else {
           out += '\\';
           out += c;

@@ -5,6 +5,7 @@
 #include "engine/tokenizer/jinja/builtins.h"
 #include "engine/tokenizer/jinja/ops.h"
 #include "engine/tokenizer/jinja/strings.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace sy::jinja {
 namespace {
@@ -122,10 +123,11 @@ Value StringMethod(const std::string& s, const std::string& name, Args& args) {
     const std::string sub = RequireString(args, 0, "sub", name.c_str());
     if (name == "find") {
       const size_t at = s.find(sub);
-      return Value(at == std::string::npos ? int64_t{-1}
-                                           : static_cast<int64_t>(Utf8Length(s.substr(0, at))));
+      return Value(at == std::string::npos
+                       ? int64_t{-1}
+                       : static_cast<int64_t>(tokenizer::Utf8Length(s.substr(0, at))));
     }
-    if (sub.empty()) return Value(static_cast<int64_t>(Utf8Length(s) + 1));
+    if (sub.empty()) return Value(static_cast<int64_t>(tokenizer::Utf8Length(s) + 1));
     int64_t n = 0;
     for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
     return Value(n);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/tokenizer/jinja/builtins.h"
+#include "engine/tokenizer/unicode.h"
 
 namespace sy::jinja {
 namespace {
@@ -150,7 +151,7 @@ List Iterate(const Value& value) {
       return value.list();
     case Value::Kind::kString: {
       List out;
-      for (std::string& c : Utf8Chars(value.str())) out.emplace_back(std::move(c));
+      for (std::string& c : tokenizer::Utf8Chars(value.str())) out.emplace_back(std::move(c));
       return out;
     }
     case Value::Kind::kDict: {
@@ -200,7 +201,7 @@ Value GetItem(const Value& obj, const Value& key) {
       if (i < 0 || i >= n) return Value::Undefined();
       return obj.list()[static_cast<size_t>(i)];
     }
-    std::vector<std::string> chars = Utf8Chars(obj.str());
+    std::vector<std::string> chars = tokenizer::Utf8Chars(obj.str());
     const int64_t n = static_cast<int64_t>(chars.size());
     if (i < 0) i += n;
     if (i < 0 || i >= n) return Value::Undefined();
@@ -218,7 +219,7 @@ Value Slice(const Value& obj, const std::optional<int64_t>& start,
   std::vector<std::string> chars;
   int64_t n = 0;
   if (obj.is_string()) {
-    chars = Utf8Chars(obj.str());
+    chars = tokenizer::Utf8Chars(obj.str());
     n = static_cast<int64_t>(chars.size());
   } else if (obj.is_list()) {
     n = static_cast<int64_t>(obj.list().size());

@@ -343,21 +343,4 @@ std::string ReprString(std::string_view s) {
   return out;
 }
 
-size_t Utf8Length(std::string_view s) {
-  size_t n = 0;
-  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-  return n;
-}
-
-std::vector<std::string> Utf8Chars(std::string_view s) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < s.size();) {
-    size_t j = i + 1;
-    while (j < s.size() && (static_cast<unsigned char>(s[j]) & 0xC0) == 0x80) ++j;
-    out.emplace_back(s.substr(i, j - i));
-    i = j;
-  }
-  return out;
-}
-
 }  // namespace sy::jinja

@@ -132,10 +132,6 @@ struct Args {
 std::string FormatFloat(double d);
 // Python repr() of a string (quotes chosen as Python does).
 std::string ReprString(std::string_view s);
-// Number of Unicode code points in UTF-8 text (Python len()).
-size_t Utf8Length(std::string_view s);
-// Splits UTF-8 text into code points, each as its own string.
-std::vector<std::string> Utf8Chars(std::string_view s);
 
 // json.dumps(value, ensure_ascii, indent, separators, sort_keys) as Python writes it.
 struct JsonOptions {

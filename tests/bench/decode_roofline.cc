@@ -1,0 +1,35 @@
+#include "tests/bench/decode_roofline.h"
+
+namespace sy {
+namespace {
+
+// Absent optional weights (biases, norms a model lacks) have no data.
+double Bytes(const Tensor& t) { return t.data == nullptr ? 0.0 : static_cast<double>(t.nbytes()); }
+
+double Bytes(const FfnWeights& f) { return Bytes(f.gate_up) + Bytes(f.down); }
+
+}  // namespace
+
+double DecodeBytesPerToken(const ModelConfig& c, const ModelWeights& w, int64_t context) {
+  double bytes = Bytes(w.embed) / static_cast<double>(w.embed.rows);
+  const double kv_dim = static_cast<double>(c.num_kv_heads * c.head_dim);
+  for (const LayerWeights& l : w.layers) {
+    for (const Tensor* t : {&l.input_norm, &l.post_attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq,
+                            &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm}) {
+      bytes += Bytes(*t);
+    }
+    if (l.is_moe) {
+      bytes += Bytes(l.router);
+      if (!l.experts.empty()) {
+        bytes += static_cast<double>(c.num_experts_per_tok) * Bytes(l.experts[0]);
+      }
+      bytes += Bytes(l.shared_expert) + Bytes(l.shared_expert_gate);
+    } else {
+      bytes += Bytes(l.dense);
+    }
+    bytes += 2 * kv_dim * sizeof(float) * static_cast<double>(context);
+  }
+  return bytes + Bytes(w.final_norm) + Bytes(w.lm_head);
+}
+
+}  // namespace sy
