@@ -80,6 +80,15 @@ Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
     decl.normalized = false;  // the slow and fast Llama tokenizers match them in raw text
     added_.Add(decl);
   }
+  // transformers' converter makes every control piece (e.g. Mistral's [INST]) a special token
+  // matched in raw text; tokenizer_config.json entries for the same id or text take precedence.
+  for (int32_t id = 0; id < piece_count_; ++id) {
+    const SpPiece& piece = sp_->model().pieces[id];
+    if (piece.type != SpPieceType::kControl || added_.ById(id) || added_.Find(piece.piece)) {
+      continue;
+    }
+    added_.Add({.id = id, .content = piece.piece, .special = true});
+  }
   // LlamaTokenizer's defaults for the named special tokens.
   HfTokenizerConfig named = config;
   if (!named.bos_token) named.bos_token = "<s>";

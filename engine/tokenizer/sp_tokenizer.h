@@ -1,7 +1,7 @@
 // SentencePieceTokenizer: a Tokenizer over a sentencepiece tokenizer.model with the semantics of
 // transformers' LlamaTokenizerFast (added tokens split out of the text first; each remaining
 // chunk encoded with its own dummy prefix in legacy mode, only the chunk at the start of the text
-// otherwise; Replace/ByteFallback/Fuse/Strip decoding).
+// otherwise; control pieces are special tokens; Replace/ByteFallback/Fuse/Strip decoding).
 // The model file is read and encoded natively (sp_model.h, sp_encoder.h); no libsentencepiece.
 // Immutable after Create; all calls are thread-safe.
 #pragma once

@@ -107,6 +107,18 @@ EXTRA_TEST_STRINGS = {
         "<s>[INST] hi [/INST]",
         "cafe\u0301 vs café",
     ],
+    "sp_unigram": [
+        "[INST] What is a mixture of experts? [/INST]",
+        "<s>[INST] hi [/INST]",
+        "a</s>b and </s> spaced",
+    ],
+    # The sp model with legacy=False: text right after a special token gets no leading space.
+    "sp_legacy_false": [
+        "[INST] What is a mixture of experts? [/INST]",
+        "<s>[INST] hi [/INST]",
+        "<s>hello world",
+        "a</s>b and </s> spaced",
+    ],
 }
 
 # Model prompts: (target token count, text). The generator cuts each text

@@ -2,10 +2,11 @@
 """Regenerates tests/golden/ — the correctness oracle fixtures — with Hugging Face transformers.
 
     scripts/golden/setup-venv.sh
-    .venv-golden/bin/python scripts/golden/gen_golden.py [--out tests/golden]
+    .venv-golden/bin/python scripts/golden/gen_golden.py [--out tests/golden] [--tokenizers-only]
 
-Writes tokenizers/{bpe_qwen,bpe_gpt2,sp}/, tokenizers/cases.json, models/<name>/ (checkpoint,
-tokenizer files, golden.json) and models/index.json. Deterministic: fixed seeds, one thread.
+Writes tokenizers/{bpe_qwen,bpe_gpt2,sp,sp_unigram}/, tokenizers/cases.json, models/<name>/
+(checkpoint, tokenizer files, golden.json) and models/index.json. --tokenizers-only writes just
+the tokenizers and needs no torch. Deterministic: fixed seeds, one thread.
 See tests/golden/README.md for the format."""
 
 import os
@@ -23,11 +24,11 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import sentencepiece  # noqa: E402
 import tokenizers  # noqa: E402
-import torch  # noqa: E402
 import transformers  # noqa: E402
 
-import golden_models  # noqa: E402
+import golden_json  # noqa: E402
 import golden_tokenizers  # noqa: E402
 
 EXPECTED_TRANSFORMERS = "4.57.6"
@@ -36,12 +37,20 @@ MAX_SIZE_KIB = 4882  # "under 5 MB": 5,000,000 bytes
 
 
 def configure_determinism():
+    import torch
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
 
 
-def versions():
+def tokenizer_versions():
+    return {"transformers_version": transformers.__version__,
+            "tokenizers_version": tokenizers.__version__,
+            "sentencepiece_version": sentencepiece.__version__}
+
+
+def model_versions():
+    import torch
     return {"transformers_version": transformers.__version__,
             "torch_version": torch.__version__,
             "tokenizers_version": tokenizers.__version__}
@@ -55,7 +64,7 @@ def generate_tokenizers(out: Path):
         print(f"  sp: dropped {d['text']!r}: transformers {d['hf_ids']} "
               f"vs sentencepiece {d['sentencepiece_ids']}")
     cases["sp"]["dropped"] = dropped
-    golden_models.write_json(tok_root / "cases.json", {**versions(), "tokenizers": cases})
+    golden_json.write_json(tok_root / "cases.json", {**tokenizer_versions(), "tokenizers": cases})
     for name, entry in cases.items():
         print(f"  {name}: {entry['hf_class']}, vocab {entry['vocab_size']}, "
               f"{len(entry['cases'])} cases")
@@ -63,14 +72,15 @@ def generate_tokenizers(out: Path):
 
 
 def generate_models(out: Path, tok_root: Path):
+    import golden_models  # needs torch
     models_root = out / "models"
     if models_root.exists():
         shutil.rmtree(models_root)
     models_root.mkdir(parents=True)
     index = []
     for family in golden_models.families(golden_models.SPECS):
-        index += golden_models.generate_family(family, tok_root, models_root, versions())
-    golden_models.write_json(models_root / "index.json", {**versions(), "models": index})
+        index += golden_models.generate_family(family, tok_root, models_root, model_versions())
+    golden_json.write_json(models_root / "index.json", {**model_versions(), "models": index})
 
 
 def check_size(out: Path):
@@ -85,16 +95,19 @@ def check_size(out: Path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "tests" / "golden")
+    parser.add_argument("--tokenizers-only", action="store_true",
+                        help="regenerate tokenizers/ only (no torch needed)")
     args = parser.parse_args()
     if transformers.__version__ != EXPECTED_TRANSFORMERS:
         sys.exit(f"transformers {transformers.__version__} found, {EXPECTED_TRANSFORMERS} "
                  "expected: run scripts/golden/setup-venv.sh and use .venv-golden/bin/python")
-    configure_determinism()
     start = time.time()
     print("tokenizers:")
     tok_root = generate_tokenizers(args.out)
-    print("models:")
-    generate_models(args.out, tok_root)
+    if not args.tokenizers_only:
+        configure_determinism()
+        print("models:")
+        generate_models(args.out, tok_root)
     check_size(args.out)
     print(f"done in {time.time() - start:.0f} s")
 

@@ -15,6 +15,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, MixtralConfig, Mi
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 from corpus import PROMPT_TEXTS
+from golden_json import write_json  # noqa: F401  (gen_golden.py calls it from here too)
 
 NEW_TOKENS = 32
 # Selection robustness is a gap in router logits (= log-probabilities) between the k-th and
@@ -375,15 +376,3 @@ def generate_family(family, tok_root, models_root, versions):
             return [_write_outputs(spec, seed, fields, tok, models_root / spec.name, versions)
                     for spec, fields in results]
     raise RuntimeError(f"{base.name}: no seed passed the margin checks")
-
-
-def write_json(path, obj, compact=False):
-    """compact: one line. Otherwise indented, with lists of ints kept on one line."""
-    if compact:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    else:
-        text = re.sub(r"\[[-\d,\s]*\]", lambda m: re.sub(r"\s+", "", m.group(0)),
-                      json.dumps(obj, ensure_ascii=False, indent=1))
-        if json.loads(text) != obj:
-            raise RuntimeError(f"{path}: compacting the JSON changed its content")
-    Path(path).write_text(text + "\n", encoding="utf-8")

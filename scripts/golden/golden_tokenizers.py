@@ -1,6 +1,7 @@
-"""Trains the three tiny tokenizers (Qwen-style byte-level BPE, GPT-NeoX-style byte-level BPE,
-Llama-style sentencepiece BPE), saves them the way transformers does, and records reference
-encodings of test strings from the transformers classes that load the saved directories."""
+"""Trains the four tiny tokenizers (Qwen-style byte-level BPE, GPT-NeoX-style byte-level BPE,
+Llama-style sentencepiece BPE and sentencepiece Unigram), saves them the way transformers does,
+and records reference encodings of test strings from the transformers classes that load the
+saved directories, also with load-time overrides (the sp model with legacy=False)."""
 
 import io
 import re
@@ -22,6 +23,7 @@ QWEN2_SPLIT_PATTERN = (
 )
 BPE_VOCAB_SIZE = 512  # model vocab incl. the 256 byte symbols (added tokens come on top)
 SP_VOCAB_SIZE = 400
+SP_UNIGRAM_VOCAB_SIZE = 320
 
 
 def _sp_training_lines():
@@ -121,7 +123,47 @@ def build_sp(out_dir: Path):
         slow.save_pretrained(out_dir)
 
 
-TOKENIZER_BUILDERS = {"bpe_qwen": build_bpe_qwen, "bpe_gpt2": build_bpe_gpt2, "sp": build_sp}
+def build_sp_unigram(out_dir: Path):
+    """sentencepiece Unigram without byte fallback (unknown characters become <unk>), default
+    whitespace handling except remove_extra_whitespaces=False (the Llama converter of
+    transformers never collapses spaces), and Mistral-style control pieces [INST] / [/INST]
+    (transformers makes control pieces special tokens), saved by LlamaTokenizer."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_sp_training_lines()),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=SP_UNIGRAM_VOCAB_SIZE,
+        control_symbols=["[INST]", "[/INST]"],
+        byte_fallback=False,
+        character_coverage=0.98,
+        add_dummy_prefix=True,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    with tempfile.TemporaryDirectory() as staging:
+        model_path = Path(staging) / "tokenizer.model"
+        model_path.write_bytes(model.getvalue())
+        slow = LlamaTokenizer(
+            vocab_file=str(model_path),
+            legacy=True,
+            add_bos_token=True,
+            add_eos_token=False,
+            clean_up_tokenization_spaces=False,
+        )
+        slow.save_pretrained(out_dir)
+
+
+TOKENIZER_BUILDERS = {"bpe_qwen": build_bpe_qwen, "bpe_gpt2": build_bpe_gpt2, "sp": build_sp,
+                      "sp_unigram": build_sp_unigram}
+
+# Case sets recorded from a saved directory loaded with from_pretrained overrides:
+# name -> (directory, kwargs). A test loads the directory with the kwargs merged into its
+# tokenizer_config.json, which is what from_pretrained does with them.
+TOKENIZER_VARIANTS = {"sp_legacy_false": ("sp", {"legacy": False})}
 
 
 def _encode_case(hf_tok, text):
@@ -152,9 +194,27 @@ def _sp_mismatches(tok_dir: Path, hf_tok, strings):
     return out
 
 
+def _sp_differences(tok_dir: Path, hf_tok, strings):
+    """The strings whose transformers ids differ from sentencepiece's own EncodeAsIds: where
+    the fixture exercises what transformers does on top of sentencepiece."""
+    sp = spm.SentencePieceProcessor(model_file=str(tok_dir / "tokenizer.model"))
+    return [text for text in strings
+            if hf_tok(text, add_special_tokens=False)["input_ids"] != sp.EncodeAsIds(text)]
+
+
+def _case_set(hf_tok, strings):
+    return {
+        "hf_class": type(hf_tok).__name__,
+        "vocab_size": len(hf_tok),
+        "cases": [_encode_case(hf_tok, s) for s in strings],
+    }
+
+
 def build_cases(tok_root: Path):
     """Returns (cases, dropped): cases per tokenizer name; dropped lists sp strings where
-    transformers and sentencepiece disagree (kept out of the fixture, documented in README)."""
+    transformers and sentencepiece disagree (kept out of the fixture, documented in README).
+    The other sentencepiece case sets keep every string and list in "differs_from_sentencepiece"
+    those where transformers' ids are not sentencepiece's."""
     cases, dropped = {}, []
     for name in TOKENIZER_BUILDERS:
         tok_dir = tok_root / name
@@ -164,11 +224,15 @@ def build_cases(tok_root: Path):
             dropped = _sp_mismatches(tok_dir, hf_tok, strings)
             bad = {d["text"] for d in dropped}
             strings = [s for s in strings if s not in bad]
-        cases[name] = {
-            "hf_class": type(hf_tok).__name__,
-            "vocab_size": len(hf_tok),
-            "cases": [_encode_case(hf_tok, s) for s in strings],
-        }
+        cases[name] = _case_set(hf_tok, strings)
+        if name == "sp_unigram":
+            cases[name]["differs_from_sentencepiece"] = _sp_differences(tok_dir, hf_tok, strings)
+    for name, (dir_name, kwargs) in TOKENIZER_VARIANTS.items():
+        tok_dir = tok_root / dir_name
+        hf_tok = AutoTokenizer.from_pretrained(tok_dir, **kwargs)
+        strings = COMMON_TEST_STRINGS + EXTRA_TEST_STRINGS[name]
+        cases[name] = {"dir": dir_name, "load_kwargs": kwargs, **_case_set(hf_tok, strings),
+                       "differs_from_sentencepiece": _sp_differences(tok_dir, hf_tok, strings)}
     return cases, dropped
 
 

@@ -1,6 +1,7 @@
 // Checks the native tokenizers against tests/golden/tokenizers/cases.json, which Hugging Face
 // transformers computed (scripts/golden/golden_tokenizers.py): ids, ids with special tokens,
-// decoded text, and streaming detokenization.
+// decoded text, and streaming detokenization, for every case set (byte-level BPE, sentencepiece
+// BPE and Unigram, and the sentencepiece BPE model loaded with legacy=false).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -45,13 +46,45 @@ std::string Streamed(const Tokenizer& tok, const std::vector<int32_t>& ids, bool
   return out + rest;
 }
 
+// The directory a case set was recorded from. A set recorded with from_pretrained overrides
+// ("load_kwargs", e.g. legacy=false) gets a temporary copy of its "dir" with the overrides merged
+// into tokenizer_config.json, which is what from_pretrained does with them.
+class CaseSetDir {
+ public:
+  CaseSetDir(const std::string& name, const json& entry) {
+    if (!entry.contains("load_kwargs")) {
+      path_ = kRoot + "/" + name;
+      return;
+    }
+    temp_ = std::filesystem::temp_directory_path() /
+            ("sy_tokenizer_golden_" + name + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(temp_);
+    std::filesystem::copy(kRoot + "/" + entry["dir"].get<std::string>(), temp_);
+    std::ifstream in(temp_ / "tokenizer_config.json");
+    json config = json::parse(in);
+    config.update(entry["load_kwargs"]);
+    std::ofstream(temp_ / "tokenizer_config.json", std::ios::trunc) << config.dump();
+    path_ = temp_.string();
+  }
+  ~CaseSetDir() {
+    if (!temp_.empty()) std::filesystem::remove_all(temp_);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::filesystem::path temp_;
+  std::string path_;
+};
+
 class TokenizerGoldenTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerGoldenTest, MatchesTransformers) {
   const json& all = Cases();
   ASSERT_FALSE(all.is_discarded()) << "cannot read " << kRoot << "/cases.json";
+  ASSERT_TRUE(all["tokenizers"].contains(GetParam()));
   const json& entry = all["tokenizers"][GetParam()];
-  auto loaded = Tokenizer::Load(kRoot + "/" + GetParam());
+  const CaseSetDir dir(GetParam(), entry);
+  auto loaded = Tokenizer::Load(dir.path());
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   const Tokenizer& tok = **loaded;
   EXPECT_EQ(tok.vocab_size(), entry["vocab_size"].get<int32_t>());
@@ -79,7 +112,9 @@ TEST_P(TokenizerGoldenTest, MatchesTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, TokenizerGoldenTest, ::testing::Values("bpe_qwen", "bpe_gpt2", "sp"),
+INSTANTIATE_TEST_SUITE_P(All, TokenizerGoldenTest,
+                         ::testing::Values("bpe_qwen", "bpe_gpt2", "sp", "sp_unigram",
+                                           "sp_legacy_false"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
@@ -101,39 +136,6 @@ TEST(TokenizerGoldenSpecialsTest, BosEosAndSpecialIds) {
   EXPECT_TRUE((*sp)->is_special(1));
   EXPECT_FALSE((*sp)->is_special(300));
   EXPECT_EQ((*sp)->Decode(std::vector<int32_t>{1, 5000, -3}, true), "");
-}
-
-// The fixture's sentencepiece model loaded with legacy true and false; the expected ids are what
-// transformers 4.57 (LlamaTokenizerFast) gives for the same configuration.
-TEST(TokenizerGoldenSpecialsTest, SentencePieceLegacyModes) {
-  const struct {
-    bool legacy;
-    std::vector<std::vector<int32_t>> ids;
-  } kModes[] = {
-      {true,
-       {{1, 309, 268, 300, 316, 291, 277, 318, 321},
-        {266, 318, 310, 313, 321, 265, 336},
-        {263, 2, 289}}},
-      {false,
-       {{1, 268, 300, 316, 291, 277, 318, 321}, {267, 310, 313, 321, 265, 336}, {263, 2, 335}}},
-  };
-  const std::vector<std::string> texts = {"<s>hello world", " leading", "a</s>b"};
-  for (const auto& mode : kModes) {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() /
-        ("sy_sp_legacy_" + std::to_string(mode.legacy) + "_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    std::filesystem::copy_file(kRoot + "/sp/tokenizer.model", dir / "tokenizer.model",
-                               std::filesystem::copy_options::overwrite_existing);
-    std::ofstream(dir / "tokenizer_config.json")
-        << (mode.legacy ? R"({"legacy": true})" : R"({"legacy": false})");
-    auto tok = Tokenizer::Load(dir.string());
-    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-    for (size_t i = 0; i < texts.size(); ++i) {
-      EXPECT_EQ((*tok)->Encode(texts[i], false), mode.ids[i]) << texts[i] << " " << mode.legacy;
-    }
-    std::filesystem::remove_all(dir);
-  }
 }
 
 }  // namespace
