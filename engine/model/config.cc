@@ -161,12 +161,17 @@ Status ParseRopeScaling(const Fields& s, RopeScaling* r) {
   SY_RETURN_IF_ERROR(
       s.Range(orig, r->original_max_position_embeddings, 0, std::numeric_limits<int64_t>::max()));
   if (r->type == "yarn") {
+    // transformers reads `get("beta_fast") or 32`, `get("beta_slow") or 1` and
+    // `get("truncate", True)`: a zero beta means its default, an explicit null truncate false.
     SY_RETURN_IF_ERROR(s.Double("beta_fast", 32, &r->beta_fast));
     SY_RETURN_IF_ERROR(s.Double("beta_slow", 1, &r->beta_slow));
+    if (r->beta_fast == 0) r->beta_fast = 32;
+    if (r->beta_slow == 0) r->beta_slow = 1;
     SY_RETURN_IF_ERROR(s.OptDouble("attention_factor", &r->attention_factor));
     SY_RETURN_IF_ERROR(s.OptDouble("mscale", &r->mscale));
     SY_RETURN_IF_ERROR(s.OptDouble("mscale_all_dim", &r->mscale_all_dim));
     SY_RETURN_IF_ERROR(s.Bool("truncate", true, &r->truncate));
+    if (s.Present("truncate") && s.Find("truncate") == nullptr) r->truncate = false;
   }
   if (llama3) {
     SY_RETURN_IF_ERROR(s.Double("low_freq_factor", &r->low_freq_factor));
