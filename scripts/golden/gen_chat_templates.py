@@ -117,7 +117,7 @@ TOOLS = [{
     "function": {"name": "now", "description": "Current time.", "parameters": {"type": "object", "properties": {}}},
 }]
 
-# Stored once in the fixture and referred to by name from the cases (the fixtures share a 5 MB
+# Stored once in the fixture and referred to by name from the cases (the fixtures share a 6 MiB
 # budget with the model goldens).
 CONVERSATIONS = {
     "user": [U1],

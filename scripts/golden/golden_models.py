@@ -15,7 +15,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, MixtralConfig, Mi
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 from corpus import PROMPT_TEXTS
-from golden_json import write_json  # noqa: F401  (gen_golden.py calls it from here too)
+from golden_json import write_json
 
 NEW_TOKENS = 32
 # Selection robustness is a gap in router logits (= log-probabilities) between the k-th and
@@ -95,6 +95,35 @@ SPECS = [
     ModelSpec("olmoe_f16", OlmoeConfig, OlmoeForCausalLM, "bpe_gpt2",
               dict(OLMOE, norm_topk_prob=True), dtype="float16", weights_from="olmoe",
               expected_tensors=OLMOE_NAMES),
+    # Rope scaling beyond the defaults, on one-layer models. A small rope_theta spreads the
+    # wavelengths 2*pi*theta^(2i/d) of a small head over 6..470 positions, so that every band or
+    # ramp region below occurs. original_max_position_embeddings is 16: the longest prompt's
+    # logits (positions up to 27) and its continuation (up to 59) run past it.
+    # llama3, head_dim 16, theta 30: wavelength 6.3 lies in the high band (below 16 / 2:
+    # unchanged), 9.6 and 14.7 in the smoothed middle band, 22.5..123 in the low band (above
+    # 16 / 1: divided by factor).
+    ModelSpec("mixtral_llama3rope", MixtralConfig, MixtralForCausalLM, "sp",
+              dict(MIXTRAL, num_hidden_layers=1, num_local_experts=4, sliding_window=None,
+                   rope_theta=30.0,
+                   rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 2.0, "original_max_position_embeddings": 16}),
+              seed=5000, expected_tensors=MIXTRAL_NAMES[:2] + [
+                  "model.layers.{S}.block_sparse_moe.experts.3.w2.weight", "lm_head.weight"]),
+    # yarn, head_dim 32, theta 100, with every optional parameter transformers 4.57 reads for
+    # it: attention_factor from mscale / mscale_all_dim (1.1944649), and beta_fast 2 /
+    # beta_slow 0.125 with truncate false, which ramp from dimension 0.84 to 10.47 unrounded.
+    ModelSpec("qwen3_moe_yarn_params", Qwen3MoeConfig, Qwen3MoeForCausalLM, "bpe_qwen",
+              dict(COMMON, num_hidden_layers=1, head_dim=32, intermediate_size=48,
+                   moe_intermediate_size=16, num_experts=4, norm_topk_prob=True,
+                   max_position_embeddings=64, rope_theta=100.0, rms_norm_eps=1e-6,
+                   rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                 "original_max_position_embeddings": 16, "beta_fast": 2.0,
+                                 "beta_slow": 0.125, "mscale": 2.0, "mscale_all_dim": 0.5,
+                                 "truncate": False},
+                   tie_word_embeddings=True),
+              seed=6000,
+              expected_tensors=MOE_MLP_NAMES + ["model.layers.{L}.self_attn.q_norm.weight",
+                                                "model.layers.{L}.self_attn.k_norm.weight"]),
 ]
 
 

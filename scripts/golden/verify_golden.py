@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Checks the committed fixtures under tests/golden/ against transformers, independently of
 the generator: every model directory is loaded with AutoModelForCausalLM / AutoTokenizer, its
-logits and greedy continuations are recomputed, and every tokenizer case is re-encoded.
+logits and greedy continuations are recomputed, every tokenizer case is re-encoded, and every
+RoPE table is recomputed from its config.
 
     .venv-golden/bin/python scripts/golden/verify_golden.py [--golden DIR] [--tokenizers-only]
 
---tokenizers-only checks tokenizers/cases.json alone and needs no torch."""
+--tokenizers-only checks tokenizers/cases.json alone (not the models or RoPE tables) and needs
+no torch."""
 
 import argparse
 import json
@@ -73,6 +75,27 @@ def verify_model(model_dir: Path):
     return failures
 
 
+def verify_rope(golden: Path):
+    """Each case's config.json, loaded by transformers, gives the recorded tables through
+    ROPE_INIT_FUNCTIONS (the generator read the model's rotary module instead)."""
+    import torch
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    data = json.loads((golden / "rope" / "cases.json").read_text())
+    failures = 0
+    for case in data["cases"]:
+        config = AutoConfig.for_model(**{**data["architectures"][case["arch"]], **case["config"]})
+        scaling = getattr(config, "rope_scaling", None) or {}
+        rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+        inv_freq, scale = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu")
+        if inv_freq.tolist() != torch.tensor(case["inv_freq"]).tolist() or \
+                scale != case["attention_scaling"]:
+            failures += 1
+            print(f"FAIL rope {case['name']}")
+    print(f"rope: {len(data['cases'])} cases checked")
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--golden", type=Path,
@@ -84,6 +107,7 @@ def main():
     if not args.tokenizers_only:
         import torch
         torch.set_num_threads(1)
+        failures += verify_rope(args.golden)
         index = json.loads((args.golden / "models" / "index.json").read_text())
         for entry in index["models"]:
             failures += verify_model(args.golden / entry["path"])

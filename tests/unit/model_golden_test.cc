@@ -135,5 +135,19 @@ TEST(GoldenFixtures, AllFourArchitecturesArePresent) {
   }
 }
 
+// GoldenModels() (a directory scan) runs exactly the models the generator wrote (index.json), so a
+// missing fixture fails here instead of silently not running.
+TEST(GoldenFixtures, EveryIndexedModelRuns) {
+  const json index = ReadJson(std::filesystem::path(testing::GoldenDir()) / "models/index.json");
+  std::vector<std::string> indexed;
+  for (const json& m : index["models"]) indexed.push_back(m["name"].get<std::string>());
+  std::sort(indexed.begin(), indexed.end());
+  EXPECT_EQ(GoldenModels(), indexed);
+  // The rope_scaling variants beyond the defaults (tests/golden/README.md).
+  for (const char* name : {"mixtral_llama3rope", "qwen3_moe_yarn_params"}) {
+    EXPECT_NE(std::find(indexed.begin(), indexed.end(), name), indexed.end()) << name;
+  }
+}
+
 }  // namespace
 }  // namespace sy
