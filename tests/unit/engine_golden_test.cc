@@ -251,7 +251,6 @@ class Pending {
   }
 
   const RequestSpec& spec() const { return spec_; }
-  bool finished() const { return finished_; }
   int32_t cached_prompt_tokens() const { return cached_prompt_tokens_; }
   const std::vector<SampledToken>& samples(int32_t choice = 0) { return choices_[choice]; }
   std::vector<int32_t> tokens(int32_t choice = 0) {
