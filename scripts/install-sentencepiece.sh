@@ -39,18 +39,21 @@ src="$workdir/src"
 rm -rf "$src" "$workdir/build"
 
 # Debian's source package: the code (and patches) of Debian's binary package.
-# Its deb-src entry lives in a file of its own so that the system's sources stay untouched.
+# Its deb-src entries mirror the machine's own deb entries (same archives, same keys) and live in
+# files of their own so that the system's sources stay untouched.
 fetch_debian_source() {
   command -v dpkg-source >/dev/null || return 1
-  local list=/etc/apt/sources.list.d/switchyard-deb-src.sources
-  if [[ ! -e $list ]]; then
-    $sudo tee "$list" >/dev/null <<'EOF'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+  local list=/etc/apt/sources.list.d/switchyard-deb-src
+  if [[ ! -e $list.sources && ! -e $list.list ]]; then
+    local f
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [[ -e $f && $f != "$list.sources" ]] || continue
+      sed 's/^Types:.*\bdeb\b.*$/Types: deb-src/' "$f"
+      echo
+    done | $sudo tee "$list.sources" >/dev/null
+    if [[ -f /etc/apt/sources.list ]]; then
+      sed -n 's/^deb /deb-src /p' /etc/apt/sources.list | $sudo tee "$list.list" >/dev/null
+    fi
     $sudo apt-get update -qq || return 1
   fi
   # apt checks the files against the signed Sources index; dpkg-source has no keyring for the
