@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package Switchyard needs to build and test. Idempotent; run as root
-# (or with sudo available) on a fresh Debian 12 machine.
+# Installs every Debian package Switchyard needs to build and test, then the sentencepiece library
+# (built from source, scripts/install-sentencepiece.sh). Idempotent; run as root (or with sudo
+# available) on a fresh Debian 12 machine.
 set -euo pipefail
 
 # Only what the build, scripts or tests use: libspdlog-dev brings libfmt-dev; `prometheus` is the
@@ -24,12 +25,14 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-sudo=""
-if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Not from apt: Debian's libsentencepiece0 carries its own protobuf and crashes gRPC binaries.
+bash "$(dirname "$0")/install-sentencepiece.sh"

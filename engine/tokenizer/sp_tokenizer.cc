@@ -1,9 +1,13 @@
 #include "engine/tokenizer/sp_tokenizer.h"
 
-#include <algorithm>
+#include <sentencepiece_processor.h>
 
+#include <algorithm>
+#include <exception>
+
+#include "engine/core/check.h"
 #include "engine/core/file_util.h"
-#include "engine/tokenizer/sp_model.h"
+#include "engine/tokenizer/sp_model_scan.h"
 #include "engine/tokenizer/unicode.h"
 
 namespace sy::tokenizer {
@@ -63,17 +67,55 @@ StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::Create
   return tok;
 }
 
+SentencePieceTokenizer::SentencePieceTokenizer(
+    std::unique_ptr<sentencepiece::SentencePieceProcessor> sp)
+    : sp_(std::move(sp)) {}
+
+SentencePieceTokenizer::~SentencePieceTokenizer() = default;
+
 StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::FromModelBytes(
     std::string_view model_bytes, const HfTokenizerConfig& config) {
-  SY_ASSIGN_OR_RETURN(SpModel model, ParseSpModel(model_bytes));
-  SY_ASSIGN_OR_RETURN(std::unique_ptr<SpEncoder> sp, SpEncoder::Create(std::move(model)));
+  // Checked before loading: the library trusts a charsmap's trie and reads out of bounds on a
+  // corrupt one, also while loading (it encodes the model's self-test samples). A denormalizer
+  // spec's charsmap is walked only by the library's decoding, which this class never calls.
+  const std::optional<SpModelScan> scan = ScanSpModel(model_bytes);
+  if (!scan) return Status::DataLoss("sentencepiece model: not a serialized ModelProto");
+  if (scan->has_precompiled_charsmap) {
+    return Status::Unimplemented(
+        "sentencepiece model: a precompiled normalization charsmap (e.g. nmt_nfkc) is not "
+        "supported; only identity normalization is");
+  }
+  // transformers converts only these two (LlamaConverter); WORD and CHAR are refused there too.
+  if (scan->model_type != static_cast<uint64_t>(SpModelType::kBpe) &&
+      scan->model_type != static_cast<uint64_t>(SpModelType::kUnigram)) {
+    return Status::Unimplemented("sentencepiece model type " + std::to_string(scan->model_type) +
+                                 " is not supported (only BPE and UNIGRAM are)");
+  }
+  auto sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
+  sentencepiece::util::Status loaded;
+  try {
+    loaded = sp->LoadFromSerializedProto(model_bytes);
+  } catch (const std::exception& e) {
+    // The library's double-array trie builder (darts-clone) reports keys it cannot store by
+    // throwing.
+    return Status::DataLoss(std::string("sentencepiece model: ") + e.what());
+  }
+  if (!loaded.ok())
+    return Status::DataLoss(std::string("sentencepiece model: ") + loaded.message());
+  // Decoding copies pieces into the text, which must stay valid UTF-8 (HF rejects such too).
+  for (int id = 0; id < sp->GetPieceSize(); ++id) {
+    if (!IsValidUtf8(sp->IdToPiece(id))) {
+      return Status::DataLoss("sentencepiece model: piece " + std::to_string(id) +
+                              " is not valid UTF-8");
+    }
+  }
   auto tok = std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(sp)));
   SY_RETURN_IF_ERROR(tok->Init(config));
   return tok;
 }
 
 Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
-  piece_count_ = sp_->size();
+  piece_count_ = sp_->GetPieceSize();
   vocab_size_ = piece_count_;
   for (const AddedTokenDecl& t : config.added_tokens_decoder) {
     AddedTokenDecl decl = t;
@@ -83,11 +125,8 @@ Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
   // transformers' converter makes every control piece (e.g. Mistral's [INST]) a special token
   // matched in raw text; tokenizer_config.json entries for the same id or text take precedence.
   for (int32_t id = 0; id < piece_count_; ++id) {
-    const SpPiece& piece = sp_->model().pieces[id];
-    if (piece.type != SpPieceType::kControl || added_.ById(id) || added_.Find(piece.piece)) {
-      continue;
-    }
-    added_.Add({.id = id, .content = piece.piece, .special = true});
+    if (!sp_->IsControl(id) || added_.ById(id) || added_.Find(sp_->IdToPiece(id))) continue;
+    added_.Add({.id = id, .content = sp_->IdToPiece(id), .special = true});
   }
   // LlamaTokenizer's defaults for the named special tokens.
   HfTokenizerConfig named = config;
@@ -112,7 +151,7 @@ Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
   if (!legacy_) {
     // transformers' non-legacy trick: encode "<unk>" + chunk and drop the pieces of "<unk>".
     unk_piece_ = *named.unk_token;
-    unk_pieces_ = sp_->Encode(unk_piece_).size();
+    unk_pieces_ = SpEncode(unk_piece_).size();
   }
   add_eos_ = config.AddEos() && !eos_ids_.empty();
   clean_up_spaces_ = config.clean_up_tokenization_spaces;
@@ -120,7 +159,18 @@ Status SentencePieceTokenizer::Init(const HfTokenizerConfig& config) {
 }
 
 std::optional<int32_t> SentencePieceTokenizer::PieceId(std::string_view piece) const {
-  return sp_->PieceToId(piece);
+  // sentencepiece answers unk_id for text that is no piece.
+  const int id = sp_->PieceToId(piece);
+  if (id < 0 || id >= piece_count_ || sp_->IdToPiece(id) != piece) return std::nullopt;
+  return id;
+}
+
+std::vector<int> SentencePieceTokenizer::SpEncode(std::string_view text) const {
+  std::vector<int> ids;
+  const sentencepiece::util::Status status = sp_->Encode(text, &ids);
+  // Encoding fails only for a model that did not load, which FromModelBytes refuses.
+  SY_CHECK_MSG(status.ok(), "%s", status.ToString().c_str());
+  return ids;
 }
 
 std::vector<int32_t> SentencePieceTokenizer::Encode(std::string_view text,
@@ -147,13 +197,13 @@ std::vector<int32_t> SentencePieceTokenizer::Encode(std::string_view text,
 void SentencePieceTokenizer::EncodeChunk(std::string_view chunk, bool dummy_prefix,
                                          std::vector<int32_t>* ids) const {
   if (dummy_prefix) {
-    const std::vector<int32_t> pieces = sp_->Encode(chunk);
+    const std::vector<int> pieces = SpEncode(chunk);
     ids->insert(ids->end(), pieces.begin(), pieces.end());
     return;
   }
   std::string text = unk_piece_;
   text.append(chunk);
-  const std::vector<int32_t> pieces = sp_->Encode(text);
+  const std::vector<int> pieces = SpEncode(text);
   if (pieces.size() >= unk_pieces_)
     ids->insert(ids->end(), pieces.begin() + unk_pieces_, pieces.end());
 }

@@ -1,9 +1,9 @@
 // SentencePieceTokenizer: a Tokenizer over a sentencepiece tokenizer.model with the semantics of
-// transformers' LlamaTokenizerFast (added tokens split out of the text first; each remaining
-// chunk encoded with its own dummy prefix in legacy mode, only the chunk at the start of the text
-// otherwise; control pieces are special tokens; Replace/ByteFallback/Fuse/Strip decoding).
-// The model file is read and encoded natively (sp_model.h, sp_encoder.h); no libsentencepiece.
-// Immutable after Create; all calls are thread-safe.
+// transformers' LlamaTokenizerFast. libsentencepiece loads the model and segments text; on top
+// come what transformers does differently: added tokens (and the model's control pieces) split
+// out of the text first; each remaining chunk encoded with its own dummy prefix in legacy mode,
+// only the chunk at the start of the text otherwise; Replace/ByteFallback/Fuse/Strip decoding
+// of the pieces instead of sentencepiece's own decoding. Immutable after Create; thread-safe.
 #pragma once
 
 #include <memory>
@@ -12,15 +12,19 @@
 
 #include "engine/tokenizer/added_vocab.h"
 #include "engine/tokenizer/hf_config.h"
-#include "engine/tokenizer/sp_encoder.h"
 #include "engine/tokenizer/tokenizer.h"
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}  // namespace sentencepiece
 
 namespace sy::tokenizer {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  // `model_path` is a tokenizer.model file: NotFound if unreadable, DataLoss if corrupt,
-  // Unimplemented for model features SpEncoder does not support.
+  // `model_path` is a tokenizer.model file: NotFound if unreadable, DataLoss if corrupt or
+  // rejected by libsentencepiece, Unimplemented for a precompiled normalization charsmap or a
+  // WORD or CHAR model.
   static StatusOr<std::unique_ptr<SentencePieceTokenizer>> Create(const std::string& model_path,
                                                                   const HfTokenizerConfig& config);
   // The same from the bytes of a tokenizer.model.
@@ -36,13 +40,17 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::optional<int32_t> token_to_id(std::string_view token) const override;
   std::string id_to_token(int32_t id) const override;
 
+  ~SentencePieceTokenizer() override;
+
  private:
-  explicit SentencePieceTokenizer(std::unique_ptr<SpEncoder> sp) : sp_(std::move(sp)) {}
+  explicit SentencePieceTokenizer(std::unique_ptr<sentencepiece::SentencePieceProcessor> sp);
   Status Init(const HfTokenizerConfig& config);
   std::optional<int32_t> PieceId(std::string_view piece) const;
+  // sentencepiece's EncodeAsIds.
+  std::vector<int> SpEncode(std::string_view text) const;
   void EncodeChunk(std::string_view chunk, bool dummy_prefix, std::vector<int32_t>* ids) const;
 
-  std::unique_ptr<SpEncoder> sp_;
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
   AddedVocabulary added_;
   int32_t piece_count_ = 0;
   int32_t vocab_size_ = 0;

@@ -1,6 +1,7 @@
-// Fuzzes the native sentencepiece loader with arbitrary tokenizer.model bytes: parsing must never
-// crash or read out of bounds; a model it accepts must encode to in-vocabulary ids, decode to
-// valid UTF-8 (also for arbitrary ids), and stream the same text that Decode gives.
+// Fuzzes loading arbitrary tokenizer.model bytes through libsentencepiece and the checks in front
+// of it (sp_model_scan.h): loading must give a Status, never crash or read out of bounds; a
+// model it accepts must encode to in-vocabulary ids, decode to valid UTF-8 (also for arbitrary
+// ids), and stream the same text that Decode gives. (libsentencepiece itself is not instrumented.)
 #include <cstddef>
 #include <cstdint>
 #include <string>
