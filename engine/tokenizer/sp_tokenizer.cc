@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <exception>
 
-#include "engine/core/check.h"
 #include "engine/core/file_util.h"
 #include "engine/tokenizer/sp_model_scan.h"
 #include "engine/tokenizer/unicode.h"
@@ -14,6 +13,9 @@ namespace sy::tokenizer {
 namespace {
 
 constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // U+2581, sentencepiece's space
+// Ordinary text a usable model must encode: words, spaces, digits, punctuation, non-ASCII.
+constexpr std::string_view kEncodeProbe =
+    "Hello world, 1 2 3! caf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD\n";
 
 // The byte a "<0xHH>" byte-fallback piece stands for, or -1.
 int FallbackByte(std::string_view piece) {
@@ -109,6 +111,13 @@ StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::FromMo
                               " is not valid UTF-8");
     }
   }
+  // The library refuses to encode with some vocabularies it loads (e.g. the space marker as a
+  // control piece): say so now rather than on the first request.
+  std::vector<int> probe;
+  if (const sentencepiece::util::Status encoded = sp->Encode(kEncodeProbe, &probe); !encoded.ok()) {
+    return Status::DataLoss(std::string("sentencepiece model: cannot encode text: ") +
+                            encoded.message());
+  }
   auto tok = std::unique_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer(std::move(sp)));
   SY_RETURN_IF_ERROR(tok->Init(config));
   return tok;
@@ -167,9 +176,21 @@ std::optional<int32_t> SentencePieceTokenizer::PieceId(std::string_view piece) c
 
 std::vector<int> SentencePieceTokenizer::SpEncode(std::string_view text) const {
   std::vector<int> ids;
-  const sentencepiece::util::Status status = sp_->Encode(text, &ids);
-  // Encoding fails only for a model that did not load, which FromModelBytes refuses.
-  SY_CHECK_MSG(status.ok(), "%s", status.ToString().c_str());
+  if (sp_->Encode(text, &ids).ok()) return ids;
+  // A vocabulary that passed the load-time probe may still fail on other text: encode character
+  // by character, and a character the library cannot encode alone becomes <unk>, so that a
+  // request never takes the process down.
+  ids.clear();
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t begin = pos;
+    DecodeUtf8(text, &pos);
+    std::vector<int> one;
+    if (sp_->Encode(text.substr(begin, pos - begin), &one).ok()) {
+      ids.insert(ids.end(), one.begin(), one.end());
+    } else {
+      ids.push_back(sp_->unk_id());
+    }
+  }
   return ids;
 }
 

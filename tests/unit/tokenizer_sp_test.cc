@@ -145,6 +145,9 @@ TEST(SentencePieceTokenizerTest, RefusesBadModels) {
                                                   std::string(8, '\xFF') + "a")) +
                      self_test),
             StatusCode::kUnimplemented);
+  // Loaded by libsentencepiece, which then cannot encode text with it (the space marker is a
+  // control piece; found by sp_model_fuzz): refused at load, not on the first request.
+  EXPECT_EQ(LoadCode(ModelBytes({{kSp, 0, kControl}}, 2, true)), StatusCode::kDataLoss);
   EXPECT_EQ(LoadCode(ModelBytes({{"a", -1, kNormal}}, 3, false)), StatusCode::kUnimplemented);
   EXPECT_EQ(LoadCode(ModelBytes({{"a", -1, kNormal}}, 4, false)), StatusCode::kUnimplemented);
   EXPECT_EQ(SentencePieceTokenizer::Create("/nonexistent/tokenizer.model", {}).status().code(),
@@ -170,6 +173,23 @@ TEST(SentencePieceTokenizerTest, FromModelBytes) {
   EXPECT_EQ((*tok)->token_to_id("<0xA9>"), 0xA9 + 3);
   EXPECT_EQ((*tok)->token_to_id("hi"), 263);
   EXPECT_EQ((*tok)->token_to_id("zz"), std::nullopt);  // sentencepiece itself answers <unk>
+}
+
+// libsentencepiece cannot encode text holding a control piece's characters (here "q"), which
+// normally never reaches it: control pieces are split out as special tokens. When
+// tokenizer_config.json gives that id other text, the library fails on "q", and the tokenizer
+// falls back to encoding character by character, with <unk> for what still fails.
+TEST(SentencePieceTokenizerTest, TextTheLibraryCannotEncodeBecomesUnk) {
+  HfTokenizerConfig config;
+  config.added_tokens_decoder.push_back({.id = 259, .content = "<q>", .special = true});
+  auto tok =
+      SentencePieceTokenizer::FromModelBytes(ModelBytes({{"q", 0, kControl}}, 2, true), config);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ((*tok)->Encode("q", false), (std::vector<int32_t>{0}));
+  std::vector<int32_t> expected = (*tok)->Encode("a", false);
+  expected.push_back(0);
+  EXPECT_EQ((*tok)->Encode("aq", false), expected);
+  EXPECT_EQ((*tok)->Encode("<q>", false), (std::vector<int32_t>{259}));
 }
 
 TEST(SentencePieceTokenizerTest, ControlPiecesAreSpecialTokens) {
