@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -42,19 +41,6 @@ Fixture LoadFixture(const std::string& model) {
                          p["greedy"].get<std::vector<int32_t>>()});
   }
   return f;
-}
-
-std::vector<std::string> GoldenModels() {
-  std::vector<std::string> names;
-  const auto root = std::filesystem::path(GoldenDir()) / "models";
-  if (!std::filesystem::exists(root)) return names;
-  for (const auto& entry : std::filesystem::directory_iterator(root)) {
-    if (std::filesystem::exists(entry.path() / "golden.json")) {
-      names.push_back(entry.path().filename().string());
-    }
-  }
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 void ExpectLogprobsMatch(const std::vector<float>& logits, const SampledToken& t,

@@ -39,9 +39,6 @@ struct Fixture {
 // The fixture of tests/golden/models/<model>.
 Fixture LoadFixture(const std::string& model);
 
-// The names of the golden models that have a golden.json, sorted.
-std::vector<std::string> GoldenModels();
-
 // The engine's logprobs of one sampled token against transformers' logits of that position:
 // the chosen token's logprob and each of the top kTopLogprobs, and that those are the top ones.
 void ExpectLogprobsMatch(const std::vector<float>& logits, const SampledToken& t,

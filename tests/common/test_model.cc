@@ -3,11 +3,25 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 namespace sy::testing {
+
+std::vector<std::string> GoldenModels() {
+  std::vector<std::string> names;
+  const auto root = std::filesystem::path(GoldenDir()) / "models";
+  if (!std::filesystem::exists(root)) return names;
+  for (const auto& entry : std::filesystem::directory_iterator(root)) {
+    if (std::filesystem::exists(entry.path() / "golden.json")) {
+      names.push_back(entry.path().filename().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 std::vector<std::vector<int32_t>> GoldenPrompts(const std::filesystem::path& model_dir) {
   std::ifstream f(model_dir / "golden.json");

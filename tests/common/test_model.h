@@ -18,6 +18,9 @@ namespace sy::testing {
 // The golden fixtures (tests/golden of the repository, see source_dir.h).
 inline std::string GoldenDir() { return SourceDir() + "/tests/golden"; }
 
+// The names of the golden models (directories of tests/golden/models with a golden.json), sorted.
+std::vector<std::string> GoldenModels();
+
 // The prompt token ids of a golden model directory's golden.json.
 std::vector<std::vector<int32_t>> GoldenPrompts(const std::filesystem::path& model_dir);
 

@@ -14,6 +14,7 @@
 
 #include "engine/sched/engine.h"
 #include "tests/common/engine_harness.h"
+#include "tests/common/test_model.h"
 
 namespace sy {
 namespace {

@@ -35,19 +35,6 @@ constexpr float kLogitTolerance = 1e-4f;
   } while (0)
 #endif
 
-std::vector<std::string> GoldenModels() {
-  std::vector<std::string> names;
-  const auto root = std::filesystem::path(testing::GoldenDir()) / "models";
-  if (!std::filesystem::exists(root)) return names;
-  for (const auto& entry : std::filesystem::directory_iterator(root)) {
-    if (std::filesystem::exists(entry.path() / "golden.json")) {
-      names.push_back(entry.path().filename().string());
-    }
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 json ReadJson(const std::filesystem::path& path) {
   std::ifstream f(path);
   return json::parse(f);
@@ -125,11 +112,11 @@ TEST_P(GoldenModelTest, GreedyContinuationMatchesTransformers) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, GoldenModelTest, ::testing::ValuesIn(GoldenModels()),
+INSTANTIATE_TEST_SUITE_P(Models, GoldenModelTest, ::testing::ValuesIn(testing::GoldenModels()),
                          [](const auto& info) { return info.param; });
 
 TEST(GoldenFixtures, AllFourArchitecturesArePresent) {
-  const std::vector<std::string> models = GoldenModels();
+  const std::vector<std::string> models = testing::GoldenModels();
   for (const char* name : {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe"}) {
     EXPECT_NE(std::find(models.begin(), models.end(), name), models.end()) << name;
   }
@@ -142,7 +129,7 @@ TEST(GoldenFixtures, EveryIndexedModelRuns) {
   std::vector<std::string> indexed;
   for (const json& m : index["models"]) indexed.push_back(m["name"].get<std::string>());
   std::sort(indexed.begin(), indexed.end());
-  EXPECT_EQ(GoldenModels(), indexed);
+  EXPECT_EQ(testing::GoldenModels(), indexed);
   // The rope_scaling variants beyond the defaults (tests/golden/README.md).
   for (const char* name : {"mixtral_llama3rope", "qwen3_moe_yarn_params"}) {
     EXPECT_NE(std::find(indexed.begin(), indexed.end(), name), indexed.end()) << name;
