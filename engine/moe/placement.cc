@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "engine/core/bounded_json.h"
 #include "engine/core/check.h"
 #include "engine/core/file_util.h"
 #include "engine/core/json_fields.h"
@@ -165,8 +166,7 @@ Status ExpertPlacement::CheckCompatible(const std::vector<int32_t>& moe_layers, 
 
 StatusOr<ExpertPlacement> ExpertPlacement::FromJson(const std::string& text) {
   namespace jf = json_fields;
-  const json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Status::InvalidArgument("placement: not valid JSON");
+  SY_ASSIGN_OR_RETURN(const json doc, ParseBoundedJson(text, "placement: the document"));
   SY_ASSIGN_OR_RETURN(const json* format, jf::Member(doc, "format", "placement"));
   if (!format->is_string() || format->get<std::string>() != kPlacementFormat) {
     return jf::FieldError("placement.format", std::string("must be \"") + kPlacementFormat + "\"");

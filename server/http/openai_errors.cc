@@ -1,7 +1,9 @@
 // Errors as OpenAI's error object, the Status -> HTTP mapping, and the checks every request body
-// goes through before its fields are read (UTF-8, JSON, an object at the top).
+// goes through before its fields are read (UTF-8, JSON nested at most
+// kMaxUserJsonDepth levels, an object at the top).
 #include <string>
 
+#include "engine/core/bounded_json.h"
 #include "engine/tokenizer/unicode.h"
 #include "server/http/openai_protocol.h"
 
@@ -68,11 +70,12 @@ std::optional<nlohmann::json> ParseJsonObject(const std::string& body, ApiError*
     *error = InvalidRequest("The request body is not valid UTF-8.");
     return std::nullopt;
   }
-  nlohmann::json value = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) {
-    *error = InvalidRequest("The request body is not valid JSON.");
+  StatusOr<nlohmann::json> parsed = ParseBoundedJson(body, "The request body");
+  if (!parsed.ok()) {
+    *error = InvalidRequest(parsed.status().message() + ".");
     return std::nullopt;
   }
+  nlohmann::json value = std::move(*parsed);
   if (!value.is_object()) {
     *error = InvalidRequest("The request body must be a JSON object.");
     return std::nullopt;

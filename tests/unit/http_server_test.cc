@@ -369,6 +369,19 @@ TEST_F(HttpServerTest, ErrorsHaveStatusAndOpenAiBody) {
   EXPECT_EQ(health->status, 200);
 }
 
+TEST_F(HttpServerTest, DeepNestingIs400OnEveryJsonRoute) {
+  // 300,000 levels would overflow the stack of any recursive walk; the parse refuses it first.
+  const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+  for (const std::string path :
+       {"/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"}) {
+    auto r = Post(path, R"({"prompt": "a", "x": )" + deep + "}");
+    ExpectError(r, 400);
+    EXPECT_NE(r->body.find("deeper than 64 levels"), std::string::npos) << path << r->body;
+  }
+  EXPECT_TRUE(engine_.submitted.empty());
+  EXPECT_EQ(client_->Get("/health")->status, 200);
+}
+
 TEST_F(HttpServerTest, EngineRejectionsMapTo429And503WithRetryAfter) {
   engine_.reject = Status::ResourceExhausted("queue full");
   auto r = Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1})");

@@ -85,6 +85,53 @@ TEST(BodyTest, RejectsBodiesThatAreNotJsonObjects) {
   EXPECT_EQ((*ok)["prompt"], "h\xC3\xA9");
 }
 
+// `levels` arrays or objects nested around 0: "[[0]]" or {"a": {"a": 0}} for 2.
+std::string Nested(size_t levels, bool objects) {
+  std::string text;
+  text.reserve(levels * 6 + 1);
+  for (size_t i = 0; i < levels; ++i) text += objects ? "{\"a\":" : "[";
+  text += "0";
+  text.append(levels, objects ? '}' : ']');
+  return text;
+}
+
+TEST(BodyTest, NestingIsBoundedAt64Levels) {
+  // The body object is level 1, so "prompt" may hold 63 more levels and no more.
+  for (bool objects : {false, true}) {
+    ApiError error;
+    EXPECT_TRUE(ParseJsonObject("{\"prompt\": " + Nested(63, objects) + "}", &error).has_value());
+    EXPECT_FALSE(ParseJsonObject("{\"prompt\": " + Nested(64, objects) + "}", &error).has_value());
+    EXPECT_EQ(error.http_status, 400);
+    EXPECT_EQ(error.type, "invalid_request_error");
+    EXPECT_EQ(error.message, "The request body nests arrays and objects deeper than 64 levels.");
+  }
+  ApiError error;
+  EXPECT_TRUE(ParseJsonObject(Nested(64, true), &error).has_value());
+  EXPECT_FALSE(ParseJsonObject(Nested(65, true), &error).has_value());
+  EXPECT_EQ(error.http_status, 400);
+}
+
+TEST(BodyTest, HostileNestingIsRejectedWithoutCrashing) {
+  // Deep enough to overflow any recursive walk of the value; the bound stops it at parse time.
+  constexpr size_t kLevels = 300000;
+  for (bool objects : {false, true}) {
+    const std::string deep = Nested(kLevels, objects);
+    const std::string message = R"({"role": "user", "content": "hi")";
+    for (const std::string& body : {
+             deep,
+             R"({"messages": [)" + message + R"(}], "tools": [)" + deep + "]}",
+             R"({"messages": [)" + message + R"(}], "chat_template_kwargs": {"x": )" + deep + "}}",
+             R"({"messages": [)" + message + R"(, "extra": )" + deep + "}]}",
+             R"({"prompt": )" + deep + "}",
+         }) {
+      ApiError error;
+      EXPECT_FALSE(ParseJsonObject(body, &error).has_value());
+      EXPECT_EQ(error.http_status, 400);
+      EXPECT_NE(error.message.find("deeper than 64 levels"), std::string::npos) << error.message;
+    }
+  }
+}
+
 TEST(ErrorTest, StatusCodesMapToHttpStatuses) {
   EXPECT_EQ(ErrorFromStatus(Status::InvalidArgument("x")).http_status, 400);
   EXPECT_EQ(ErrorFromStatus(Status::OutOfRange("x")).http_status, 400);

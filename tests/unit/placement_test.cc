@@ -168,6 +168,7 @@ TEST(PlacementTest, FromJsonRejectsMalformedFiles) {
   const std::string head =
       R"({"format": "switchyard-placement-v1", "num_experts": 2, "num_ranks": 2, )";
   ExpectJsonError("{not json", "not valid JSON");
+  ExpectJsonError(std::string(300000, '[') + std::string(300000, ']'), "deeper than 64 levels");
   ExpectJsonError("[]", "field 'placement' must be an object, got []");
   ExpectJsonError(R"({"format": "other"})", "placement.format");
   ExpectJsonError(head + R"("layers": []})", "field 'placement.slots_per_rank' is missing");
