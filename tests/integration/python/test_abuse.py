@@ -24,6 +24,17 @@ def body(**changes):
 
 DELETE = object()
 
+
+def nested(levels, objects=False):
+    """Raw JSON: `levels` arrays (or objects) nested around 0."""
+    opening, closing = ("{\"a\": ", "}") if objects else ("[", "]")
+    return opening * levels + "0" + closing * levels
+
+
+# Deep enough to overflow any recursive walk of the parsed value; the limit is 64 levels.
+DEEP = 300_000
+CHAT_HEAD = json.dumps({"model": MODEL_NAME, "messages": [{"role": "user", "content": "hi"}]})[:-3]
+
 # (name, path, raw body, expected status)
 CASES = [
     ("malformed json", "/v1/completions", "{\"model\": ", 400),
@@ -73,6 +84,17 @@ CASES = [
                  "logprobs": True, "top_logprobs": 500}), 400),
     ("detokenize bad tokens", "/detokenize", json.dumps({"tokens": "abc"}), 400),
     ("tokenize without prompt", "/tokenize", json.dumps({"model": MODEL_NAME}), 400),
+    ("deep array prompt", "/v1/completions", "{\"prompt\": " + nested(DEEP) + "}", 400),
+    ("deep object body", "/v1/completions", nested(DEEP, objects=True), 400),
+    ("deep chat tools", "/v1/chat/completions",
+     CHAT_HEAD + "}], \"tools\": [" + nested(DEEP) + "]}", 400),
+    ("deep chat_template_kwargs", "/v1/chat/completions",
+     CHAT_HEAD + "}], \"chat_template_kwargs\": {\"x\": " + nested(DEEP, objects=True) + "}}",
+     400),
+    ("deep chat message field", "/v1/chat/completions",
+     CHAT_HEAD + ", \"extra\": " + nested(DEEP) + "}]}", 400),
+    ("deep tokenize", "/tokenize", "{\"prompt\": " + nested(DEEP, objects=True) + "}", 400),
+    ("deep detokenize", "/detokenize", "{\"tokens\": " + nested(DEEP) + "}", 400),
     ("unknown route", "/v1/engines", "{}", 404),
 ]
 
@@ -109,6 +131,15 @@ def test_ten_megabyte_body_is_413(server):
     assert r.status_code == 413
     assert "error" in r.json()
     check_healthy(server)
+
+
+def test_nesting_limit_is_64_levels(server):
+    url = server.url + "/tokenize"
+    ok = requests.post(url, data="{\"prompt\": \"hi\", \"x\": " + nested(63) + "}", timeout=30)
+    assert ok.status_code == 200, ok.text
+    r = requests.post(url, data="{\"prompt\": \"hi\", \"x\": " + nested(64) + "}", timeout=30)
+    assert r.status_code == 400
+    assert "deeper than 64 levels" in r.json()["error"]["message"]
 
 
 def test_wrong_method_is_405(server):
