@@ -1,7 +1,10 @@
-// The shared JSON field reader: paths in messages, null as absent, integer edge cases.
+// The shared JSON field reader: paths in messages, null as absent, integer edge cases; and the
+// depth-bounded parse that every client's JSON goes through first.
 #include "engine/core/json_fields.h"
 
 #include <gtest/gtest.h>
+
+#include "engine/core/bounded_json.h"
 
 namespace sy::json_fields {
 namespace {
@@ -61,6 +64,28 @@ TEST(JsonFieldsTest, LenientReadsTakeOtherTypesAsNotGiven) {
   EXPECT_TRUE(LenientBool(doc, "strip", true));
   EXPECT_TRUE(LenientBool(doc, "on", false));
   EXPECT_EQ(FindMember(json::array(), "type"), nullptr);
+}
+
+TEST(BoundedJsonTest, CountsArraysAndObjectsAgainstTheLimit) {
+  // {"a": [[1]]} nests 3 levels: the object and two arrays.
+  const std::string three = R"({"a": [[1]], "b": {"c": 2}})";
+  StatusOr<json> ok = ParseBoundedJson(three, "doc", 3);
+  ASSERT_TRUE(ok.ok()) << ok.status().message();
+  EXPECT_EQ((*ok)["a"][0][0], 1);
+  EXPECT_EQ((*ok)["b"]["c"], 2);
+  const StatusOr<json> deep = ParseBoundedJson(three, "doc", 2);
+  EXPECT_EQ(deep.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(deep.status().message(), "doc nests arrays and objects deeper than 2 levels");
+  EXPECT_EQ(ParseBoundedJson("[1, 2", "doc").status().message(), "doc is not valid JSON");
+  EXPECT_EQ(ParseBoundedJson("{} trailing", "doc").status().message(), "doc is not valid JSON");
+  EXPECT_TRUE(ParseBoundedJson("7", "doc", 0).ok());  // scalars nest no levels
+}
+
+TEST(BoundedJsonTest, HostileDepthStopsAtTheLimit) {
+  const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+  EXPECT_EQ(ParseBoundedJson(deep, "doc").status().message(),
+            "doc nests arrays and objects deeper than 64 levels");
+  EXPECT_TRUE(ParseBoundedJson(std::string(64, '[') + std::string(64, ']'), "doc").ok());
 }
 
 }  // namespace
