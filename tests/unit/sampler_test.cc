@@ -23,6 +23,16 @@ TEST(Sampler, GreedyPicksArgmax) {
   EXPECT_EQ(SampleOnce(p, Logits()).token, 1);
 }
 
+TEST(Sampler, TinyTemperatureIsGreedy) {
+  // 1 / 1e-40 overflows a float; the sampler once drew the least likely token here.
+  SamplingParams p;
+  p.temperature = 1e-40f;
+  for (int i = 0; i < 20; ++i) {
+    p.seed = i;
+    EXPECT_EQ(SampleOnce(p, Logits()).token, 1);
+  }
+}
+
 TEST(Sampler, TopKOneIsGreedy) {
   SamplingParams p;
   p.top_k = 1;
