@@ -32,20 +32,27 @@ int32_t Argmax(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
-// log(sum(exp(x))) computed stably; -inf when every entry is -inf.
-double LogSumExp(std::span<const float> x) {
-  const double m = *std::max_element(x.begin(), x.end());
-  if (m == -std::numeric_limits<double>::infinity()) return m;
-  double s = 0.0;
-  for (float v : x) s += std::exp(static_cast<double>(v) - m);
-  return m + std::log(s);
-}
+// log-softmax over raw logits, computed stably: log p = (l - max) - log(sum(exp(x - max))),
+// kept as two terms so that log(sum) is not lost next to a huge max.
+class LogSoftmax {
+ public:
+  explicit LogSoftmax(std::span<const float> x) : max_(*std::max_element(x.begin(), x.end())) {
+    if (max_ == -std::numeric_limits<double>::infinity()) return;
+    double s = 0.0;
+    for (float v : x) s += std::exp(static_cast<double>(v) - max_);
+    log_sum_ = std::log(s);
+  }
 
-// log p of a token with logit `l` (-inf when nothing has nonzero probability).
-float Logprob(float l, double lse) {
-  if (lse == -std::numeric_limits<double>::infinity()) return kNegInf;
-  return static_cast<float>(static_cast<double>(l) - lse);
-}
+  // -inf for a masked token, and for every token when all are masked.
+  float Of(float l) const {
+    if (max_ == -std::numeric_limits<double>::infinity()) return kNegInf;
+    return static_cast<float>((static_cast<double>(l) - max_) - log_sum_);
+  }
+
+ private:
+  double max_;
+  double log_sum_ = 0.0;
+};
 
 }  // namespace
 
@@ -162,15 +169,15 @@ SampledToken Sampler::Sample(std::span<float> logits) {
   ApplyPenalties(logits);
   out.token = Draw(logits);
   if (params_.logprobs >= 0) {
-    const double lse = LogSumExp(raw);
-    out.logprob = Logprob(raw[out.token], lse);
+    const LogSoftmax log_softmax(raw);
+    out.logprob = log_softmax.Of(raw[out.token]);
     const int32_t n = std::min<int32_t>(params_.logprobs, static_cast<int32_t>(raw.size()));
     std::vector<int32_t> ids(raw.size());
     std::iota(ids.begin(), ids.end(), 0);
     std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), [&](int32_t a, int32_t b) {
       return raw[a] > raw[b] || (raw[a] == raw[b] && a < b);
     });
-    for (int32_t i = 0; i < n; ++i) out.top.push_back({ids[i], Logprob(raw[ids[i]], lse)});
+    for (int32_t i = 0; i < n; ++i) out.top.push_back({ids[i], log_softmax.Of(raw[ids[i]])});
   }
   ++output_counts_[out.token];
   seen_.insert(out.token);
