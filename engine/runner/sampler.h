@@ -15,8 +15,12 @@
 
 namespace sy {
 
+// Temperatures below this are greedy, as vLLM's _SAMPLING_EPS: the distribution is then a point
+// mass on the argmax to within float precision.
+inline constexpr float kGreedyTemperature = 1e-5f;
+
 struct SamplingParams {
-  float temperature = 1.0f;         // 0: greedy
+  float temperature = 1.0f;         // < kGreedyTemperature (0 included): greedy
   int32_t top_k = 0;                // 0 or -1: all tokens
   float top_p = 1.0f;               // (0, 1]
   float min_p = 0.0f;               // [0, 1]
@@ -37,7 +41,9 @@ struct TokenLogprob {
 
 struct SampledToken {
   int32_t token = 0;
-  float logprob = 0.0f;           // of the model's raw distribution; set when logprobs >= 0
+  // Of the model's raw distribution; set when logprobs >= 0. Finite, or -inf for a token whose
+  // probability is zero in double precision (masked, or underflowed).
+  float logprob = 0.0f;
   std::vector<TokenLogprob> top;  // the top `logprobs` tokens of the raw distribution
 };
 
@@ -46,7 +52,8 @@ class Sampler {
   Sampler(const SamplingParams& params, std::span<const int32_t> prompt);
 
   // Picks the next token from `logits` (vocab floats; overwritten as scratch) and records it
-  // as generated output for the penalties.
+  // as generated output for the penalties. NaN logits are treated as masked (-inf) and +inf
+  // as FLT_MAX; if every logit is masked the result is token 0.
   SampledToken Sample(std::span<float> logits);
 
  private:
@@ -58,7 +65,7 @@ class Sampler {
   std::unordered_set<int32_t> seen_;  // prompt and output tokens (repetition penalty)
   std::mt19937_64 rng_;
   std::vector<int32_t> order_;  // scratch: candidate token ids
-  std::vector<float> probs_;    // scratch
+  std::vector<double> probs_;   // scratch
 };
 
 }  // namespace sy
