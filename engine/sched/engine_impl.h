@@ -90,7 +90,9 @@ class EngineImpl final : public Engine {
   Status Reject(Status status) const;
 
   // --- engine thread (engine_loop.cc) ---
+  // Runs RunLoop; an exception escaping it stops the engine as a failed step does.
   void Loop();
+  void RunLoop();
   // Takes the requests still incoming and ends every request with `reason` and `status`.
   void EndAll(FinishReason reason, const Status& status);
   // Marks the engine dead and ends every request with kError.

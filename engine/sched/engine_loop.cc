@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <exception>
 #include <limits>
 
 #include "engine/sched/engine_impl.h"
@@ -17,7 +18,22 @@ constexpr std::chrono::seconds kHeartbeatInterval(1);
 
 }  // namespace
 
+// An exception escaping a step would end the process through std::terminate, without draining;
+// it stops the engine instead, as a failed step does. Clients get a generic message, the log
+// gets what was thrown.
 void EngineImpl::Loop() {
+  try {
+    RunLoop();
+    return;
+  } catch (const std::exception& e) {
+    spdlog::error("engine: exception in the engine loop: {}", e.what());
+  } catch (...) {
+    spdlog::error("engine: unknown exception in the engine loop");
+  }
+  Fail(Status::Internal("internal engine error"));
+}
+
+void EngineImpl::RunLoop() {
   for (;;) {
     std::vector<std::unique_ptr<ActiveRequest>> incoming;
     std::vector<uint64_t> aborts;

@@ -8,6 +8,7 @@
 #include <map>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include "tests/common/test_model.h"
@@ -447,6 +448,52 @@ TEST(Engine, DrainRefusesNewRequestsAndFinishesRunningOnes) {
   EXPECT_EQ(r.choices.at(0).finish, FinishReason::kLength);
   EXPECT_TRUE(WaitIdle(*e));
   EXPECT_TRUE(e->Alive());
+}
+
+// Throws from OnStep once armed (after Create, whose warm-up step it must let through): an
+// exception escaping the engine loop, as a bug in any step code would raise.
+class ThrowingObserver : public EngineObserver {
+ public:
+  void OnStep(const StepStats&) override {
+    if (!armed.load()) return;
+    if (throw_non_std) throw 42;
+    throw std::runtime_error("secret detail of the failure");
+  }
+  void OnRequestFinished(const RequestStats&) override {}
+  void OnPreemption(int32_t) override {}
+  void OnRejected(StatusCode) override {}
+
+  std::atomic<bool> armed{false};
+  bool throw_non_std = false;
+};
+
+void ExpectExceptionStopsTheEngine(bool throw_non_std) {
+  ThrowingObserver thrower;
+  thrower.throw_non_std = throw_non_std;
+  EngineOptions o = Options();
+  o.observer = &thrower;
+  auto e = MakeEngine(o);
+  ASSERT_NE(e, nullptr);
+  thrower.armed = true;
+  auto stream = e->Submit(Greedy({4, 5, 6}, 20));
+  ASSERT_TRUE(stream.ok());
+  // The running request ends with an internal error that does not carry what was thrown.
+  const Result r = Collect(**stream);
+  EXPECT_EQ(r.choices.at(0).finish, FinishReason::kError);
+  EXPECT_EQ(r.status.code(), StatusCode::kInternal);
+  EXPECT_EQ(r.status.message().find("secret"), std::string::npos) << r.status.message();
+  EXPECT_FALSE(e->Alive());
+  auto refused = e->Submit(Greedy({2, 7}, 2));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+}
+
+TEST(Engine, StdExceptionInTheLoopStopsTheEngineAndEndsRequests) {
+  ExpectExceptionStopsTheEngine(false);
+}
+
+TEST(Engine, NonStdExceptionInTheLoopStopsTheEngineAndEndsRequests) {
+  ExpectExceptionStopsTheEngine(true);
 }
 
 TEST(Engine, DestructionAbortsOpenStreams) {
