@@ -1,6 +1,7 @@
 // `switchyard serve`: loads a model into the serving engine and serves it over the OpenAI HTTP
 // API, gRPC and /metrics until SIGTERM or SIGINT, then drains: readiness goes false, new
-// requests are refused, in-flight ones finish within --shutdown-timeout, and it exits 0.
+// requests are refused, in-flight ones finish within --shutdown-timeout, and it exits 0 (1 if
+// the engine had died meanwhile).
 // With expert parallelism (--ep-size, or group variables) rank 0 serves and the other ranks run
 // the engine's worker loop; they stop when rank 0 does.
 #include <signal.h>
@@ -198,10 +199,14 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
   DrainEngine(ctx.engine, http, f.shutdown_timeout_s);
   http.Stop();
   if (grpc) grpc->Shutdown();
+  // A dead engine (failed step, lost rank, exception) is a failure to report to whoever restarts
+  // the server, whatever the cause.
+  const bool engine_alive = (*engine)->Alive();
+  if (!engine_alive) spdlog::error("serve: the engine had stopped; exiting 1");
   engine->reset();
   bool ok = f.record_routing_file.empty() ||
             SaveRoutingTrace(routing, f.record_routing_file, ctx.model_name);
-  ok = ReapLocalRanks(group) && ok;
+  ok = ReapLocalRanks(group) && ok && engine_alive;
   spdlog::info("serve: stopped");
   return ok ? 0 : 1;
 }

@@ -19,7 +19,8 @@ struct ServingContext {
   std::atomic<bool> loaded{false};
   std::shared_ptr<const ChatTemplate> chat_template;  // null: the model has none
   std::string model_name;                             // what clients pass as "model"
-  // Ready: weights loaded, warm-up step ran, not draining. Liveness is engine->Alive().
+  // Ready: weights loaded, warm-up step ran, not draining. Liveness is engine->Alive(); the
+  // frontends report ready only while both hold.
   std::atomic<bool> ready{false};
   // Prometheus text exposition of every metric (GET /metrics).
   std::function<std::string()> render_metrics;

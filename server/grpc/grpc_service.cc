@@ -49,7 +49,10 @@ class SwitchyardService final : public pb::Switchyard::Service {
                           pb::DetokenizeResponse* response) override {
     if (grpc::Status st = CheckModel(request->model()); !st.ok()) return st;
     const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
-    response->set_text(ctx_->engine->tokenizer().Decode(ids, request->skip_special_tokens()));
+    // As HTTP /detokenize: an id outside the vocabulary is refused, not silently dropped.
+    const Tokenizer& tokenizer = ctx_->engine->tokenizer();
+    if (Status st = CheckTokenIds(ids, tokenizer.vocab_size()); !st.ok()) return ToGrpcStatus(st);
+    response->set_text(tokenizer.Decode(ids, request->skip_special_tokens()));
     return grpc::Status::OK;
   }
 

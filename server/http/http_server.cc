@@ -1,6 +1,7 @@
 #include "server/http/http_server.h"
 
 #include <httplib.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <exception>
@@ -66,6 +67,7 @@ httplib::Server::HandlerResponse OnError(const httplib::Request& req, httplib::R
   return httplib::Server::HandlerResponse::Handled;
 }
 
+// What was thrown goes to the log only: its text may describe server internals.
 void OnException(const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
   std::string what = "unknown exception";
   try {
@@ -74,8 +76,8 @@ void OnException(const httplib::Request& req, httplib::Response& res, std::excep
     what = e.what();
   } catch (...) {
   }
-  ApiError error = ErrorFromStatus(Status::Internal("Internal server error: " + what));
-  SendError(res, error);
+  spdlog::error("http: {} {} threw: {}", req.method, req.path, what);
+  SendError(res, ErrorFromStatus(Status::Internal("Internal server error.")));
 }
 
 }  // namespace
@@ -150,6 +152,8 @@ void HttpServer::RegisterRoutes() {
   });
   auto ready = [ctx](const httplib::Request&, httplib::Response& res) {
     if (!ctx->ready.load()) return SendError(res, NotServing("The server is not ready."));
+    // A dead engine serves nothing, so it is not ready either (`ready` stays set until drain).
+    if (!ctx->engine->Alive()) return SendError(res, NotServing("The engine is not running."));
     SendJson(res, 200, {{"status", "ready"}});
   };
   server_->Get("/ready", ready);

@@ -354,6 +354,26 @@ TEST_F(GrpcServiceTest, CancelAbortsTheRequest) {
   EXPECT_EQ(engine_.WaitForAbort(), std::vector<uint64_t>{7});
 }
 
+TEST_F(GrpcServiceTest, DetokenizeRefusesIdsOutsideTheVocabulary) {
+  const int32_t vocab = engine_.tokenizer().vocab_size();
+  pb::DetokenizeRequest request;
+  request.mutable_token_ids()->Add(1);
+  request.mutable_token_ids()->Add(vocab);  // the first bad id, named in the message
+  request.mutable_token_ids()->Add(-1);
+  grpc::ClientContext context;
+  pb::DetokenizeResponse response;
+  const grpc::Status st = stub_->Detokenize(&context, request, &response);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("id " + std::to_string(vocab) + " "), std::string::npos)
+      << st.error_message();
+  EXPECT_TRUE(response.text().empty());
+  // The last id of the vocabulary is still fine.
+  pb::DetokenizeRequest last;
+  last.mutable_token_ids()->Add(vocab - 1);
+  grpc::ClientContext c2;
+  EXPECT_TRUE(stub_->Detokenize(&c2, last, &response).ok());
+}
+
 TEST_F(GrpcServiceTest, TokenizeDetokenizeModelInfo) {
   grpc::ClientContext c1;
   pb::TokenizeRequest tr;

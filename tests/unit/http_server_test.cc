@@ -15,6 +15,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace sy::http {
@@ -124,6 +125,7 @@ class FakeEngine : public Engine {
  public:
   StatusOr<std::shared_ptr<RequestStream>> Submit(RequestSpec spec) override {
     if (!reject.ok()) return reject;
+    if (!throw_from_submit.empty()) throw std::runtime_error(throw_from_submit);
     std::lock_guard<std::mutex> lock(mu_);
     submitted.push_back(spec);
     return std::shared_ptr<RequestStream>(
@@ -150,6 +152,7 @@ class FakeEngine : public Engine {
 
   std::shared_ptr<FakeState> state = std::make_shared<FakeState>();
   Status reject;
+  std::string throw_from_submit;  // non-empty: Submit throws this text
   std::atomic<bool> alive{true};
   std::vector<RequestSpec> submitted;
 
@@ -418,6 +421,17 @@ TEST_F(HttpServerTest, NotReadyRefusesGenerationButServesHealth) {
   EXPECT_EQ(client_->Get("/ready")->status, 200);
   engine_.alive = false;
   ExpectError(client_->Get("/health"), 503);
+  // A dead engine serves nothing: readiness follows it, though `ready` is still set.
+  ExpectError(client_->Get("/health/ready"), 503);
+  ExpectError(client_->Get("/ready"), 503);
+}
+
+TEST_F(HttpServerTest, AHandlerExceptionIs500WithoutItsText) {
+  engine_.throw_from_submit = "secret detail of the failure";
+  auto r = Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1})");
+  ExpectError(r, 500);
+  EXPECT_EQ(r->body.find("secret"), std::string::npos) << r->body;
+  EXPECT_EQ(client_->Get("/health")->status, 200);
 }
 
 TEST_F(HttpServerTest, InfoRoutes) {

@@ -170,7 +170,8 @@ def test_one_rank_has_no_placement(server):
 
 def test_a_dead_rank_takes_the_server_out_of_service(model_dir, tmp_path):
     """A worker rank killed with SIGKILL breaks the group: the leader stays up to say so
-    (/health 503, requests refused with the error object) and exits non-zero on SIGTERM."""
+    (/health and /health/ready 503, requests refused with the error object) and exits 1 on
+    SIGTERM."""
     s = Server(model_dir, tmp_path / "ep.log", grpc=False, threads=1,
                extra_args=["--ep-size", "2"])
     try:
@@ -182,10 +183,11 @@ def test_a_dead_rank_takes_the_server_out_of_service(model_dir, tmp_path):
         while requests.get(s.url + "/health").status_code != 503:
             assert time.time() < deadline, "the leader did not notice the dead rank"
             time.sleep(0.1)
+        assert requests.get(s.url + "/health/ready").status_code == 503
         r = requests.post(s.url + "/v1/completions",
                           json={"model": MODEL_NAME, "prompt": "hello", "max_tokens": 4})
         assert r.status_code == 503 and r.json()["error"]["message"]
     finally:
         code = s.stop()
-    assert code != 0, s.log_tail()
+    assert code == 1, s.log_tail()
     assert "rank 1 was killed by signal 9" in s.log_tail(60)
