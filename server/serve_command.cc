@@ -267,7 +267,7 @@ Command AddServeCommand(CLI::App& app) {
   cmd->add_option("--max-num-seqs", e.max_num_seqs, "sequences per engine step")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-queued-requests", e.max_queued_requests,
-                  "waiting requests beyond this are rejected with 429")
+                  "waiting sequences (n per prompt) beyond this are rejected with 429")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--num-kv-blocks", e.num_kv_blocks,
                   "KV-cache blocks (0: from --kv-cache-bytes on CPU, from free memory on GPU)");

@@ -10,12 +10,12 @@
 #include "engine/runner/ep_step_executor.h"
 #include "engine/runner/memory_plan.h"
 #include "engine/sched/engine_impl.h"
+#include "engine/sched/request_limits.h"
 
 namespace sy {
 namespace {
 
 // Choices per request: each is a sequence with its own state, so n is bounded like any size.
-constexpr int32_t kMaxChoices = 128;
 
 Status ValidateOptions(const EngineOptions& o) {
   if (o.block_size <= 0) return Status::InvalidArgument("block_size must be positive");
@@ -261,29 +261,18 @@ EngineImpl::~EngineImpl() {
 
 Status EngineImpl::Validate(const RequestSpec& spec) const {
   if (spec.prompt.empty()) return Status::InvalidArgument("the prompt is empty");
-  if (spec.n < 1 || spec.n > kMaxChoices) {
-    return Status::InvalidArgument("n must be in [1, " + std::to_string(kMaxChoices) + "]");
-  }
   if (spec.stop.max_tokens < 1) return Status::InvalidArgument("max_tokens must be at least 1");
   if (spec.stop.min_tokens < 0 || spec.stop.min_tokens > spec.stop.max_tokens) {
     return Status::InvalidArgument("min_tokens must be in [0, max_tokens]");
   }
-  for (const std::string& s : spec.stop.stop_strings) {
-    if (s.empty()) return Status::InvalidArgument("stop strings must not be empty");
-  }
   SY_RETURN_IF_ERROR(spec.sampling.Validate());
   const int64_t vocab = rank_.model->config().vocab_size;
+  SY_RETURN_IF_ERROR(CheckRequestLimits(spec, vocab));
   for (int32_t id : spec.prompt) {
     if (id < 0 || id >= vocab) {
       return Status::InvalidArgument("prompt token id " + std::to_string(id) +
                                      " is outside the vocabulary [0, " + std::to_string(vocab) +
                                      ")");
-    }
-  }
-  for (int32_t id : spec.stop.stop_token_ids) {
-    if (id < 0 || id >= vocab) {
-      return Status::InvalidArgument("stop token id " + std::to_string(id) +
-                                     " is outside the vocabulary");
     }
   }
   const int64_t prompt = static_cast<int64_t>(spec.prompt.size());
@@ -320,16 +309,18 @@ StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(RequestSpec spec) {
       refused = Status::Unavailable("the engine has stopped after an internal error");
     } else if (draining_ || stop_) {
       refused = Status::Unavailable("the engine is shutting down and accepts no new requests");
-    } else if (num_queued_ >= options_.max_queued_requests) {
-      refused = Status::ResourceExhausted("the request queue is full (" +
-                                          std::to_string(num_queued_) + " waiting); retry later");
+    } else if (num_queued_ + spec.n > options_.max_queued_requests) {
+      refused = Status::ResourceExhausted(
+          "the request queue is full (" + std::to_string(num_queued_) + " of " +
+          std::to_string(options_.max_queued_requests) + " sequences waiting, " +
+          std::to_string(spec.n) + " more asked for); retry later");
     } else {
       request->id = next_id_++;
       request->spec = std::move(spec);
       request->stream = std::make_shared<RequestStreamQueue>(request->id);
       stream = request->stream;
+      num_queued_ += request->spec.n;
       incoming_.push_back(std::move(request));
-      ++num_queued_;
       ++live_requests_;
     }
   }

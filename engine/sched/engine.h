@@ -31,7 +31,7 @@ struct EngineOptions {
   bool enforce_eager = false;            // GPU: no CUDA graphs for decode steps
   int64_t max_num_batched_tokens = 512;  // token budget of one step (chunked prefill)
   int64_t max_num_seqs = 64;             // sequences per step
-  int64_t max_queued_requests = 256;     // waiting requests beyond this are rejected at Submit
+  int64_t max_queued_requests = 256;     // waiting sequences (n per request) beyond this: rejected
   int64_t num_kv_blocks = 0;             // 0: from kv_cache_bytes
   int64_t kv_cache_bytes = 1LL << 30;    // KV pool size when num_kv_blocks is 0
   int block_size = 16;
@@ -95,8 +95,9 @@ class Engine {
   virtual ~Engine() = default;  // stops the thread; open streams finish with kAbort
 
   // Queues a request. Errors (nothing is queued): InvalidArgument for an empty prompt, invalid
-  // sampling or stop parameters, n < 1, or prompt + max_tokens beyond max_model_len (checked
-  // here, before any compute); ResourceExhausted when max_queued_requests are waiting;
+  // sampling or stop parameters, n or stop lists over the bounds of request_limits.h, or prompt
+  // + max_tokens beyond max_model_len (checked here, before any compute); ResourceExhausted
+  // when its n sequences would take the queue past max_queued_requests sequences;
   // Unavailable once Drain() was called or the engine thread has died.
   virtual StatusOr<std::shared_ptr<RequestStream>> Submit(RequestSpec spec) = 0;
 

@@ -129,7 +129,7 @@ class EngineImpl final : public Engine {
   std::vector<std::vector<float>> logits_;
   int64_t num_preemptions_ = 0;
   int64_t steps_ = 0;
-  int64_t dequeued_ = 0;  // requests that left the queue (scheduled or ended) since Publish
+  int64_t dequeued_ = 0;  // sequences that left the queue (scheduled or ended) since Publish
   Clock::time_point last_exchange_ = Clock::now();  // last step or heartbeat with the group
 
   // Shared with public calls, under mu_.
@@ -144,7 +144,7 @@ class EngineImpl final : public Engine {
   bool draining_ = false;
   uint64_t next_id_ = 1;
   int64_t live_requests_ = 0;  // submitted and not yet finished
-  int64_t num_queued_ = 0;     // submitted and never scheduled (the bounded queue)
+  int64_t num_queued_ = 0;     // sequences submitted and never scheduled (the bounded queue)
   EngineSnapshot snapshot_;
   std::atomic<bool> alive_{true};
   std::thread thread_;

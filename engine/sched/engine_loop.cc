@@ -196,7 +196,7 @@ Status EngineImpl::RunStep() {
       ActiveRequest& r = *requests_.at(s.seq->request_id);
       if (!r.first_scheduled) {
         r.first_scheduled = start;
-        ++dequeued_;
+        dequeued_ += r.spec.n;
       }
     }
     for (size_t row = 0; row < rank.logit_seqs.size(); ++row) {
@@ -282,7 +282,7 @@ void EngineImpl::FinishSequence(ActiveRequest& r, Sequence* seq, FinishReason re
   DeltaFor(r, seq->index).finish_reason = reason;
   r.last_finish = reason;
   if (++r.num_finished == static_cast<int32_t>(r.seqs.size())) {
-    if (!r.first_scheduled) ++dequeued_;  // ended while still queued
+    if (!r.first_scheduled) dequeued_ += r.spec.n;  // ended while still queued
     --ranks_[r.rank]->live_requests;
     r.outgoing.finished = true;
     ReportFinished(r);

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/sched/request_limits.h"
+
 namespace sy {
 
 namespace pb = switchyard::v1;
@@ -91,15 +93,13 @@ StatusOr<RequestSpec> ToRequestSpec(const pb::GenerateRequest& request, const To
   if (stop.min_tokens() < 0) return Status::InvalidArgument("min_tokens must be >= 0");
   spec.stop.min_tokens = stop.min_tokens();
   spec.stop.stop_strings.assign(stop.stop().begin(), stop.stop().end());
-  for (const std::string& s : spec.stop.stop_strings) {
-    if (s.empty()) return Status::InvalidArgument("stop strings must not be empty");
-  }
   spec.stop.stop_token_ids.assign(stop.stop_token_ids().begin(), stop.stop_token_ids().end());
   spec.stop.ignore_eos = stop.ignore_eos();
 
   if (request.n() < 0) return Status::InvalidArgument("n must be >= 1");
   spec.n = request.n() == 0 ? 1 : request.n();
   spec.skip_special_tokens = !request.include_special_tokens();
+  SY_RETURN_IF_ERROR(CheckRequestLimits(spec, vocab_size));
   return spec;
 }
 

@@ -24,7 +24,8 @@ Status CheckTokenIds(std::span<const int32_t> ids, int64_t vocab_size);
 
 // Builds the engine request for `request`: text is tokenized with the model's special tokens
 // (e.g. BOS), token ids are checked against `vocab_size`; unset fields take the proto's
-// documented defaults. InvalidArgument names the offending field.
+// documented defaults; n and the stop lists are held to engine/sched/request_limits.h, as on
+// HTTP. InvalidArgument names the offending field.
 StatusOr<RequestSpec> ToRequestSpec(const switchyard::v1::GenerateRequest& request,
                                     const Tokenizer& tokenizer, int64_t vocab_size);
 

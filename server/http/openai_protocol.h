@@ -13,6 +13,7 @@
 
 #include "engine/core/status.h"
 #include "engine/sched/request.h"
+#include "engine/sched/request_limits.h"
 #include "engine/tokenizer/chat_template.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -48,10 +49,9 @@ struct ProtocolContext {
   int64_t max_model_len = 0;
 };
 
-// Bounds on what one request may ask for.
-inline constexpr int32_t kMaxChoices = 128;
+// Bounds on what one request may ask for, beyond those every frontend shares
+// (engine/sched/request_limits.h: n, prompts x n, stop strings, stop_token_ids).
 inline constexpr int32_t kMaxLogprobs = 20;
-inline constexpr size_t kMaxStopStrings = 16;
 inline constexpr size_t kMaxPrompts = 256;
 
 // A validated generation request: one RequestSpec per prompt, each asking for `n` choices.

@@ -57,10 +57,6 @@ bool ReadStopFields(FieldReader& r, const ProtocolContext& ctx, RequestSpec* spe
     if (v->is_string()) {
       stop.stop_strings.push_back(v->get<std::string>());
     } else if (v->is_array()) {
-      if (v->size() > kMaxStopStrings) {
-        return r.Fail("`stop` may hold at most " + std::to_string(kMaxStopStrings) + " strings",
-                      "stop");
-      }
       for (const json& e : *v) {
         if (!e.is_string()) return r.Fail("`stop` must be a string or a list of strings", "stop");
         stop.stop_strings.push_back(e.get<std::string>());
@@ -68,19 +64,25 @@ bool ReadStopFields(FieldReader& r, const ProtocolContext& ctx, RequestSpec* spe
     } else {
       return r.Fail("`stop` must be a string or a list of strings", "stop");
     }
-    for (const std::string& s : stop.stop_strings) {
-      if (s.empty()) return r.Fail("`stop` strings must not be empty", "stop");
+    if (Status st = CheckStopStrings(stop.stop_strings); !st.ok()) {
+      return r.Fail(st.message(), "stop");
     }
   }
   if (const json* v = r.Get("stop_token_ids")) {
     if (!v->is_array())
       return r.Fail("`stop_token_ids` must be a list of token ids", "stop_token_ids");
     for (const json& e : *v) {
-      if (!e.is_number_integer() || e.get<int64_t>() < 0 ||
-          e.get<int64_t>() >= ctx.tokenizer->vocab_size()) {
-        return r.Fail("`stop_token_ids` must hold token ids in [0, vocab size)", "stop_token_ids");
+      if (!e.is_number_integer()) {
+        return r.Fail("`stop_token_ids` must be a list of token ids", "stop_token_ids");
       }
-      stop.stop_token_ids.push_back(e.get<int32_t>());
+      // Beyond int32 is outside any vocabulary; -1 makes the shared check say so.
+      const bool fits = !e.is_number_unsigned() || e.get<uint64_t>() <= INT32_MAX;
+      const int64_t id = fits ? e.get<int64_t>() : -1;
+      stop.stop_token_ids.push_back(id >= INT32_MIN && id <= INT32_MAX ? static_cast<int32_t>(id)
+                                                                       : -1);
+    }
+    if (Status st = CheckStopTokenIds(stop.stop_token_ids, ctx.tokenizer->vocab_size()); !st.ok()) {
+      return r.Fail(st.message(), "stop_token_ids");
     }
   }
   return r.Bool("ignore_eos", &stop.ignore_eos) &&
@@ -315,6 +317,10 @@ std::optional<GenerationRequest> ParseCompletionRequest(const json& body,
   if (!r.Bool("add_special_tokens", &add_special)) return std::nullopt;
   std::vector<std::vector<int32_t>> prompts;
   if (!ReadPrompts(r, ctx, add_special, &prompts)) return std::nullopt;
+  if (Status st = CheckSequenceCount(static_cast<int64_t>(prompts.size()), req.n); !st.ok()) {
+    r.Fail(st.message(), "n");
+    return std::nullopt;
+  }
   for (std::vector<int32_t>& p : prompts) {
     if (p.empty()) {
       r.Fail("`prompt` must not be empty", "prompt");

@@ -281,6 +281,29 @@ class SlowObserver : public EngineObserver {
   std::atomic<int> finished{0}, rejected_full{0};
 };
 
+TEST(Engine, QueueCountsSequencesNotRequests) {
+  SlowObserver observer;
+  EngineOptions o = Options();
+  o.max_queued_requests = 3;
+  o.observer = &observer;
+  auto e = MakeEngine(o);
+  ASSERT_NE(e, nullptr);
+  // Four sequences never fit a queue of three, even an empty one.
+  RequestSpec four = Greedy({1, 2, 3, 4}, 2);
+  four.n = 4;
+  auto s = e->Submit(four);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kResourceExhausted) << s.status().ToString();
+  EXPECT_EQ(observer.rejected_full.load(), 1);
+  // Three do.
+  RequestSpec three = Greedy({1, 2, 3, 4}, 2);
+  three.n = 3;
+  auto ok = e->Submit(three);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(Collect(**ok).choices.size(), 3u);
+  ASSERT_TRUE(WaitIdle(*e));
+}
+
 TEST(Engine, FullQueueRejectsAtOnce) {
   SlowObserver observer;
   EngineOptions o = Options();
@@ -390,6 +413,19 @@ TEST(Engine, InvalidRequestsAreRejected) {
   RequestSpec empty_stop = Greedy({1, 2}, 4);
   empty_stop.stop.stop_strings = {""};
   expect_invalid(empty_stop, "empty stop string");
+  // The shared request bounds hold at Submit too, whatever the frontend checked.
+  RequestSpec many_stops = Greedy({1, 2}, 4);
+  many_stops.stop.stop_strings = std::vector<std::string>(17, "x");
+  expect_invalid(many_stops, "17 stop strings");
+  RequestSpec long_stop = Greedy({1, 2}, 4);
+  long_stop.stop.stop_strings = {std::string(5000, 'x')};
+  expect_invalid(long_stop, "a 5000-byte stop string");
+  RequestSpec many_ids = Greedy({1, 2}, 4);
+  many_ids.stop.stop_token_ids = std::vector<int32_t>(65, 3);
+  expect_invalid(many_ids, "65 stop token ids");
+  RequestSpec outside_id = Greedy({1, 2}, 4);
+  outside_id.stop.stop_token_ids = {1 << 20};
+  expect_invalid(outside_id, "stop token id outside the vocabulary");
   // The largest request the pool holds is accepted.
   EXPECT_EQ(RunOne(*e, Greedy(std::vector<int32_t>(20, 1), 12)).completion_tokens, 12);
 }

@@ -291,6 +291,36 @@ TEST_F(GrpcServiceTest, ErrorsAreStatusCodes) {
   pb::GenerateRequest zero_tokens = request;
   zero_tokens.mutable_stopping()->set_max_tokens(0);
   EXPECT_EQ(Generate(zero_tokens, &responses).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Over the shared request bounds: the messages HTTP gives for the same request
+  // (openai_protocol_test).
+  pb::GenerateRequest many_stops = request;
+  for (int i = 0; i < 17; ++i) many_stops.mutable_stopping()->add_stop(std::to_string(i));
+  st = Generate(many_stops, &responses);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "stop may hold at most 16 strings, got 17");
+  pb::GenerateRequest long_stop = request;
+  long_stop.mutable_stopping()->clear_stop();
+  long_stop.mutable_stopping()->add_stop(std::string(5000, 'x'));
+  st = Generate(long_stop, &responses);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "stop strings may hold at most 4096 bytes in all, got 5000");
+  pb::GenerateRequest many_ids = request;
+  many_ids.mutable_stopping()->clear_stop_token_ids();
+  for (int i = 0; i < 65; ++i) many_ids.mutable_stopping()->add_stop_token_ids(3);
+  st = Generate(many_ids, &responses);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "stop_token_ids may hold at most 64 ids, got 65");
+  pb::GenerateRequest outside_id = request;
+  outside_id.mutable_stopping()->clear_stop_token_ids();
+  outside_id.mutable_stopping()->add_stop_token_ids(1 << 30);
+  st = Generate(outside_id, &responses);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("stop_token_ids: id 1073741824 is outside the vocabulary"),
+            std::string::npos)
+      << st.error_message();
+  pb::GenerateRequest many_choices = request;
+  many_choices.set_n(129);
+  EXPECT_EQ(Generate(many_choices, &responses).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(engine_.specs.empty());  // none of these reached the engine
 
   engine_.submit_error = Status::ResourceExhausted("queue full");

@@ -285,6 +285,10 @@ TEST_F(ProtocolTest, WrongTypesAndRangesAre400NamingTheField) {
       {"stop", {""}},
       {"stop", json::array({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13",
                             "14", "15", "16", "17"})},
+      {"stop", std::string(5000, 'x')},
+      {"stop", json::array({std::string(4000, 'x'), std::string(97, 'y')})},
+      {"stop_token_ids", std::vector<int>(65, 3)},
+      {"stop_token_ids", {int64_t{1} << 40}},
       {"stop_token_ids", {-1}},
       {"stop_token_ids", {258}},
       {"stop_token_ids", 5},
@@ -327,12 +331,49 @@ TEST_F(ProtocolTest, BoundaryValuesAreAccepted) {
                   {"frequency_penalty", 2},
                   {"stop", json::array({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11",
                                         "12", "13", "14", "15", "16"})},
+                  {"stop_token_ids", std::vector<int>(64, 257)},
                   {"min_tokens", 5}});
   EXPECT_EQ(r.specs[0].stop.max_tokens, 5);
   EXPECT_EQ(r.n, 128);
   EXPECT_EQ(r.logprobs, 20);
   EXPECT_EQ(r.specs[0].stop.stop_strings.size(), 16u);
+  EXPECT_EQ(r.specs[0].stop.stop_token_ids.size(), 64u);
   EXPECT_EQ(r.specs[0].stop.min_tokens, 5);
+  // 4096 bytes of stop strings in all.
+  r = Completion({{"prompt", "a"},
+                  {"max_tokens", 1},
+                  {"stop", {std::string(4000, 'x'), std::string(96, 'y')}}});
+  EXPECT_EQ(r.specs[0].stop.stop_strings.size(), 2u);
+}
+
+TEST_F(ProtocolTest, PromptsTimesNIsBoundedAt256Sequences) {
+  EXPECT_EQ(
+      Completion({{"prompt", std::vector<std::string>(256, "a")}, {"max_tokens", 1}}).specs.size(),
+      256u);
+  EXPECT_EQ(Completion({{"prompt", {"a", "b"}}, {"n", 128}, {"max_tokens", 1}}).specs.size(), 2u);
+  const ApiError e = CompletionError({{"prompt", std::vector<std::string>(256, "a")}, {"n", 128}});
+  EXPECT_EQ(e.http_status, 400);
+  EXPECT_EQ(e.param, "n");
+  EXPECT_EQ(e.message, "prompts x n must be at most 256, got 256 x 128 = 32768 sequences");
+  EXPECT_EQ(CompletionError({{"prompt", {"a", "b", "c"}}, {"n", 128}}).param, "n");
+}
+
+// The same over-limit request on gRPC gets these messages too (grpc_service_test).
+TEST_F(ProtocolTest, StopLimitsAre400WithTheSharedMessage) {
+  std::vector<std::string> seventeen;
+  for (int i = 0; i < 17; ++i) seventeen.push_back(std::to_string(i));
+  ApiError e = CompletionError({{"prompt", "a"}, {"stop", seventeen}});
+  EXPECT_EQ(e.param, "stop");
+  EXPECT_EQ(e.message, "stop may hold at most 16 strings, got 17");
+  e = CompletionError({{"prompt", "a"}, {"stop", std::string(5000, 'x')}});
+  EXPECT_EQ(e.param, "stop");
+  EXPECT_EQ(e.message, "stop strings may hold at most 4096 bytes in all, got 5000");
+  e = CompletionError({{"prompt", "a"}, {"stop_token_ids", std::vector<int>(65, 3)}});
+  EXPECT_EQ(e.param, "stop_token_ids");
+  EXPECT_EQ(e.message, "stop_token_ids may hold at most 64 ids, got 65");
+  e = CompletionError({{"prompt", "a"}, {"stop_token_ids", {258}}});
+  EXPECT_EQ(e.param, "stop_token_ids");
+  EXPECT_EQ(e.message, "stop_token_ids: id 258 is outside the vocabulary [0, 258)");
 }
 
 TEST_F(ProtocolTest, UnknownModelIs404) {

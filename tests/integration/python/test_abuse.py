@@ -62,6 +62,11 @@ CASES = [
     ("min_p above one", "/v1/completions", body(min_p=1.5), 400),
     ("n huge", "/v1/completions", body(n=100000), 400),
     ("stop wrong type", "/v1/completions", body(stop=5), 400),
+    ("256 prompts x n=128", "/v1/completions", body(prompt=["hi"] * 256, n=128), 400),
+    ("17 stop strings", "/v1/completions", body(stop=[str(i) for i in range(17)]), 400),
+    ("5000-byte stop string", "/v1/completions", body(stop="x" * 5000), 400),
+    ("65 stop_token_ids", "/v1/completions", body(stop_token_ids=[3] * 65), 400),
+    ("stop_token_id beyond vocab", "/v1/completions", body(stop_token_ids=[10**7]), 400),
     ("seed string", "/v1/completions", body(seed="x"), 400),
     ("logprobs negative", "/v1/completions", body(logprobs=-1), 400),
     ("frequency_penalty big", "/v1/completions", body(frequency_penalty=9), 400),
@@ -116,6 +121,20 @@ def test_abuse_case(server, name, path, raw, status):
     assert isinstance(err["type"], str)
     assert "param" in err and "code" in err
     check_healthy(server)
+
+
+@pytest.mark.parametrize("param,changes", [
+    ("n", {"prompt": ["hi"] * 256, "n": 128}),
+    ("stop", {"stop": [str(i) for i in range(17)]}),
+    ("stop", {"stop": "x" * 5000}),
+    ("stop_token_ids", {"stop_token_ids": [3] * 65}),
+    ("stop_token_ids", {"stop_token_ids": [10**7]}),
+])
+def test_limit_errors_name_the_parameter(server, param, changes):
+    r = requests.post(server.url + "/v1/completions", data=body(**changes),
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param, r.text
 
 
 def test_unknown_fields_are_ignored(server):
