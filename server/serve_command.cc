@@ -35,6 +35,7 @@ struct ServeFlags {
   int grpc_port = 50051;  // 0: no gRPC server
   std::string served_model_name;
   int64_t max_body_bytes = 8 << 20;
+  bool disable_access_log = false;
   double shutdown_timeout_s = 30;
   bool no_prefix_caching = false;
   std::string log_level = "info";
@@ -160,6 +161,7 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
   http_options.host = f.host;
   http_options.port = f.port;
   http_options.max_body_bytes = f.max_body_bytes;
+  http_options.access_log = !f.disable_access_log;
   http::HttpServer http(&ctx, http_options);
   if (Status st = http.Start(); !st.ok()) return Fail(st);
 
@@ -279,6 +281,8 @@ Command AddServeCommand(CLI::App& app) {
                   "context length (default: the model's max_position_embeddings)");
   cmd->add_flag("--no-enable-prefix-caching", f->no_prefix_caching,
                 "do not reuse the KV blocks of earlier prompts");
+  cmd->add_flag("--disable-access-log", f->disable_access_log,
+                "no info line per finished completion/chat request");
   cmd->add_option("--max-body-bytes", f->max_body_bytes, "largest accepted request body")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout_s,

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <string>
 
 #include "server/http/openai_protocol.h"
 #include "server/serving_context.h"
@@ -20,11 +21,13 @@ struct GenerationEnv {
   const std::atomic<bool>* stopping = nullptr;  // the server is shutting down: cut off
   std::atomic<size_t>* active = nullptr;        // generation requests being answered
   std::chrono::milliseconds poll_interval{20};
+  bool access_log = true;  // one info line per finished request (server/http/access_log.h)
 };
 
 ProtocolContext MakeProtocolContext(const ServingContext& ctx);
 
+// `request_id` is echoed in the X-Request-Id header and the access log.
 void HandleGeneration(const GenerationEnv& env, Endpoint endpoint, const httplib::Request& req,
-                      httplib::Response& res);
+                      httplib::Response& res, std::string request_id);
 
 }  // namespace sy::http

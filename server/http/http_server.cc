@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "server/http/access_log.h"
 #include "server/http/generation_handler.h"
 #include "server/http/http_reply.h"
 #include "server/http/openai_protocol.h"
@@ -103,12 +104,12 @@ HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::RegisterRoutes() {
   ServingContext* ctx = ctx_;
-  const GenerationEnv env{ctx_, &stopping_, &active_, options_.poll_interval};
+  const GenerationEnv env{ctx_, &stopping_, &active_, options_.poll_interval, options_.access_log};
   server_->Post("/v1/completions", [env](const httplib::Request& req, httplib::Response& res) {
-    HandleGeneration(env, Endpoint::kCompletions, req, res);
+    HandleGeneration(env, Endpoint::kCompletions, req, res, RequestIdFor(req));
   });
   server_->Post("/v1/chat/completions", [env](const httplib::Request& req, httplib::Response& res) {
-    HandleGeneration(env, Endpoint::kChat, req, res);
+    HandleGeneration(env, Endpoint::kChat, req, res, RequestIdFor(req));
   });
   server_->Get("/v1/models", [ctx](const httplib::Request&, httplib::Response& res) {
     if (!ctx->loaded.load()) return SendError(res, Loading());

@@ -25,6 +25,7 @@ struct HttpServerOptions {
   size_t max_body_bytes = 8u << 20;  // larger bodies get 413
   int threads = 512;                 // connections served at once (each stream holds one)
   std::chrono::milliseconds poll_interval{20};  // how often waiting requests check the client
+  bool access_log = true;  // an info line per finished generation request (access_log.h)
 };
 
 class HttpServer {

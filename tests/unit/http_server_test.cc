@@ -1,19 +1,23 @@
 // HttpServer over a scripted fake engine on 127.0.0.1: routes, status codes and error bodies,
 // non-streaming and SSE responses, readiness, and that a client going away (mid-stream or while
 // a non-streaming request waits) aborts its engine request. The fake engine emits "t0 t1 ..."
-// one token per `token_delay`, so every expected body is written down by hand.
+// one token per `token_delay`, so every expected body is written down by hand. Also X-Request-Id
+// and the access-log line, read back from spdlog through a ring-buffer sink.
 #include "server/http/http_server.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -509,6 +513,165 @@ TEST_F(HttpServerTest, PortInUseIsAnError) {
   Status s = second.Start();
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+}
+
+// Captures what spdlog's default logger writes (message text only) while it lives.
+class LogCapture {
+ public:
+  LogCapture()
+      : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)),
+        previous_(spdlog::default_logger()) {
+    sink_->set_pattern("%v");
+    auto logger = std::make_shared<spdlog::logger>("capture", sink_);
+    logger->set_level(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+
+  // The access-log lines so far (other log lines left out), without line ends.
+  std::vector<std::string> AccessLines() {
+    std::vector<std::string> lines;
+    for (std::string line : sink_->last_formatted()) {
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      if (line.rfind("access ", 0) == 0) lines.push_back(line);
+    }
+    return lines;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+// The value of `key=` in an access line ("" when absent).
+std::string Field(const std::string& line, const std::string& key) {
+  std::smatch m;
+  if (!std::regex_search(line, m, std::regex("(^| )" + key + "=([^ ]*)"))) return "";
+  return m[2];
+}
+
+TEST_F(HttpServerTest, ClientRequestIdIsEchoedAndLogged) {
+  LogCapture capture;
+  httplib::Headers headers = {{"X-Request-Id", "trace-42.abc_DEF"}};
+  auto r = client_->Post("/v1/completions", headers, R"({"prompt": "ab", "max_tokens": 3})",
+                         "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("X-Request-Id"), "trace-42.abc_DEF");
+  std::vector<std::string> lines = capture.AccessLines();
+  ASSERT_EQ(lines.size(), 1u);
+  const std::string& line = lines[0];
+  EXPECT_EQ(Field(line, "id"), "trace-42.abc_DEF");
+  EXPECT_EQ(Field(line, "method"), "POST");
+  EXPECT_EQ(Field(line, "route"), "/v1/completions");
+  EXPECT_EQ(Field(line, "status"), "200");
+  // Prompt: <s> a b = 3 tokens; 3 generated, the last by max_tokens.
+  EXPECT_EQ(Field(line, "prompt_tokens"), "3");
+  EXPECT_EQ(Field(line, "completion_tokens"), "3");
+  EXPECT_EQ(Field(line, "finish"), "length");
+  const double ttft = std::stod(Field(line, "ttft_ms"));
+  const double duration = std::stod(Field(line, "duration_ms"));
+  EXPECT_GE(ttft, 0.0);
+  EXPECT_LE(ttft, duration);
+}
+
+TEST_F(HttpServerTest, MissingOrInvalidRequestIdIsReplacedByAGeneratedOne) {
+  const std::vector<std::string> bad = {std::string(129, 'a'), "has space", "tab\there", "del\x7f",
+                                        "caf\xC3\xA9"};
+  std::set<std::string> seen;
+  for (size_t i = 0; i <= bad.size(); ++i) {
+    httplib::Headers headers;
+    if (i < bad.size()) headers.emplace("X-Request-Id", bad[i]);
+    auto r = client_->Post("/v1/completions", headers, R"({"prompt": "a", "max_tokens": 1})",
+                           "application/json");
+    ASSERT_TRUE(r) << i;
+    EXPECT_EQ(r->status, 200) << r->body;
+    const std::string id = r->get_header_value("X-Request-Id");
+    EXPECT_TRUE(std::regex_match(id, std::regex("req-[0-9a-f]{32}"))) << i << ": " << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), bad.size() + 1);  // fresh each time
+  // 128 characters is still accepted.
+  const std::string longest(128, 'z');
+  auto r = client_->Post("/v1/completions", {{"X-Request-Id", longest}},
+                         R"({"prompt": "a", "max_tokens": 1})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->get_header_value("X-Request-Id"), longest);
+}
+
+TEST_F(HttpServerTest, StreamIsLoggedWhenItEnds) {
+  LogCapture capture;
+  auto r =
+      client_->Post("/v1/completions", {{"X-Request-Id", "s1"}},
+                    R"({"prompt": "ab", "max_tokens": 2, "stream": true})", "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("X-Request-Id"), "s1");
+  // The line is written when httplib releases the stream, just after the last chunk.
+  ASSERT_TRUE(WaitFor([&] { return capture.AccessLines().size() == 1; }));
+  const std::string line = capture.AccessLines()[0];
+  EXPECT_EQ(Field(line, "id"), "s1");
+  EXPECT_EQ(Field(line, "route"), "/v1/completions");
+  EXPECT_EQ(Field(line, "prompt_tokens"), "3");
+  EXPECT_EQ(Field(line, "status"), "200");
+  EXPECT_EQ(Field(line, "completion_tokens"), "2");
+  EXPECT_EQ(Field(line, "finish"), "length");
+  EXPECT_NE(Field(line, "ttft_ms"), "-");
+}
+
+TEST_F(HttpServerTest, StreamTheClientLeftIsLoggedAs499Abort) {
+  engine_.state->token_delay = 50ms;
+  LogCapture capture;
+  const int fd = SendRaw(server_->port(), R"({"prompt": "a", "max_tokens": 60, "stream": true})");
+  char buf[512];
+  ASSERT_GT(recv(fd, buf, sizeof(buf), 0), 0);
+  close(fd);
+  ASSERT_TRUE(WaitFor([&] { return capture.AccessLines().size() == 1; }));
+  const std::string line = capture.AccessLines()[0];
+  EXPECT_EQ(Field(line, "status"), "499");
+  EXPECT_EQ(Field(line, "finish"), "abort");
+  EXPECT_TRUE(std::regex_match(Field(line, "id"), std::regex("req-[0-9a-f]{32}"))) << line;
+  EXPECT_LT(std::stoi(Field(line, "completion_tokens")), 60);  // left long before the end
+}
+
+TEST_F(HttpServerTest, RejectedRequestIsLoggedWithItsStatus) {
+  LogCapture capture;
+  auto r = client_->Post("/v1/completions", {{"X-Request-Id", "bad-1"}},
+                         R"({"prompt": "a", "max_tokens": -1})", "application/json");
+  ExpectError(r, 400);
+  EXPECT_EQ(r->get_header_value("X-Request-Id"), "bad-1");
+  std::vector<std::string> lines = capture.AccessLines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(Field(lines[0], "id"), "bad-1");
+  EXPECT_EQ(Field(lines[0], "status"), "400");
+  EXPECT_EQ(Field(lines[0], "prompt_tokens"), "0");
+  EXPECT_EQ(Field(lines[0], "completion_tokens"), "0");
+  EXPECT_EQ(Field(lines[0], "ttft_ms"), "-");
+  EXPECT_EQ(Field(lines[0], "finish"), "-");
+}
+
+TEST_F(HttpServerTest, NoAccessLineWhenDisabled) {
+  HttpServerOptions options;
+  options.port = 0;
+  options.threads = 4;
+  options.access_log = false;
+  HttpServer quiet(&ctx_, options);
+  ASSERT_TRUE(quiet.Start().ok());
+  httplib::Client client("127.0.0.1", quiet.port());
+  LogCapture capture;
+  auto r = client.Post("/v1/completions", {{"X-Request-Id", "q1"}},
+                       R"({"prompt": "a", "max_tokens": 1})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("X-Request-Id"), "q1");  // still echoed
+  r = client.Post("/v1/completions", R"({"prompt": "a", "max_tokens": 1, "stream": true})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  std::this_thread::sleep_for(50ms);  // past when a stream's line would have been written
+  EXPECT_TRUE(capture.AccessLines().empty());
+  quiet.Stop();
 }
 
 }  // namespace

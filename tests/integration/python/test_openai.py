@@ -90,6 +90,16 @@ def test_raw_sse_framing_ends_with_done(server):
     assert events[-1] == "data: [DONE]"
 
 
+def test_request_id_is_echoed_or_generated(server):
+    body = {"model": MODEL_NAME, "prompt": PROMPT, "max_tokens": 2}
+    r = requests.post(server.url + "/v1/completions", json=body,
+                      headers={"X-Request-Id": "it-trace-7"}, timeout=30)
+    assert r.status_code == 200
+    assert r.headers["X-Request-Id"] == "it-trace-7"
+    r = requests.post(server.url + "/v1/completions", json=body, timeout=30)
+    assert r.headers["X-Request-Id"].startswith("req-")
+
+
 def test_chat_prompt_matches_jinja2_and_hf_tokenizer(client, hf_tokenizer, chat_template):
     messages = [{"role": "system", "content": "You are terse."},
                 {"role": "user", "content": "Name a rail yard."}]
