@@ -268,6 +268,12 @@ Status EngineImpl::Validate(const RequestSpec& spec) const {
   SY_RETURN_IF_ERROR(spec.sampling.Validate());
   const int64_t vocab = rank_.model->config().vocab_size;
   SY_RETURN_IF_ERROR(CheckRequestLimits(spec, vocab));
+  // More sequences than the whole queue holds would be refused as "full" forever.
+  if (options_.max_queued_requests > 0 && spec.n > options_.max_queued_requests) {
+    return Status::InvalidArgument("n = " + std::to_string(spec.n) + " exceeds the " +
+                                   std::to_string(options_.max_queued_requests) +
+                                   " sequences the request queue holds");
+  }
   for (int32_t id : spec.prompt) {
     if (id < 0 || id >= vocab) {
       return Status::InvalidArgument("prompt token id " + std::to_string(id) +

@@ -288,13 +288,14 @@ TEST(Engine, QueueCountsSequencesNotRequests) {
   o.observer = &observer;
   auto e = MakeEngine(o);
   ASSERT_NE(e, nullptr);
-  // Four sequences never fit a queue of three, even an empty one.
+  // Four sequences never fit a queue of three, even an empty one: an invalid request, not a
+  // full queue to retry later.
   RequestSpec four = Greedy({1, 2, 3, 4}, 2);
   four.n = 4;
   auto s = e->Submit(four);
   ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.status().code(), StatusCode::kResourceExhausted) << s.status().ToString();
-  EXPECT_EQ(observer.rejected_full.load(), 1);
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument) << s.status().ToString();
+  EXPECT_EQ(observer.rejected_full.load(), 0);
   // Three do.
   RequestSpec three = Greedy({1, 2, 3, 4}, 2);
   three.n = 3;
