@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "engine/core/bounded_json.h"
 #include "engine/core/file_util.h"
 #include "engine/core/json_fields.h"
 
@@ -468,20 +469,7 @@ std::string_view ArchName(Arch arch) { return InfoFor(arch).name; }
 
 StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text) {
   try {
-    bool too_deep = false;
-    const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json&) {
-      if ((event == json::parse_event_t::object_start ||
-           event == json::parse_event_t::array_start) &&
-          depth >= kMaxJsonDepth) {
-        too_deep = true;
-        return false;
-      }
-      return true;
-    };
-    const json root =
-        json::parse(json_text.begin(), json_text.end(), limit_depth, /*allow_exceptions=*/false);
-    if (root.is_discarded()) return Invalid("not valid JSON");
-    if (too_deep) return Invalid("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    SY_ASSIGN_OR_RETURN(const json root, ParseBoundedJson(json_text, "config.json", kMaxJsonDepth));
     ModelConfig config;
     SY_RETURN_IF_ERROR(ParseConfig(root, &config));
     return config;

@@ -274,13 +274,7 @@ Status EngineImpl::Validate(const RequestSpec& spec) const {
                                    std::to_string(options_.max_queued_requests) +
                                    " sequences the request queue holds");
   }
-  for (int32_t id : spec.prompt) {
-    if (id < 0 || id >= vocab) {
-      return Status::InvalidArgument("prompt token id " + std::to_string(id) +
-                                     " is outside the vocabulary [0, " + std::to_string(vocab) +
-                                     ")");
-    }
-  }
+  SY_RETURN_IF_ERROR(CheckTokenIds(spec.prompt, vocab, "prompt"));
   const int64_t prompt = static_cast<int64_t>(spec.prompt.size());
   const int64_t total = prompt + spec.stop.max_tokens;
   if (total > max_model_len_) {

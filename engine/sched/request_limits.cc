@@ -35,20 +35,24 @@ Status CheckStopStrings(const std::vector<std::string>& stop_strings) {
   return Status::Ok();
 }
 
+Status CheckTokenIds(std::span<const int32_t> ids, int64_t vocab_size, std::string_view field) {
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab_size) {
+      return Status::InvalidArgument(std::string(field) + ": id " + std::to_string(id) +
+                                     " is outside the vocabulary [0, " +
+                                     std::to_string(vocab_size) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 Status CheckStopTokenIds(const std::vector<int32_t>& ids, int64_t vocab_size) {
   if (ids.size() > kMaxStopTokenIds) {
     return Status::InvalidArgument("stop_token_ids may hold at most " +
                                    std::to_string(kMaxStopTokenIds) + " ids, got " +
                                    std::to_string(ids.size()));
   }
-  for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size) {
-      return Status::InvalidArgument("stop_token_ids: id " + std::to_string(id) +
-                                     " is outside the vocabulary [0, " +
-                                     std::to_string(vocab_size) + ")");
-    }
-  }
-  return Status::Ok();
+  return CheckTokenIds(ids, vocab_size, "stop_token_ids");
 }
 
 Status CheckRequestLimits(const RequestSpec& spec, int64_t vocab_size) {

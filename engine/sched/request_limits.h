@@ -4,7 +4,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/core/status.h"
@@ -25,6 +27,9 @@ inline constexpr size_t kMaxStopTokenIds = 64;
 Status CheckSequenceCount(int64_t num_prompts, int64_t n);
 // At most kMaxStopStrings, none empty, kMaxStopStringBytes in all.
 Status CheckStopStrings(const std::vector<std::string>& stop_strings);
+// InvalidArgument "<field>: id N is outside the vocabulary [0, vocab_size)" for the first such id
+// of `ids` (prompts, stop ids, ids to detokenize), else Ok.
+Status CheckTokenIds(std::span<const int32_t> ids, int64_t vocab_size, std::string_view field);
 // At most kMaxStopTokenIds, each in [0, vocab_size).
 Status CheckStopTokenIds(const std::vector<int32_t>& ids, int64_t vocab_size);
 // The three above for one single-prompt spec.

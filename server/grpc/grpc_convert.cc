@@ -1,6 +1,5 @@
 #include "server/grpc/grpc_convert.h"
 
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,17 +28,6 @@ grpc::Status ToGrpcStatus(const Status& status) {
   }
 }
 
-Status CheckTokenIds(std::span<const int32_t> ids, int64_t vocab_size) {
-  for (int32_t id : ids) {
-    if (id < 0 || id >= vocab_size) {
-      return Status::InvalidArgument("token_ids: id " + std::to_string(id) +
-                                     " is outside the vocabulary [0, " +
-                                     std::to_string(vocab_size) + ")");
-    }
-  }
-  return Status::Ok();
-}
-
 namespace {
 
 Status FillPrompt(const pb::GenerateRequest& request, const Tokenizer& tokenizer,
@@ -51,7 +39,7 @@ Status FillPrompt(const pb::GenerateRequest& request, const Tokenizer& tokenizer
       break;
     case pb::GenerateRequest::kTokenIds:
       prompt->assign(request.token_ids().ids().begin(), request.token_ids().ids().end());
-      SY_RETURN_IF_ERROR(CheckTokenIds(*prompt, vocab_size));
+      SY_RETURN_IF_ERROR(CheckTokenIds(*prompt, vocab_size, "token_ids"));
       break;
     default:
       return Status::InvalidArgument("prompt: one of text or token_ids is required");

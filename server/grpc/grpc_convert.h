@@ -5,7 +5,6 @@
 #include <grpcpp/support/status.h>
 
 #include <cstdint>
-#include <span>
 #include <string>
 
 #include "engine/core/status.h"
@@ -18,9 +17,6 @@ namespace sy {
 // InvalidArgument/OutOfRange -> INVALID_ARGUMENT, NotFound -> NOT_FOUND, ResourceExhausted ->
 // RESOURCE_EXHAUSTED, Unavailable -> UNAVAILABLE, anything else -> INTERNAL; the message is kept.
 grpc::Status ToGrpcStatus(const Status& status);
-
-// InvalidArgument naming the first id of `ids` outside [0, vocab_size), else Ok.
-Status CheckTokenIds(std::span<const int32_t> ids, int64_t vocab_size);
 
 // Builds the engine request for `request`: text is tokenized with the model's special tokens
 // (e.g. BOS), token ids are checked against `vocab_size`; unset fields take the proto's

@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "engine/sched/request_limits.h"
 #include "server/grpc/grpc_convert.h"
 #include "switchyard/v1/switchyard.grpc.pb.h"
 
@@ -51,7 +52,8 @@ class SwitchyardService final : public pb::Switchyard::Service {
     const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
     // As HTTP /detokenize: an id outside the vocabulary is refused, not silently dropped.
     const Tokenizer& tokenizer = ctx_->engine->tokenizer();
-    if (Status st = CheckTokenIds(ids, tokenizer.vocab_size()); !st.ok()) return ToGrpcStatus(st);
+    if (Status st = CheckTokenIds(ids, tokenizer.vocab_size(), "token_ids"); !st.ok())
+      return ToGrpcStatus(st);
     response->set_text(tokenizer.Decode(ids, request->skip_special_tokens()));
     return grpc::Status::OK;
   }

@@ -405,7 +405,7 @@ TEST(ModelConfig, FieldErrors) {
   ExpectError("{not json", StatusCode::kInvalidArgument, "not valid JSON");
   ExpectError("[1, 2]", StatusCode::kInvalidArgument, "not a JSON object");
   ExpectError(std::string(200, '[') + std::string(200, ']'), StatusCode::kInvalidArgument,
-              "nested deeper");
+              "config.json nests arrays and objects deeper than 64 levels");
   for (const char* field : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                             "num_local_experts", "intermediate_size"}) {
     ExpectError(Patched(kMixtral, {{field, nullptr}}), StatusCode::kInvalidArgument,
