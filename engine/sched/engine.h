@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -82,6 +83,10 @@ class RequestStream {
   // Waits up to `timeout` for the next update, merging any that queued up. Returns false on
   // timeout. After the update with `finished` set, returns false at once.
   virtual bool Next(RequestUpdate* update, std::chrono::milliseconds timeout) = 0;
+  // For event-driven frontends: calls `ready` each time an update is pushed, and at once when
+  // one is already waiting. It runs on the engine's thread (or the caller's), so it must not
+  // block; it only schedules a Next(update, 0) elsewhere. Replaces any earlier callback.
+  virtual void SetReadyCallback(std::function<void()> ready) = 0;
 };
 
 class Engine {

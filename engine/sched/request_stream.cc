@@ -40,12 +40,26 @@ bool RequestStreamQueue::Next(RequestUpdate* update, std::chrono::milliseconds t
   return true;
 }
 
+void RequestStreamQueue::SetReadyCallback(std::function<void()> ready) {
+  bool waiting = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_ = std::move(ready);
+    waiting = !queue_.empty();
+    ready = ready_;
+  }
+  if (waiting && ready) ready();
+}
+
 void RequestStreamQueue::Push(RequestUpdate update) {
+  std::function<void()> ready;
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(update));
+    ready = ready_;
   }
   cv_.notify_all();
+  if (ready) ready();
 }
 
 }  // namespace sy

@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 
 #include "engine/sched/engine.h"
@@ -16,6 +17,7 @@ class RequestStreamQueue final : public RequestStream {
 
   uint64_t id() const override { return id_; }
   bool Next(RequestUpdate* update, std::chrono::milliseconds timeout) override;
+  void SetReadyCallback(std::function<void()> ready) override;
 
   // Called by the engine; nothing may be pushed after an update with `finished` set.
   void Push(RequestUpdate update);
@@ -26,6 +28,7 @@ class RequestStreamQueue final : public RequestStream {
   std::condition_variable cv_;
   std::deque<RequestUpdate> queue_;
   bool delivered_last_ = false;  // the finished update was popped
+  std::function<void()> ready_;
 };
 
 // Appends `next` to `into`: per choice, tokens and text concatenate and the finish fields of the

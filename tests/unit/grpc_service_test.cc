@@ -42,10 +42,19 @@ class FakeStream : public RequestStream {
     done_ = update->finished;
     return true;
   }
-  void Push(RequestUpdate update) {
+  void SetReadyCallback(std::function<void()> ready) override {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(std::move(update));
-    cv_.notify_all();
+    ready_ = std::move(ready);
+  }
+  void Push(RequestUpdate update) {
+    std::function<void()> ready;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(update));
+      cv_.notify_all();
+      ready = ready_;
+    }
+    if (ready) ready();
   }
 
  private:
@@ -54,6 +63,7 @@ class FakeStream : public RequestStream {
   std::condition_variable cv_;
   std::deque<RequestUpdate> queue_;
   bool done_ = false;
+  std::function<void()> ready_;
 };
 
 // Replays `script` to every submitted request and records submissions and aborts.

@@ -66,6 +66,8 @@ class FakeStream : public RequestStream {
   FakeStream(uint64_t id, RequestSpec spec, std::shared_ptr<FakeState> state)
       : id_(id), spec_(std::move(spec)), state_(std::move(state)), next_at_(Clock::now()) {}
   uint64_t id() const override { return id_; }
+  // The server under test polls with timeouts, so no callback is needed.
+  void SetReadyCallback(std::function<void()>) override {}
 
   bool Next(RequestUpdate* update, std::chrono::milliseconds timeout) override {
     if (done_) return false;
