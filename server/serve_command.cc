@@ -6,6 +6,7 @@
 // the engine's worker loop; they stop when rank 0 does.
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -35,6 +36,11 @@ struct ServeFlags {
   int grpc_port = 50051;  // 0: no gRPC server
   std::string served_model_name;
   int64_t max_body_bytes = 8 << 20;
+  int64_t max_connections = 10000;
+  double header_timeout_s = 10;
+  double body_timeout_s = 30;
+  double keep_alive_timeout_s = 5;
+  int http_threads = 2;
   bool disable_access_log = false;
   double shutdown_timeout_s = 30;
   bool no_prefix_caching = false;
@@ -49,6 +55,10 @@ struct ServeFlags {
   std::string record_routing_file;
   int record_routing_steps = 64;
 };
+
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
 
 int Fail(const Status& st) {
   spdlog::error("serve: {}", st.ToString());
@@ -160,7 +170,12 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
   http::HttpServerOptions http_options;
   http_options.host = f.host;
   http_options.port = f.port;
-  http_options.max_body_bytes = f.max_body_bytes;
+  http_options.limits.max_body_bytes = static_cast<size_t>(f.max_body_bytes);
+  http_options.limits.header_timeout = Millis(f.header_timeout_s);
+  http_options.limits.body_timeout = Millis(f.body_timeout_s);
+  http_options.limits.keep_alive_timeout = Millis(f.keep_alive_timeout_s);
+  http_options.max_connections = static_cast<size_t>(f.max_connections);
+  http_options.io_threads = f.http_threads;
   http_options.access_log = !f.disable_access_log;
   http::HttpServer http(&ctx, http_options);
   if (Status st = http.Start(); !st.ok()) return Fail(st);
@@ -213,7 +228,16 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
   return ok ? 0 : 1;
 }
 
+// Every open connection holds a file descriptor: take the hard limit, as nginx and vLLM do.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) spdlog::warn("serve: cannot raise RLIMIT_NOFILE");
+}
+
 int RunServe(ServeFlags f) {
+  RaiseFileLimit();
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   const sigset_t stop_signals = BlockStopSignals();
   f.engine.enable_prefix_caching = !f.no_prefix_caching;
@@ -285,6 +309,20 @@ Command AddServeCommand(CLI::App& app) {
                 "no info line per finished completion/chat request");
   cmd->add_option("--max-body-bytes", f->max_body_bytes, "largest accepted request body")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-connections", f->max_connections,
+                  "open HTTP connections at most; beyond, new ones get 503")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("--header-timeout", f->header_timeout_s,
+                  "seconds from a request's first byte to the end of its head (else 408)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--body-timeout", f->body_timeout_s,
+                  "seconds from a request's head to the end of its body (else 408)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--keep-alive-timeout", f->keep_alive_timeout_s,
+                  "seconds an idle keep-alive connection stays open")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--http-threads", f->http_threads, "network threads of the HTTP server")
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout_s,
                   "seconds in-flight requests get to finish after SIGTERM");
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error");

@@ -29,8 +29,8 @@ std::string Millis(AccessRecord::Clock::duration d) {
 
 }  // namespace
 
-std::string RequestIdFor(const httplib::Request& req) {
-  std::string id = req.get_header_value("X-Request-Id");
+std::string RequestIdFor(const HttpRequest& req) {
+  std::string id(req.Header("X-Request-Id"));
   return ValidRequestId(id) ? id : NewRequestId();
 }
 

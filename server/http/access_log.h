@@ -2,14 +2,13 @@
 // id (a sanitised client X-Request-Id, else a generated one) that ties it to the response.
 #pragma once
 
-#include <httplib.h>
-
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 
 #include "engine/sched/request.h"
+#include "server/http/http_message.h"
 
 namespace sy::http {
 
@@ -17,7 +16,7 @@ inline constexpr size_t kMaxRequestIdLength = 128;
 
 // The client's X-Request-Id when it is 1..128 printable ASCII characters, else a fresh "req-..."
 // id (so a hostile header cannot forge or break log lines).
-std::string RequestIdFor(const httplib::Request& req);
+std::string RequestIdFor(const HttpRequest& req);
 
 // What one access-log line reports; filled while the request is answered.
 struct AccessRecord {

@@ -5,41 +5,15 @@
 #include <string>
 #include <vector>
 
-#include "server/http/access_log.h"
-#include "server/http/connection_probe.h"
-#include "server/http/generation_session.h"
 #include "server/http/http_reply.h"
 
 namespace sy::http {
 namespace {
 
-// Counts a generation request as active for as long as it lives.
-class ActiveGuard {
- public:
-  explicit ActiveGuard(std::atomic<size_t>* active) : active_(active) { ++*active_; }
-  ~ActiveGuard() { --*active_; }
-  ActiveGuard(const ActiveGuard&) = delete;
-  ActiveGuard& operator=(const ActiveGuard&) = delete;
-
- private:
-  std::atomic<size_t>* active_;
-};
-
 int64_t NowSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-ApiError ClientGone() {
-  ApiError e;
-  e.http_status = 499;  // nginx's "client closed request": nobody reads it, logs do
-  e.message = "The client closed the connection.";
-  return e;
-}
-
-ApiError ShuttingDown() {
-  return ErrorFromStatus(Status::Unavailable("The server is shutting down."));
 }
 
 // Notes the first token and the finish reasons of `deltas` for the access log.
@@ -50,134 +24,10 @@ void NoteDeltas(const std::vector<ChoiceOutput>& deltas, AccessRecord* record) {
   }
 }
 
-// The outcome of a finished (or cut-off) session, for the access log.
-void NoteEnd(const GenerationSession& session, AccessRecord* record) {
-  const Usage usage = session.usage();
-  record->prompt_tokens = usage.prompt_tokens;
-  record->completion_tokens = usage.completion_tokens;
-  if (!session.done()) record->finish_reason = FinishReason::kAbort;
-  if (!session.status().ok()) record->finish_reason = FinishReason::kError;
-}
-
-void RespondOnce(const GenerationEnv& env, std::unique_ptr<GenerationSession> session,
-                 const ResponseHeader& header, const httplib::Request& req, httplib::Response& res,
-                 AccessRecord* record) {
-  const ConnectionProbe probe(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
-  const GenerationRequest& request = session->request();
-  ChoiceCollector collector(request.n * static_cast<int32_t>(request.specs.size()));
-  std::vector<ChoiceOutput> deltas;
-  while (!session->done()) {
-    if (probe.Closed() || env.stopping->load()) {
-      NoteEnd(*session, record);
-      return SendError(res, probe.Closed() ? ClientGone() : ShuttingDown());
-    }
-    deltas.clear();
-    session->Poll(env.poll_interval, &deltas);
-    NoteDeltas(deltas, record);
-    for (ChoiceOutput& d : deltas) collector.Add(std::move(d));
-  }
-  NoteEnd(*session, record);
-  if (!session->status().ok()) return SendError(res, ErrorFromStatus(session->status()));
-  const Usage usage = session->usage();
-  SendJson(res, 200,
-           request.endpoint == Endpoint::kChat
-               ? ChatResponse(header, request, collector.choices(), usage)
-               : CompletionResponse(header, request, collector.choices(), usage));
-}
-
-// The state of one SSE response, shared by httplib's content-provider callbacks.
-struct StreamState {
-  StreamState(const GenerationEnv& e, std::unique_ptr<GenerationSession> s, ResponseHeader h,
-              const httplib::Request& req, AccessRecord r)
-      : env(e),
-        session(std::move(s)),
-        header(std::move(h)),
-        probe(req.local_addr, req.local_port, req.remote_addr, req.remote_port),
-        guard(e.active),
-        record(std::move(r)) {}
-
-  GenerationEnv env;
-  std::unique_ptr<GenerationSession> session;
-  ResponseHeader header;
-  ConnectionProbe probe;
-  ActiveGuard guard;
-  AccessRecord record;
-  TextOffsets offsets;
-  bool started = false;
-};
-
 // A delta worth a chunk: any new token (even one whose text is still held back, as vLLM sends
 // it, so clients can time every token), text, or a finish.
 bool Worth(const ChoiceOutput& d) {
   return d.num_tokens > 0 || !d.text.empty() || d.finish_reason || !d.logprobs.empty();
-}
-
-// One call of the content provider: sends what the engine produced since the last call.
-// Returns false to make httplib drop the connection.
-bool StreamStep(StreamState& s, httplib::DataSink& sink) {
-  const GenerationRequest& request = s.session->request();
-  std::string out;
-  if (!s.started) {
-    s.started = true;
-    if (request.endpoint == Endpoint::kChat) {
-      for (int32_t i = 0; i < request.n; ++i) out += SseEvent(ChatRoleChunk(s.header, request, i));
-    }
-  }
-  std::vector<ChoiceOutput> deltas;
-  s.session->Poll(s.env.poll_interval, &deltas);
-  NoteDeltas(deltas, &s.record);
-  for (const ChoiceOutput& d : deltas) {
-    if (!Worth(d)) continue;
-    out += SseEvent(request.endpoint == Endpoint::kChat
-                        ? ChatChunk(s.header, request, d)
-                        : CompletionChunk(s.header, request, d, &s.offsets));
-  }
-  const bool done = s.session->done();
-  if (done) {
-    if (!s.session->status().ok()) {
-      out += SseEvent(ErrorBody(ErrorFromStatus(s.session->status())));
-    } else if (request.include_usage) {
-      out += SseEvent(UsageChunk(s.header, request, s.session->usage()));
-    }
-    out += kSseDone;
-  }
-  // An empty write would end httplib's chunked stream, so only write when there is data.
-  if (!out.empty() && !sink.write(out.data(), out.size())) {
-    s.session->Abort();
-    return false;
-  }
-  if (done) {
-    sink.done();
-    return true;
-  }
-  if (s.probe.Closed() || s.env.stopping->load()) {
-    s.session->Abort();
-    return false;
-  }
-  return true;
-}
-
-// Streams are logged when httplib releases them: after the last chunk, or once a client that
-// went away (logged as 499) or a shutdown (503) cut them off; either way the engine work is
-// aborted and finish=abort.
-void RespondStreaming(const GenerationEnv& env, std::unique_ptr<GenerationSession> session,
-                      ResponseHeader header, const httplib::Request& req, httplib::Response& res,
-                      AccessRecord record) {
-  auto state = std::make_shared<StreamState>(env, std::move(session), std::move(header), req,
-                                             std::move(record));
-  res.status = 200;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [state](size_t /*offset*/, httplib::DataSink& sink) { return StreamStep(*state, sink); },
-      [state](bool success) {
-        if (!success) state->session->Abort();
-        if (!state->env.access_log) return;
-        AccessRecord& r = state->record;
-        NoteEnd(*state->session, &r);
-        r.status = success ? 200 : state->env.stopping->load() ? 503 : 499;
-        LogAccess(r);
-      });
 }
 
 }  // namespace
@@ -191,60 +41,129 @@ ProtocolContext MakeProtocolContext(const ServingContext& ctx) {
   return p;
 }
 
-namespace {
+GenerationResponder::GenerationResponder(const GenerationEnv& env,
+                                         std::unique_ptr<GenerationSession> session,
+                                         ResponseHeader header, AccessRecord record)
+    : env_(env),
+      session_(std::move(session)),
+      header_(std::move(header)),
+      record_(std::move(record)),
+      collector_(session_->request().n * static_cast<int32_t>(session_->request().specs.size())) {}
 
-// Answers the request; returns whether it became a stream (which logs itself when it ends).
-bool Answer(const GenerationEnv& env, Endpoint endpoint, const httplib::Request& req,
-            httplib::Response& res, AccessRecord* record) {
-  if (!env.ctx->ready.load() || env.stopping->load()) {
-    SendError(res, ErrorFromStatus(Status::Unavailable(
-                       "The server is not ready (starting up or shutting down).")));
-    return false;
-  }
-  ApiError error;
-  std::optional<nlohmann::json> body = ParseJsonObject(req.body, &error);
-  if (!body) {
-    SendError(res, error);
-    return false;
-  }
-  const ProtocolContext pctx = MakeProtocolContext(*env.ctx);
-  std::optional<GenerationRequest> request = endpoint == Endpoint::kChat
-                                                 ? ParseChatRequest(*body, pctx, &error)
-                                                 : ParseCompletionRequest(*body, pctx, &error);
-  if (!request) {
-    SendError(res, error);
-    return false;
-  }
-  const bool stream = request->stream;
-  ResponseHeader header{NewResponseId(endpoint), NowSeconds(), request->model};
-  // Counted from before Submit so a graceful shutdown never misses a request being admitted.
-  auto guard = std::make_unique<ActiveGuard>(env.active);
-  std::unique_ptr<GenerationSession> session =
-      GenerationSession::Start(env.ctx->engine, std::move(*request), &error);
-  if (!session) {
-    SendError(res, error);
-    return false;
-  }
-  if (stream) {
-    RespondStreaming(env, std::move(session), std::move(header), req, res, std::move(*record));
-    return true;
-  }
-  RespondOnce(env, std::move(session), header, req, res, record);
-  return false;
+GenerationResponder::~GenerationResponder() {
+  if (!logged_) Log(done_ ? 200 : 499);
+  session_.reset();  // aborts what is unfinished
+  --*env_.active;
 }
 
-}  // namespace
+std::string GenerationResponder::Pump() {
+  const GenerationRequest& request = session_->request();
+  std::string out;
+  if (request.stream && !started_) {
+    started_ = true;
+    if (request.endpoint == Endpoint::kChat) {
+      for (int32_t i = 0; i < request.n; ++i) out += SseEvent(ChatRoleChunk(header_, request, i));
+    }
+  }
+  if (done_) return out;
+  std::vector<ChoiceOutput> deltas;
+  session_->TakeOutput(&deltas);
+  NoteDeltas(deltas, &record_);
+  for (ChoiceOutput& d : deltas) {
+    if (!request.stream) {
+      collector_.Add(std::move(d));
+    } else if (Worth(d)) {
+      out += SseEvent(request.endpoint == Endpoint::kChat
+                          ? ChatChunk(header_, request, d)
+                          : CompletionChunk(header_, request, d, &offsets_));
+    }
+  }
+  if (!session_->done()) return out;
+  done_ = true;
+  if (request.stream) {
+    if (!session_->status().ok()) {
+      out += SseEvent(ErrorBody(ErrorFromStatus(session_->status())));
+    } else if (request.include_usage) {
+      out += SseEvent(UsageChunk(header_, request, session_->usage()));
+    }
+    out += kSseDone;
+  }
+  return out;
+}
 
-void HandleGeneration(const GenerationEnv& env, Endpoint endpoint, const httplib::Request& req,
-                      httplib::Response& res, std::string request_id) {
-  res.set_header("X-Request-Id", request_id);
+HttpResponse GenerationResponder::FinalResponse() {
+  const GenerationRequest& request = session_->request();
+  HttpResponse res;
+  if (!session_->status().ok()) {
+    res = ErrorResponse(ErrorFromStatus(session_->status()));
+  } else {
+    const Usage usage = session_->usage();
+    res =
+        JsonResponse(200, request.endpoint == Endpoint::kChat
+                              ? ChatResponse(header_, request, collector_.choices(), usage)
+                              : CompletionResponse(header_, request, collector_.choices(), usage));
+  }
+  res.headers.emplace_back("X-Request-Id", record_.request_id);
+  Log(res.status);
+  return res;
+}
+
+void GenerationResponder::StreamSent() { Log(200); }
+
+void GenerationResponder::Abort(int status) {
+  session_->Abort();
+  if (!logged_) Log(status);
+}
+
+void GenerationResponder::Log(int status) {
+  logged_ = true;
+  if (!env_.access_log) return;
+  const Usage usage = session_->usage();
+  record_.prompt_tokens = usage.prompt_tokens;
+  record_.completion_tokens = usage.completion_tokens;
+  if (!session_->done()) record_.finish_reason = FinishReason::kAbort;
+  if (!session_->status().ok()) record_.finish_reason = FinishReason::kError;
+  record_.status = status;
+  LogAccess(record_);
+}
+
+std::unique_ptr<GenerationResponder> StartGeneration(const GenerationEnv& env, Endpoint endpoint,
+                                                     const HttpRequest& req, std::string request_id,
+                                                     HttpResponse* refusal) {
   AccessRecord record;
   record.request_id = std::move(request_id);
   record.method = req.method;
   record.route = req.path;
-  if (Answer(env, endpoint, req, res, &record) || !env.access_log) return;
-  record.status = res.status;
-  LogAccess(record);
+  auto refuse = [&](const ApiError& error) -> std::unique_ptr<GenerationResponder> {
+    *refusal = ErrorResponse(error);
+    refusal->headers.emplace_back("X-Request-Id", record.request_id);
+    record.status = refusal->status;
+    if (env.access_log) LogAccess(record);
+    return nullptr;
+  };
+  if (!env.ctx->ready.load() || env.stopping->load()) {
+    return refuse(ErrorFromStatus(
+        Status::Unavailable("The server is not ready (starting up or shutting down).")));
+  }
+  ApiError error;
+  std::optional<nlohmann::json> body = ParseJsonObject(req.body, &error);
+  if (!body) return refuse(error);
+  const ProtocolContext pctx = MakeProtocolContext(*env.ctx);
+  std::optional<GenerationRequest> request = endpoint == Endpoint::kChat
+                                                 ? ParseChatRequest(*body, pctx, &error)
+                                                 : ParseCompletionRequest(*body, pctx, &error);
+  if (!request) return refuse(error);
+  ResponseHeader header{NewResponseId(endpoint), NowSeconds(), request->model};
+  // Counted from before Submit so a graceful shutdown never misses a request being admitted.
+  ++*env.active;
+  std::unique_ptr<GenerationSession> session =
+      GenerationSession::Start(env.ctx->engine, std::move(*request), &error);
+  if (!session) {
+    --*env.active;
+    return refuse(error);
+  }
+  return std::make_unique<GenerationResponder>(env, std::move(session), std::move(header),
+                                               std::move(record));
 }
 
 }  // namespace sy::http

@@ -32,6 +32,10 @@ void GenerationSession::Abort() {
   }
 }
 
+void GenerationSession::SetReadyCallback(const std::function<void()>& ready) {
+  for (Part& part : parts_) part.stream->SetReadyCallback(ready);
+}
+
 Usage GenerationSession::usage() const {
   Usage usage;
   for (const Part& part : parts_) {
@@ -41,11 +45,10 @@ Usage GenerationSession::usage() const {
   return usage;
 }
 
-bool GenerationSession::PollPart(size_t i, std::chrono::milliseconds timeout,
-                                 std::vector<ChoiceOutput>* deltas) {
+void GenerationSession::TakePart(size_t i, std::vector<ChoiceOutput>* deltas) {
   Part& part = parts_[i];
   RequestUpdate update;
-  if (part.finished || !part.stream->Next(&update, timeout)) return false;
+  if (part.finished || !part.stream->Next(&update, std::chrono::milliseconds(0))) return;
   const Engine& engine = *engine_;
   for (CompletionDelta& d : update.deltas) {
     ChoiceOutput out;
@@ -65,22 +68,10 @@ bool GenerationSession::PollPart(size_t i, std::chrono::milliseconds timeout,
     --unfinished_;
     if (!update.status.ok() && status_.ok()) status_ = update.status;
   }
-  return true;
 }
 
-void GenerationSession::Poll(std::chrono::milliseconds timeout, std::vector<ChoiceOutput>* deltas) {
-  // With several prompts, take whatever is ready from each; block on one stream only when none
-  // had anything, briefly if others might produce meanwhile.
-  bool any = false;
-  size_t first_open = parts_.size();
-  for (size_t i = 0; i < parts_.size(); ++i) {
-    if (parts_[i].finished) continue;
-    if (first_open == parts_.size()) first_open = i;
-    if (unfinished_ > 1) any |= PollPart(i, std::chrono::milliseconds(0), deltas);
-  }
-  if (any || first_open == parts_.size()) return;
-  const auto wait = unfinished_ > 1 ? std::min(timeout, std::chrono::milliseconds(5)) : timeout;
-  PollPart(first_open, wait, deltas);
+void GenerationSession::TakeOutput(std::vector<ChoiceOutput>* deltas) {
+  for (size_t i = 0; i < parts_.size(); ++i) TakePart(i, deltas);
 }
 
 ChoiceCollector::ChoiceCollector(int32_t num_choices) : choices_(num_choices) {

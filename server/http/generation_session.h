@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -22,8 +23,12 @@ class GenerationSession {
   GenerationSession(const GenerationSession&) = delete;
   GenerationSession& operator=(const GenerationSession&) = delete;
 
-  // Waits up to `timeout` for new output and appends it, one ChoiceOutput per choice delta.
-  void Poll(std::chrono::milliseconds timeout, std::vector<ChoiceOutput>* deltas);
+  // Calls `ready` whenever one of the engine requests has new output (see
+  // RequestStream::SetReadyCallback: it may run on the engine thread and must not block).
+  void SetReadyCallback(const std::function<void()>& ready);
+  // Appends the output of every engine request since the last call, one ChoiceOutput per
+  // choice delta. Does not wait.
+  void TakeOutput(std::vector<ChoiceOutput>* deltas);
   // Every engine request has finished.
   bool done() const { return unfinished_ == 0; }
   // The first fault a finished request reported (OK when none).
@@ -41,8 +46,8 @@ class GenerationSession {
     int64_t completion_tokens = 0;
   };
   GenerationSession(Engine* engine, GenerationRequest request);
-  // Pops one update of part `i`; returns whether there was one.
-  bool PollPart(size_t i, std::chrono::milliseconds timeout, std::vector<ChoiceOutput>* deltas);
+  // Pops the update waiting for part `i`, if any.
+  void TakePart(size_t i, std::vector<ChoiceOutput>* deltas);
 
   Engine* engine_;
   GenerationRequest request_;

@@ -4,14 +4,19 @@
 
 namespace sy::http {
 
-void SendJson(httplib::Response& res, int status, const nlohmann::json& body) {
+HttpResponse JsonResponse(int status, const nlohmann::json& body) {
+  HttpResponse res;
   res.status = status;
-  res.set_content(Dump(body), "application/json");
+  res.body = Dump(body);
+  return res;
 }
 
-void SendError(httplib::Response& res, const ApiError& error) {
-  if (error.retry_after_s > 0) res.set_header("Retry-After", std::to_string(error.retry_after_s));
-  SendJson(res, error.http_status, ErrorBody(error));
+HttpResponse ErrorResponse(const ApiError& error) {
+  HttpResponse res = JsonResponse(error.http_status, ErrorBody(error));
+  if (error.retry_after_s > 0) {
+    res.headers.emplace_back("Retry-After", std::to_string(error.retry_after_s));
+  }
+  return res;
 }
 
 }  // namespace sy::http

@@ -1,238 +1,187 @@
 #include "server/http/http_server.h"
 
-#include <httplib.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
-#include <exception>
-#include <set>
-#include <string>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
 
-#include "server/http/access_log.h"
-#include "server/http/generation_handler.h"
+#include "server/http/http_message.h"
 #include "server/http/http_reply.h"
-#include "server/http/openai_protocol.h"
-
-#ifndef SY_VERSION
-#define SY_VERSION "unknown"
-#endif
 
 namespace sy::http {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+// Declared so that the io_context goes first: destroying it destroys the handlers it still
+// holds, and with them the last connections, whose destructors use `shared`.
+struct HttpServer::Net {
+  explicit Net(int io_threads, int worker_threads)
+      : workers(static_cast<size_t>(worker_threads)), ioc(io_threads), retry(ioc) {}
+  ConnectionShared shared;
+  std::optional<asio::ssl::context> tls;
+  asio::thread_pool workers;
+  std::mutex mu;  // guards connections
+  std::map<uint64_t, std::weak_ptr<HttpConnection>> connections;
+  uint64_t next_id = 0;
+  asio::io_context ioc;
+  std::optional<tcp::acceptor> acceptor;
+  asio::steady_timer retry;  // re-accept after running out of file descriptors
+  std::vector<std::thread> threads;
+};
+
 namespace {
 
-using nlohmann::json;
-
-const std::set<std::string>& PostRoutes() {
-  static const std::set<std::string> routes = {"/v1/completions", "/v1/chat/completions",
-                                               "/tokenize", "/detokenize", "/admin/placement"};
-  return routes;
-}
-
-const std::set<std::string>& GetRoutes() {
-  static const std::set<std::string> routes = {"/v1/models",     "/health",         "/ready",
-                                               "/health/ready",  "/metrics",        "/version",
-                                               "/admin/routing", "/admin/placement"};
-  return routes;
-}
-
-ApiError NotServing(const char* what) { return ErrorFromStatus(Status::Unavailable(what)); }
-ApiError Loading() { return NotServing("The model is still loading."); }
-
-// Errors httplib produced itself (no route, body too large, bad request line) get the OpenAI
-// error object; responses our handlers already filled are left alone.
-httplib::Server::HandlerResponse OnError(const httplib::Request& req, httplib::Response& res) {
-  if (!res.body.empty() || res.content_provider_) {
-    return httplib::Server::HandlerResponse::Unhandled;
-  }
+// The answer to a connection over the cap, written without waiting: the client learns why.
+std::string OverloadedResponse() {
   ApiError error;
-  error.http_status = res.status;
-  if (res.status == 404) {
-    const bool post_route = PostRoutes().count(req.path) > 0;
-    if (post_route || GetRoutes().count(req.path) > 0) {
-      error.http_status = 405;
-      error.message = "Method " + req.method + " is not allowed for " + req.path + ".";
-      res.set_header("Allow", post_route ? "POST" : "GET");
-    } else {
-      error.message = "No route for " + req.method + " " + req.path + ".";
-      error.code = "not_found";
-    }
-  } else if (res.status == 413) {
-    error.message = "The request body is too large.";
-  } else if (res.status >= 500) {
-    error.type = "internal_error";
-    error.message = "Internal server error.";
-  } else {
-    error.message = "Malformed HTTP request.";
-  }
-  SendError(res, error);
-  return httplib::Server::HandlerResponse::Handled;
+  error.http_status = 503;
+  error.message = "The server has too many open connections; retry later.";
+  error.retry_after_s = 1;
+  return SerializeResponse(ErrorResponse(error), /*keep_alive=*/false);
 }
 
-// What was thrown goes to the log only: its text may describe server internals.
-void OnException(const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-  std::string what = "unknown exception";
-  try {
-    if (ep) std::rethrow_exception(ep);
-  } catch (const std::exception& e) {
-    what = e.what();
-  } catch (...) {
+Status LoadTls(const HttpServerOptions& o, asio::ssl::context* tls) {
+  error_code ec;
+  tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  tls->use_certificate_chain_file(o.ssl_certfile, ec);
+  if (ec) return Status::InvalidArgument("--ssl-certfile " + o.ssl_certfile + ": " + ec.message());
+  tls->use_private_key_file(o.ssl_keyfile, asio::ssl::context::pem, ec);
+  if (ec) return Status::InvalidArgument("--ssl-keyfile " + o.ssl_keyfile + ": " + ec.message());
+  if (!o.ssl_ca_certs.empty()) {
+    tls->load_verify_file(o.ssl_ca_certs, ec);
+    if (ec) {
+      return Status::InvalidArgument("--ssl-ca-certs " + o.ssl_ca_certs + ": " + ec.message());
+    }
+    tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
   }
-  spdlog::error("http: {} {} threw: {}", req.method, req.path, what);
-  SendError(res, ErrorFromStatus(Status::Internal("Internal server error.")));
+  return Status::Ok();
 }
 
 }  // namespace
 
 HttpServer::HttpServer(ServingContext* ctx, HttpServerOptions options)
-    : ctx_(ctx), options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {
-  const size_t threads = static_cast<size_t>(std::max(options_.threads, 1));
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_->set_payload_max_length(options_.max_body_bytes);
-  server_->set_error_handler(httplib::Server::HandlerWithResponse(OnError));
-  server_->set_exception_handler(OnException);
-  // httplib's default also sets SO_REUSEPORT, which would let a second server share the port
-  // silently; SO_REUSEADDR alone still allows a quick restart.
-  server_->set_socket_options([this](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    listen_fd_ = sock;
-  });
-  RegisterRoutes();
-}
+    : ctx_(ctx), options_(std::move(options)), routes_(ctx, options_.access) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
-void HttpServer::RegisterRoutes() {
-  ServingContext* ctx = ctx_;
-  const GenerationEnv env{ctx_, &stopping_, &active_, options_.poll_interval, options_.access_log};
-  server_->Post("/v1/completions", [env](const httplib::Request& req, httplib::Response& res) {
-    HandleGeneration(env, Endpoint::kCompletions, req, res, RequestIdFor(req));
-  });
-  server_->Post("/v1/chat/completions", [env](const httplib::Request& req, httplib::Response& res) {
-    HandleGeneration(env, Endpoint::kChat, req, res, RequestIdFor(req));
-  });
-  server_->Get("/v1/models", [ctx](const httplib::Request&, httplib::Response& res) {
-    if (!ctx->loaded.load()) return SendError(res, Loading());
-    json model = {{"id", ctx->model_name},
-                  {"object", "model"},
-                  {"created", 0},
-                  {"owned_by", "switchyard"},
-                  {"root", ctx->engine->model_dir()},
-                  {"parent", nullptr},
-                  {"max_model_len", ctx->engine->max_model_len()}};
-    SendJson(res, 200, {{"object", "list"}, {"data", json::array({model})}});
-  });
-  server_->Post("/tokenize", [ctx](const httplib::Request& req, httplib::Response& res) {
-    if (!ctx->loaded.load()) return SendError(res, Loading());
-    ApiError error;
-    std::optional<json> body = ParseJsonObject(req.body, &error);
-    const ProtocolContext pctx = MakeProtocolContext(*ctx);
-    std::optional<std::vector<int32_t>> tokens;
-    if (body) tokens = ParseTokenizeRequest(*body, pctx, &error);
-    if (!tokens) return SendError(res, error);
-    SendJson(
-        res, 200,
-        {{"tokens", *tokens}, {"count", tokens->size()}, {"max_model_len", pctx.max_model_len}});
-  });
-  server_->Post("/detokenize", [ctx](const httplib::Request& req, httplib::Response& res) {
-    if (!ctx->loaded.load()) return SendError(res, Loading());
-    ApiError error;
-    std::optional<json> body = ParseJsonObject(req.body, &error);
-    const ProtocolContext pctx = MakeProtocolContext(*ctx);
-    std::optional<std::vector<int32_t>> tokens;
-    if (body) tokens = ParseDetokenizeRequest(*body, pctx, &error);
-    if (!tokens) return SendError(res, error);
-    SendJson(res, 200, {{"prompt", ctx->engine->tokenizer().Decode(*tokens, false)}});
-  });
-  server_->Get("/health", [ctx](const httplib::Request&, httplib::Response& res) {
-    // Alive while the model loads; dead only once a loaded engine has stopped.
-    if (ctx->loaded.load() && !ctx->engine->Alive()) {
-      return SendError(res, NotServing("The engine is not running."));
-    }
-    res.status = 200;
-  });
-  auto ready = [ctx](const httplib::Request&, httplib::Response& res) {
-    if (!ctx->ready.load()) return SendError(res, NotServing("The server is not ready."));
-    // A dead engine serves nothing, so it is not ready either (`ready` stays set until drain).
-    if (!ctx->engine->Alive()) return SendError(res, NotServing("The engine is not running."));
-    SendJson(res, 200, {{"status", "ready"}});
-  };
-  server_->Get("/ready", ready);
-  server_->Get("/health/ready", ready);
-  server_->Get("/metrics", [ctx](const httplib::Request&, httplib::Response& res) {
-    res.status = 200;
-    res.set_content(ctx->render_metrics ? ctx->render_metrics() : std::string(),
-                    "text/plain; version=0.0.4; charset=utf-8");
-  });
-  RegisterAdminRoutes();
-  server_->Get("/version", [](const httplib::Request&, httplib::Response& res) {
-    SendJson(res, 200, {{"version", SY_VERSION}});
-  });
-}
-
-// Expert parallelism: routing statistics, the placement in use, and a live migration to
-// another (docs/expert-parallel.md). One-rank servers answer 404.
-void HttpServer::RegisterAdminRoutes() {
-  ServingContext* ctx = ctx_;
-  server_->Get("/admin/routing", [ctx](const httplib::Request& req, httplib::Response& res) {
-    if (!ctx->routing_json) {
-      return SendError(res, ErrorFromStatus(Status::NotFound(
-                                "This model has no routed experts, so no routing statistics.")));
-    }
-    const std::string t = req.get_param_value("transitions");
-    res.status = 200;
-    res.set_content(ctx->routing_json(t == "1" || t == "true"), "application/json");
-  });
-  server_->Get("/admin/placement", [ctx](const httplib::Request&, httplib::Response& res) {
-    if (!ctx->loaded.load()) return SendError(res, Loading());
-    const std::shared_ptr<const ExpertPlacement> p = ctx->engine->placement();
-    if (p == nullptr) {
-      return SendError(res, ErrorFromStatus(Status::NotFound(
-                                "This server has no expert parallelism, so no placement.")));
-    }
-    res.status = 200;
-    res.set_content(p->ToJson(), "application/json");
-  });
-  server_->Post("/admin/placement", [ctx](const httplib::Request& req, httplib::Response& res) {
-    if (!ctx->loaded.load()) return SendError(res, Loading());
-    if (ctx->engine->placement() == nullptr) {
-      return SendError(res, ErrorFromStatus(Status::NotFound(
-                                "This server has no expert parallelism, so no placement.")));
-    }
-    StatusOr<ExpertPlacement> next = ExpertPlacement::FromJson(req.body);
-    if (!next.ok()) return SendError(res, ErrorFromStatus(next.status()));
-    StatusOr<int64_t> moves = ctx->engine->ApplyPlacement(*next);
-    if (!moves.ok()) return SendError(res, ErrorFromStatus(moves.status()));
-    SendJson(res, 202, {{"status", "migrating"}, {"moves", *moves}});
-  });
-}
-
 Status HttpServer::Start() {
-  if (thread_.joinable()) return Status::Internal("the HTTP server is already running");
-  if (options_.port == 0) {
-    bound_port_ = server_->bind_to_any_port(options_.host);
-  } else if (server_->bind_to_port(options_.host, options_.port)) {
-    bound_port_ = options_.port;
+  if (net_) return Status::Internal("the HTTP server is already running");
+  auto net =
+      std::make_unique<Net>(std::max(options_.io_threads, 1), std::max(options_.worker_threads, 1));
+  if (!options_.ssl_certfile.empty() || !options_.ssl_keyfile.empty()) {
+    net->tls.emplace(asio::ssl::context::tls_server);
+    if (Status st = LoadTls(options_, &*net->tls); !st.ok()) return st;
   }
-  if (bound_port_ <= 0) {
+  error_code ec;
+  const asio::ip::address address = asio::ip::make_address(options_.host, ec);
+  if (ec) return Status::InvalidArgument("--host " + options_.host + ": not an IP address");
+  const tcp::endpoint endpoint(address, static_cast<uint16_t>(options_.port));
+  net->acceptor.emplace(net->ioc);
+  // SO_REUSEADDR (not SO_REUSEPORT): a quick restart works, a second server on the port fails.
+  if (net->acceptor->open(endpoint.protocol(), ec) ||
+      net->acceptor->set_option(tcp::acceptor::reuse_address(true), ec) ||
+      net->acceptor->bind(endpoint, ec) ||
+      net->acceptor->listen(asio::socket_base::max_listen_connections, ec)) {
     return Status::Unavailable("cannot listen on " + options_.host + ":" +
-                               std::to_string(options_.port) + " (address in use?)");
+                               std::to_string(options_.port) + " (" + ec.message() + ")");
   }
-  // httplib listens with a backlog of 5: a burst of clients overflows it and some connections
-  // are reset. Listening again on the bound socket only raises the backlog.
-  if (listen_fd_ >= 0) ::listen(listen_fd_, SOMAXCONN);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // Wait until the accept loop runs, so that an early Stop() cannot miss it.
-  for (int i = 0; i < 5000 && !server_->is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  bound_port_ = net->acceptor->local_endpoint().port();
+  ConnectionShared& shared = net->shared;
+  shared.routes = &routes_;
+  shared.generation = GenerationEnv{ctx_, &stopping_, &active_, options_.access_log};
+  shared.workers = &net->workers;
+  shared.limits = options_.limits;
+  shared.on_closed = [this] { --open_; };
+  net_ = std::move(net);
+  stopping_ = false;
+  Accept();
+  for (int i = 0; i < std::max(options_.io_threads, 1); ++i) {
+    net_->threads.emplace_back([this] { net_->ioc.run(); });
   }
   return Status::Ok();
 }
 
+void HttpServer::Accept() {
+  net_->acceptor->async_accept(
+      asio::make_strand(net_->ioc), [this](const error_code& ec, tcp::socket socket) {
+        if (stopping_ || !net_->acceptor->is_open()) return;
+        if (ec) {
+          // Out of file descriptors (or a transient failure): pause instead of spinning.
+          spdlog::warn("http: accept failed: {}", ec.message());
+          net_->retry.expires_after(std::chrono::milliseconds(50));
+          net_->retry.async_wait([this](const error_code&) {
+            if (!stopping_) Accept();
+          });
+          return;
+        }
+        if (open_.load() >= options_.max_connections) {
+          error_code ignored;
+          if (!net_->tls) {
+            socket.non_blocking(true, ignored);
+            socket.write_some(asio::buffer(OverloadedResponse()), ignored);
+          }
+          socket.close(ignored);
+        } else {
+          ++open_;
+          std::shared_ptr<HttpConnection> conn =
+              net_->tls ? MakeTlsConnection(std::move(socket), &*net_->tls, &net_->shared)
+                        : MakeConnection(std::move(socket), &net_->shared);
+          {
+            std::lock_guard<std::mutex> lock(net_->mu);
+            // Now and then forget connections that have closed, so the map stays near what is open.
+            if (net_->connections.size() > 2 * open_.load() + 64) {
+              for (auto it = net_->connections.begin(); it != net_->connections.end();) {
+                it = it->second.expired() ? net_->connections.erase(it) : std::next(it);
+              }
+            }
+            net_->connections.emplace(net_->next_id++, conn);
+          }
+          conn->Start();
+        }
+        Accept();
+      });
+}
+
 void HttpServer::Stop() {
+  if (!net_) return;
   stopping_ = true;
-  server_->stop();
-  if (thread_.joinable()) thread_.join();
+  asio::post(net_->ioc, [this] {
+    error_code ignored;
+    net_->acceptor->close(ignored);
+    net_->retry.cancel();
+  });
+  std::vector<std::shared_ptr<HttpConnection>> open;
+  {
+    std::lock_guard<std::mutex> lock(net_->mu);
+    for (auto& [id, weak] : net_->connections) {
+      if (auto conn = weak.lock()) open.push_back(std::move(conn));
+    }
+    net_->connections.clear();
+  }
+  for (auto& conn : open) conn->Close();
+  open.clear();
+  // Closed connections finish their handlers; then nothing is left to run.
+  for (int i = 0; i < 500 && open_.load() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  net_->workers.join();
+  net_->ioc.stop();
+  for (std::thread& t : net_->threads) t.join();
+  net_.reset();
 }
 
 }  // namespace sy::http

@@ -1,6 +1,8 @@
-// HttpServer: the OpenAI-compatible HTTP frontend (cpp-httplib) over a ServingContext:
-// completions, chat, models, tokenize, health/readiness and metrics. Borrows the context, which
-// must outlive it. Start/Stop from one thread; handlers run on the server's own thread pool.
+// HttpServer: the OpenAI-compatible HTTP frontend over a ServingContext: completions, chat,
+// models, tokenize, health/readiness, metrics and the admin routes (http_routes.h), served by an
+// event-driven server (Boost.Beast on Asio): a few network threads hold every connection, a small
+// worker pool runs what may block. Borrows the context, which must outlive it. Start/Stop from
+// one thread.
 #pragma once
 
 #include <atomic>
@@ -8,23 +10,26 @@
 #include <cstddef>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "engine/core/status.h"
+#include "server/http/http_connection.h"
+#include "server/http/http_routes.h"
 #include "server/serving_context.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace sy::http {
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;                   // 0: any free port (see HttpServer::port())
-  size_t max_body_bytes = 8u << 20;  // larger bodies get 413
-  int threads = 512;                 // connections served at once (each stream holds one)
-  std::chrono::milliseconds poll_interval{20};  // how often waiting requests check the client
+  int port = 8000;                 // 0: any free port (see HttpServer::port())
+  int io_threads = 2;              // network threads (every connection is served by these)
+  int worker_threads = 2;          // request parsing, tokenizing, submission, migrations
+  size_t max_connections = 10000;  // beyond: a new connection gets 503 and is closed
+  ConnectionLimits limits;
+  RouteAccess access;
+  // TLS: both files set turns it on; with ca_certs, clients must present a certificate it signs.
+  std::string ssl_certfile;
+  std::string ssl_keyfile;
+  std::string ssl_ca_certs;
   bool access_log = true;  // an info line per finished generation request (access_log.h)
 };
 
@@ -35,29 +40,31 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts serving on a background thread. Unavailable when the address cannot be
-  // bound (e.g. the port is taken).
+  // Binds and starts serving on background threads. Unavailable when the address cannot be
+  // bound (e.g. the port is taken); InvalidArgument when the TLS files cannot be used.
   Status Start();
-  // Stops accepting, cuts off open streams (aborting their requests) and joins the threads.
+  // Stops accepting, cuts off open connections (aborting their requests) and joins the threads.
   // For a graceful shutdown, set ctx->ready = false and wait for active_requests() == 0 first.
   void Stop();
 
   int port() const { return bound_port_; }
   // Generation requests admitted and not yet fully answered (streaming or not).
   size_t active_requests() const { return active_.load(); }
+  // Client connections open now.
+  size_t open_connections() const { return open_.load(); }
 
  private:
-  void RegisterRoutes();
-  void RegisterAdminRoutes();
+  struct Net;  // the Asio objects
+  void Accept();
 
   ServingContext* ctx_;
   HttpServerOptions options_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  HttpRoutes routes_;
   std::atomic<size_t> active_{0};
+  std::atomic<size_t> open_{0};
   std::atomic<bool> stopping_{false};
+  std::unique_ptr<Net> net_;
   int bound_port_ = -1;
-  int listen_fd_ = -1;  // the listening socket, seen by the socket-options hook
 };
 
 }  // namespace sy::http

@@ -66,8 +66,19 @@ class FakeStream : public RequestStream {
   FakeStream(uint64_t id, RequestSpec spec, std::shared_ptr<FakeState> state)
       : id_(id), spec_(std::move(spec)), state_(std::move(state)), next_at_(Clock::now()) {}
   uint64_t id() const override { return id_; }
-  // The server under test polls with timeouts, so no callback is needed.
-  void SetReadyCallback(std::function<void()>) override {}
+  void SetReadyCallback(std::function<void()> ready) override {
+    std::lock_guard<std::mutex> lock(ready_mu_);
+    ready_ = std::move(ready);
+  }
+  // Called by the engine's ticker: tells the server to look (Next says whether a token is due).
+  void Tick() {
+    std::function<void()> ready;
+    {
+      std::lock_guard<std::mutex> lock(ready_mu_);
+      ready = ready_;
+    }
+    if (ready) ready();
+  }
 
   bool Next(RequestUpdate* update, std::chrono::milliseconds timeout) override {
     if (done_) return false;
@@ -125,17 +136,26 @@ class FakeStream : public RequestStream {
   Clock::time_point next_at_;
   int32_t emitted_ = 0;
   bool done_ = false;
+  std::mutex ready_mu_;
+  std::function<void()> ready_;
 };
 
+// Its streams produce tokens on a clock; a ticker thread tells the server to look every ms.
 class FakeEngine : public Engine {
  public:
+  FakeEngine() : ticker_([this] { Ticker(); }) {}
+  ~FakeEngine() override {
+    stop_ = true;
+    ticker_.join();
+  }
   StatusOr<std::shared_ptr<RequestStream>> Submit(RequestSpec spec) override {
     if (!reject.ok()) return reject;
     if (!throw_from_submit.empty()) throw std::runtime_error(throw_from_submit);
     std::lock_guard<std::mutex> lock(mu_);
     submitted.push_back(spec);
-    return std::shared_ptr<RequestStream>(
-        std::make_shared<FakeStream>(++next_id_, std::move(spec), state));
+    auto stream = std::make_shared<FakeStream>(++next_id_, std::move(spec), state);
+    streams_.push_back(stream);
+    return std::shared_ptr<RequestStream>(stream);
   }
   void Abort(uint64_t id) override {
     std::lock_guard<std::mutex> lock(state->mu);
@@ -163,8 +183,25 @@ class FakeEngine : public Engine {
   std::vector<RequestSpec> submitted;
 
  private:
+  void Ticker() {
+    while (!stop_) {
+      std::vector<std::shared_ptr<FakeStream>> live;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& weak : streams_) {
+          if (auto s = weak.lock()) live.push_back(std::move(s));
+        }
+      }
+      for (const auto& s : live) s->Tick();
+      std::this_thread::sleep_for(1ms);
+    }
+  }
+
   std::mutex mu_;
   uint64_t next_id_ = 0;
+  std::vector<std::weak_ptr<FakeStream>> streams_;
+  std::atomic<bool> stop_{false};
+  std::thread ticker_;
   ModelConfig config_;
   ByteTokenizer tok_;
   std::string dir_ = "/models/tiny";
@@ -180,8 +217,7 @@ class HttpServerTest : public ::testing::Test {
     ctx_.render_metrics = [] { return std::string("sy_up 1\n"); };
     HttpServerOptions options;
     options.port = 0;
-    options.max_body_bytes = 1 << 20;
-    options.threads = 16;
+    options.limits.max_body_bytes = 1 << 20;
     server_ = std::make_unique<HttpServer>(&ctx_, options);
     ASSERT_TRUE(server_->Start().ok());
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
@@ -580,7 +616,8 @@ TEST_F(HttpServerTest, ClientRequestIdIsEchoedAndLogged) {
 }
 
 TEST_F(HttpServerTest, MissingOrInvalidRequestIdIsReplacedByAGeneratedOne) {
-  const std::vector<std::string> bad = {std::string(129, 'a'), "has space", "tab\there", "del\x7f",
+  // (A control character such as DEL is not a valid header value at all: the request is 400.)
+  const std::vector<std::string> bad = {std::string(129, 'a'), "has space", "tab\there",
                                         "caf\xC3\xA9"};
   std::set<std::string> seen;
   for (size_t i = 0; i <= bad.size(); ++i) {
@@ -595,6 +632,9 @@ TEST_F(HttpServerTest, MissingOrInvalidRequestIdIsReplacedByAGeneratedOne) {
     seen.insert(id);
   }
   EXPECT_EQ(seen.size(), bad.size() + 1);  // fresh each time
+  ExpectError(
+      client_->Post("/v1/completions", {{"X-Request-Id", "del\x7f"}}, "{}", "application/json"),
+      400);
   // 128 characters is still accepted.
   const std::string longest(128, 'z');
   auto r = client_->Post("/v1/completions", {{"X-Request-Id", longest}},
@@ -657,7 +697,6 @@ TEST_F(HttpServerTest, RejectedRequestIsLoggedWithItsStatus) {
 TEST_F(HttpServerTest, NoAccessLineWhenDisabled) {
   HttpServerOptions options;
   options.port = 0;
-  options.threads = 4;
   options.access_log = false;
   HttpServer quiet(&ctx_, options);
   ASSERT_TRUE(quiet.Start().ok());
