@@ -25,9 +25,10 @@ constexpr std::chrono::milliseconds kPollInterval(50);
 // connection that sent nothing for kKeepaliveTimeMs and closes it when the ack takes longer than
 // kKeepaliveTimeoutMs: a vanished client's Generate calls are then cancelled and their requests
 // aborted. Clients may ping at most every kMinClientPingIntervalMs while calls are open (on a
-// connection without calls gRPC's policy allows one ping per two hours); after kMaxPingStrikes
-// pings too early the connection is closed with GOAWAY too_many_pings. A connection without calls
-// for kMaxConnectionIdleMs is closed (clients reconnect on their next call).
+// connection without calls gRPC's policy allows one ping per two hours); one more than
+// kMaxPingStrikes pings too early (counted until the server next sends data) closes the
+// connection with GOAWAY too_many_pings. A connection without calls for kMaxConnectionIdleMs is
+// closed (clients reconnect on their next call).
 constexpr int kKeepaliveTimeMs = 60'000;
 constexpr int kKeepaliveTimeoutMs = 20'000;
 constexpr int kMinClientPingIntervalMs = 10'000;
