@@ -34,6 +34,7 @@ serve() {
   local model=$1 tag=$2
   shift 2
   $bin serve --model "$model" --port $port --grpc-port 0 --ep-size "$ranks" --threads 1 \
+    --admin-api-key bench \
     --expert-slots-per-rank $slots --max-num-batched-tokens 512 --max-num-seqs 64 \
     "$@" >"$out/$tag.log" 2>&1 &
   server_pid=$!
@@ -51,10 +52,10 @@ bench=($bin bench --url "http://127.0.0.1:$port" --input-len 128 --output-len 64
 # Routing and metrics are cumulative; each phase reads them before and after its bench.
 run_phase() {
   local tag=$1
-  curl -s "http://127.0.0.1:$port/admin/routing" >"$out/$tag.routing0.json"
+  curl -s -H "Authorization: Bearer bench" "http://127.0.0.1:$port/admin/routing" >"$out/$tag.routing0.json"
   curl -s "http://127.0.0.1:$port/metrics" >"$out/$tag.metrics0.txt"
   "${bench[@]}" --num-prompts $((2 * conc)) --result-json "$out/$tag.json" >"$out/$tag.txt"
-  curl -s "http://127.0.0.1:$port/admin/routing" >"$out/$tag.routing1.json"
+  curl -s -H "Authorization: Bearer bench" "http://127.0.0.1:$port/admin/routing" >"$out/$tag.routing1.json"
   curl -s "http://127.0.0.1:$port/metrics" >"$out/$tag.metrics1.txt"
 }
 

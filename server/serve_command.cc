@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -24,6 +25,7 @@
 #include "server/http/http_server.h"
 #include "server/metrics/metrics.h"
 #include "server/rank_group.h"
+#include "server/security.h"
 #include "server/serving_context.h"
 
 namespace sy {
@@ -41,6 +43,8 @@ struct ServeFlags {
   double body_timeout_s = 30;
   double keep_alive_timeout_s = 5;
   int http_threads = 2;
+  // api_keys holds the --api-key flags until RunServe merges in SWITCHYARD_API_KEY.
+  SecurityOptions security;
   bool disable_access_log = false;
   double shutdown_timeout_s = 30;
   bool no_prefix_caching = false;
@@ -162,6 +166,10 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
     ctx.routing_json = [&routing](bool transitions) { return routing.ToJson(transitions); };
   }
   if (Status st = LoadChatTemplateInto(f.engine.model_dir, &ctx); !st.ok()) return Fail(st);
+  StatusOr<TlsFiles> tls = LoadTlsFiles(f.security);  // a bad file fails before the model loads
+  if (!tls.ok()) return Fail(tls.status());
+  ctx.security = f.security;
+  ctx.tls = std::move(tls).value();
 
   // HTTP comes up first, so probes see the process alive and not ready while it loads.
   ctx.render_metrics = [&metrics, &ctx]() {
@@ -177,6 +185,8 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
   http_options.max_connections = static_cast<size_t>(f.max_connections);
   http_options.io_threads = f.http_threads;
   http_options.access_log = !f.disable_access_log;
+  http_options.access = http::AccessFrom(ctx.security);
+  http_options.tls = ctx.tls;
   http::HttpServer http(&ctx, http_options);
   if (Status st = http.Start(); !st.ok()) return Fail(st);
 
@@ -192,7 +202,9 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
 
   std::unique_ptr<GrpcServer> grpc;
   if (f.grpc_port > 0) {
-    grpc = std::make_unique<GrpcServer>(&ctx, f.host + ":" + std::to_string(f.grpc_port));
+    grpc = std::make_unique<GrpcServer>(
+        &ctx, GrpcServerOptions{.address = f.host + ":" + std::to_string(f.grpc_port),
+                                .max_receive_message_bytes = f.max_body_bytes});
     if (Status st = grpc->Start(); !st.ok()) {
       http.Stop();  // its handlers use the engine, which goes first
       return Fail(st);
@@ -241,6 +253,9 @@ int RunServe(ServeFlags f) {
   spdlog::set_level(spdlog::level::from_str(f.log_level));
   const sigset_t stop_signals = BlockStopSignals();
   f.engine.enable_prefix_caching = !f.no_prefix_caching;
+  const char* env_keys = std::getenv("SWITCHYARD_API_KEY");
+  f.security.api_keys = MergeApiKeys(f.security.api_keys, env_keys == nullptr ? "" : env_keys);
+  if (Status st = CheckSecurityOptions(f.security); !st.ok()) return Fail(st);
 
   auto config = LoadSourceConfig(
       ModelSource{f.engine.model_dir, f.engine.random_weights, f.engine.random_seed});
@@ -307,7 +322,8 @@ Command AddServeCommand(CLI::App& app) {
                 "do not reuse the KV blocks of earlier prompts");
   cmd->add_flag("--disable-access-log", f->disable_access_log,
                 "no info line per finished completion/chat request");
-  cmd->add_option("--max-body-bytes", f->max_body_bytes, "largest accepted request body")
+  cmd->add_option("--max-body-bytes", f->max_body_bytes,
+                  "largest accepted request body (HTTP) or message (gRPC)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-connections", f->max_connections,
                   "open HTTP connections at most; beyond, new ones get 503")
@@ -323,6 +339,19 @@ Command AddServeCommand(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--http-threads", f->http_threads, "network threads of the HTTP server")
       ->check(CLI::Range(1, 64));
+  SecurityOptions& sec = f->security;
+  cmd->add_option("--api-key", sec.api_keys,
+                  "require `Authorization: Bearer KEY` on /v1/*, /tokenize, /detokenize and "
+                  "gRPC (repeatable; env SWITCHYARD_API_KEY adds comma-separated keys)")
+      ->allow_extra_args(false);
+  cmd->add_option("--admin-api-key", sec.admin_api_key,
+                  "enable /admin/* for `Authorization: Bearer KEY` (default: disabled, 403)");
+  cmd->add_flag("--protect-metrics", sec.protect_metrics, "/metrics needs an API key too");
+  cmd->add_option("--ssl-certfile", sec.ssl_certfile,
+                  "PEM certificate chain: serve HTTP and gRPC over TLS (with --ssl-keyfile)");
+  cmd->add_option("--ssl-keyfile", sec.ssl_keyfile, "PEM private key of --ssl-certfile");
+  cmd->add_option("--ssl-ca-certs", sec.ssl_ca_certs,
+                  "PEM CA certificates: require client certificates they sign (mutual TLS)");
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout_s,
                   "seconds in-flight requests get to finish after SIGTERM");
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error");

@@ -10,6 +10,7 @@
 
 #include "engine/sched/engine.h"
 #include "engine/tokenizer/chat_template.h"
+#include "server/security.h"
 
 namespace sy {
 
@@ -27,6 +28,10 @@ struct ServingContext {
   // Routing statistics as JSON, transitions included when asked (GET /admin/routing); empty
   // function: the model has no routed experts.
   std::function<std::string(bool transitions)> routing_json;
+  // API keys and TLS flags; set before the frontends start. `tls` holds the files' contents,
+  // read and checked at startup (LoadTlsFiles).
+  SecurityOptions security;
+  TlsFiles tls;
 };
 
 }  // namespace sy

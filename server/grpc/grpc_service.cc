@@ -4,6 +4,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <climits>
 #include <utility>
 
 #include "engine/sched/request_limits.h"
@@ -19,12 +21,27 @@ constexpr const char* kServiceName = "switchyard.v1.Switchyard";
 // How often a Generate call waiting for output checks whether its client went away.
 constexpr std::chrono::milliseconds kPollInterval(50);
 
+// Connection policy (docs/serving.md, "gRPC API"). While calls are open the server pings a
+// connection that sent nothing for kKeepaliveTimeMs and closes it when the ack takes longer than
+// kKeepaliveTimeoutMs: a vanished client's Generate calls are then cancelled and their requests
+// aborted. Clients may ping at most every kMinClientPingIntervalMs while calls are open (on a
+// connection without calls gRPC's policy allows one ping per two hours); one more than
+// kMaxPingStrikes pings too early (counted until the server next sends data) closes the
+// connection with GOAWAY too_many_pings. A connection without calls for kMaxConnectionIdleMs is
+// closed (clients reconnect on their next call).
+constexpr int kKeepaliveTimeMs = 60'000;
+constexpr int kKeepaliveTimeoutMs = 20'000;
+constexpr int kMinClientPingIntervalMs = 10'000;
+constexpr int kMaxPingStrikes = 2;
+constexpr int kMaxConnectionIdleMs = 300'000;
+
 class SwitchyardService final : public pb::Switchyard::Service {
  public:
-  explicit SwitchyardService(ServingContext* ctx) : ctx_(ctx) {}
+  explicit SwitchyardService(ServingContext* ctx) : ctx_(ctx), api_keys_(ctx->security.api_keys) {}
 
   grpc::Status Generate(grpc::ServerContext* context, const pb::GenerateRequest* request,
                         grpc::ServerWriter<pb::GenerateResponse>* writer) override {
+    if (grpc::Status st = Authenticate(*context); !st.ok()) return st;
     if (grpc::Status st = CheckServing(request->model()); !st.ok()) return st;
     Engine* engine = ctx_->engine;
     StatusOr<RequestSpec> spec =
@@ -36,8 +53,9 @@ class SwitchyardService final : public pb::Switchyard::Service {
     return Stream(context, **stream, with_logprobs, writer);
   }
 
-  grpc::Status Tokenize(grpc::ServerContext*, const pb::TokenizeRequest* request,
+  grpc::Status Tokenize(grpc::ServerContext* context, const pb::TokenizeRequest* request,
                         pb::TokenizeResponse* response) override {
+    if (grpc::Status st = Authenticate(*context); !st.ok()) return st;
     if (grpc::Status st = CheckModel(request->model()); !st.ok()) return st;
     const std::vector<int32_t> ids =
         ctx_->engine->tokenizer().Encode(request->text(), request->add_special_tokens());
@@ -46,8 +64,9 @@ class SwitchyardService final : public pb::Switchyard::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Detokenize(grpc::ServerContext*, const pb::DetokenizeRequest* request,
+  grpc::Status Detokenize(grpc::ServerContext* context, const pb::DetokenizeRequest* request,
                           pb::DetokenizeResponse* response) override {
+    if (grpc::Status st = Authenticate(*context); !st.ok()) return st;
     if (grpc::Status st = CheckModel(request->model()); !st.ok()) return st;
     const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
     // As HTTP /detokenize: an id outside the vocabulary is refused, not silently dropped.
@@ -58,8 +77,9 @@ class SwitchyardService final : public pb::Switchyard::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelInfo(grpc::ServerContext*, const pb::ModelInfoRequest*,
+  grpc::Status ModelInfo(grpc::ServerContext* context, const pb::ModelInfoRequest*,
                          pb::ModelInfoResponse* response) override {
+    if (grpc::Status st = Authenticate(*context); !st.ok()) return st;
     if (grpc::Status st = CheckModel(""); !st.ok()) return st;
     const Engine& engine = *ctx_->engine;
     const ModelConfig& config = engine.model_config();
@@ -76,6 +96,24 @@ class SwitchyardService final : public pb::Switchyard::Service {
   }
 
  private:
+  // With API keys configured, the call's `authorization` metadata must carry one. Checked before
+  // anything else, so that a caller without a key learns nothing about the model.
+  grpc::Status Authenticate(const grpc::ServerContext& context) const {
+    if (!api_keys_.enabled()) return grpc::Status::OK;
+    const auto& metadata = context.client_metadata();
+    const auto found = metadata.find("authorization");
+    if (found == metadata.end()) {
+      return {grpc::StatusCode::UNAUTHENTICATED,
+              "missing API key: send the metadata 'authorization: Bearer <key>'"};
+    }
+    if (!api_keys_.AcceptsAuthorization(
+            std::string_view(found->second.data(), found->second.size()))) {
+      return {grpc::StatusCode::UNAUTHENTICATED,
+              "invalid API key in the 'authorization' metadata (expected 'Bearer <key>')"};
+    }
+    return grpc::Status::OK;
+  }
+
   // Calls that only read the model work whenever the engine exists.
   grpc::Status CheckModel(const std::string& model) const {
     if (ctx_->engine == nullptr) return {grpc::StatusCode::UNAVAILABLE, "the model is loading"};
@@ -117,12 +155,25 @@ class SwitchyardService final : public pb::Switchyard::Service {
   }
 
   ServingContext* ctx_;
+  const ApiKeys api_keys_;
 };
+
+// Insecure credentials, or TLS with the files' certificate chain and key; with CA certificates
+// a client must present a certificate they sign.
+std::shared_ptr<grpc::ServerCredentials> Credentials(const TlsFiles& tls) {
+  if (!tls.enabled()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(
+      tls.ca_certs.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                           : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = tls.ca_certs;
+  ssl.pem_key_cert_pairs.push_back({tls.private_key, tls.cert_chain});
+  return grpc::SslServerCredentials(ssl);
+}
 
 }  // namespace
 
-GrpcServer::GrpcServer(ServingContext* ctx, std::string address)
-    : ctx_(ctx), address_(std::move(address)) {}
+GrpcServer::GrpcServer(ServingContext* ctx, GrpcServerOptions options)
+    : ctx_(ctx), options_(std::move(options)) {}
 
 GrpcServer::~GrpcServer() {
   if (server_ != nullptr) Shutdown(std::chrono::milliseconds(0));
@@ -132,16 +183,30 @@ Status GrpcServer::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   service_ = std::make_unique<SwitchyardService>(ctx_);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address_, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.address, Credentials(ctx_->tls), &port_);
   builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<int64_t>(options_.max_receive_message_bytes, INT_MAX)));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // Keepalive pings continue through a call that sends nothing for long (a long prefill).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             kMinClientPingIntervalMs);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, kMaxPingStrikes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, kMaxConnectionIdleMs);
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     server_.reset();
-    return Status::Unavailable("gRPC: cannot listen on " + address_);
+    return Status::Unavailable("gRPC: cannot listen on " + options_.address);
   }
   SetServing(ctx_->ready.load());
   health_thread_ = std::thread([this] { HealthLoop(); });
-  spdlog::info("grpc: listening on {} (port {})", address_, port_);
+  spdlog::info("grpc: listening on {} (port {}, {}{})", options_.address, port_,
+               ctx_->tls.enabled() ? "TLS" : "plaintext",
+               ctx_->tls.ca_certs.empty() ? "" : ", client certificates required");
   return Status::Ok();
 }
 

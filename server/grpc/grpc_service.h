@@ -1,11 +1,13 @@
 // GrpcServer: serves the switchyard.v1 gRPC API and the standard grpc.health.v1 Health service
-// over the engine in a ServingContext (borrowed; must outlive the server). Start, SetServing and
-// Shutdown are called from one controlling thread; RPCs run on gRPC's own threads.
+// over the engine in a ServingContext (borrowed; must outlive the server), with its API keys and
+// TLS files. Start, SetServing and Shutdown are called from one controlling thread; RPCs run on
+// gRPC's own threads.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,10 +23,22 @@ class Service;
 
 namespace sy {
 
+// Transport limits; the keepalive and idle policy are fixed (grpc_service.cc, docs/serving.md).
+struct GrpcServerOptions {
+  std::string address;  // host:port; port 0 picks a free port (see GrpcServer::port())
+  // Largest request message; a larger one fails with RESOURCE_EXHAUSTED (serve: --max-body-bytes).
+  int64_t max_receive_message_bytes = 8 << 20;
+  // Calls open at once on one HTTP/2 connection; more wait for a free stream on the client.
+  int max_concurrent_streams = 1000;
+};
+
 class GrpcServer {
  public:
-  // `address` is host:port; port 0 picks a free port (see port()).
-  GrpcServer(ServingContext* ctx, std::string address);
+  // Every switchyard.v1 call needs `authorization: Bearer KEY` metadata with one of
+  // ctx->security.api_keys when there are any (else UNAUTHENTICATED); Health stays open. With
+  // ctx->tls enabled the port speaks TLS only, and requires client certificates signed by
+  // ctx->tls.ca_certs when that is set.
+  GrpcServer(ServingContext* ctx, GrpcServerOptions options);
   ~GrpcServer();  // shuts down if still running
 
   // Listens and starts serving. Unavailable when the address cannot be bound.
@@ -46,7 +60,7 @@ class GrpcServer {
   void HealthLoop();
 
   ServingContext* ctx_;
-  std::string address_;
+  GrpcServerOptions options_;
   int port_ = 0;
   std::unique_ptr<grpc::Service> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -33,8 +33,6 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using TlsStream = asio::ssl::stream<tcp::socket>;
 
-// Bytes a client may pipeline behind a request whose response is still being generated.
-constexpr size_t kMaxPipelinedBytes = 64u << 10;
 // How long a refused request's unread body is drained before closing, so that the client reads
 // the refusal instead of a connection reset.
 constexpr std::chrono::seconds kLingerTime{2};
@@ -189,8 +187,8 @@ class Connection final : public HttpConnection {
       read_timer_.cancel();
       return ReadHead();
     }
-    // Generating: bytes of a pipelined request wait in the buffer; keep watching for a close.
-    if (phase_ == Phase::kGenerating && buffer_.size() < kMaxPipelinedBytes) ReadSome();
+    // Generating: the bytes of a pipelined request wait in the buffer for their turn. (Until
+    // then a close goes unnoticed; the generation ends or a write fails.)
   }
 
   void ReadHead() {
@@ -213,9 +211,6 @@ class Connection final : public HttpConnection {
     if (ec) return OnReadError(ec);
     const auto& head = parser_->get();
     keep_alive_ = head.keep_alive();
-    if (head.version() != 10 && head.version() != 11) {
-      return Reject(505, "Only HTTP/1.0 and HTTP/1.1 are served.");
-    }
     const auto encoding = head[bhttp::field::content_encoding];
     if (!encoding.empty() && !EqualsIgnoreCase({encoding.data(), encoding.size()}, "identity")) {
       return Reject(415,
@@ -327,12 +322,13 @@ class Connection final : public HttpConnection {
     if (gen_->streaming()) {
       out_ += SerializeChunkedHead("text/event-stream", {{"X-Request-Id", gen_->request_id()}});
     }
-    std::weak_ptr<Connection> weak = Self();
-    signal_ = std::make_shared<OutputSignal>(stream_.get_executor(), [weak] {
-      if (auto self = weak.lock()) self->Pump();
-    });
+    // The signal keeps the connection alive while no read or write is in flight (a pipelined
+    // request waits); every end of the generation disarms it, which breaks the cycle.
+    signal_ =
+        std::make_shared<OutputSignal>(stream_.get_executor(), [self = Self()] { self->Pump(); });
     gen_->SetReadyCallback([signal = signal_] { signal->Fire(); });
-    if (!reading_) ReadSome();  // a read completes when the client closes
+    // A read completes when the client closes, unless a pipelined request already waits.
+    if (!reading_ && buffer_.size() == 0) ReadSome();
     Pump();
   }
 

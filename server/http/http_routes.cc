@@ -101,6 +101,20 @@ HttpResponse Metrics(const ServingContext& ctx) {
 
 }  // namespace
 
+RouteAccess AccessFrom(const SecurityOptions& security) {
+  RouteAccess access;
+  auto user = std::make_shared<const ApiKeys>(security.api_keys);
+  if (user->enabled()) {
+    access.user_key = [user](std::string_view auth) { return user->AcceptsAuthorization(auth); };
+  }
+  if (!security.admin_api_key.empty()) {
+    auto admin = std::make_shared<const ApiKeys>(std::vector<std::string>{security.admin_api_key});
+    access.admin_key = [admin](std::string_view auth) { return admin->AcceptsAuthorization(auth); };
+  }
+  access.protect_metrics = security.protect_metrics;
+  return access;
+}
+
 HttpRoutes::HttpRoutes(ServingContext* ctx, RouteAccess access)
     : ctx_(ctx), access_(std::move(access)) {
   using K = Route::Kind;

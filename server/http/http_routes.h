@@ -4,12 +4,15 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "server/http/http_message.h"
 #include "server/http/openai_protocol.h"
+#include "server/security.h"
 #include "server/serving_context.h"
 
 namespace sy::http {
@@ -20,6 +23,9 @@ struct RouteAccess {
   std::function<bool(std::string_view authorization)> admin_key;  // null: /admin/* answer 403
   bool protect_metrics = false;  // /metrics needs a user key (when user keys are set)
 };
+
+// The checks the serve flags ask for: user keys, the admin key, --protect-metrics.
+RouteAccess AccessFrom(const SecurityOptions& security);
 
 using RouteHandler = std::function<HttpResponse(const HttpRequest&)>;
 

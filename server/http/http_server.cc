@@ -51,21 +51,19 @@ std::string OverloadedResponse() {
   return SerializeResponse(ErrorResponse(error), /*keep_alive=*/false);
 }
 
-Status LoadTls(const HttpServerOptions& o, asio::ssl::context* tls) {
+Status LoadTls(const TlsFiles& files, asio::ssl::context* tls) {
   error_code ec;
   tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                        asio::ssl::context::no_tlsv1_1,
                    ec);
-  tls->use_certificate_chain_file(o.ssl_certfile, ec);
-  if (ec) return Status::InvalidArgument("--ssl-certfile " + o.ssl_certfile + ": " + ec.message());
-  tls->use_private_key_file(o.ssl_keyfile, asio::ssl::context::pem, ec);
-  if (ec) return Status::InvalidArgument("--ssl-keyfile " + o.ssl_keyfile + ": " + ec.message());
-  if (!o.ssl_ca_certs.empty()) {
-    tls->load_verify_file(o.ssl_ca_certs, ec);
-    if (ec) {
-      return Status::InvalidArgument("--ssl-ca-certs " + o.ssl_ca_certs + ": " + ec.message());
-    }
+  tls->use_certificate_chain(asio::buffer(files.cert_chain), ec);
+  if (ec) return Status::InvalidArgument("TLS certificate chain: " + ec.message());
+  tls->use_private_key(asio::buffer(files.private_key), asio::ssl::context::pem, ec);
+  if (ec) return Status::InvalidArgument("TLS private key: " + ec.message());
+  if (!files.ca_certs.empty()) {
+    tls->add_certificate_authority(asio::buffer(files.ca_certs), ec);
+    if (ec) return Status::InvalidArgument("TLS CA certificates: " + ec.message());
     tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
   }
   return Status::Ok();
@@ -82,9 +80,9 @@ Status HttpServer::Start() {
   if (net_) return Status::Internal("the HTTP server is already running");
   auto net =
       std::make_unique<Net>(std::max(options_.io_threads, 1), std::max(options_.worker_threads, 1));
-  if (!options_.ssl_certfile.empty() || !options_.ssl_keyfile.empty()) {
+  if (options_.tls.enabled()) {
     net->tls.emplace(asio::ssl::context::tls_server);
-    if (Status st = LoadTls(options_, &*net->tls); !st.ok()) return st;
+    if (Status st = LoadTls(options_.tls, &*net->tls); !st.ok()) return st;
   }
   error_code ec;
   const asio::ip::address address = asio::ip::make_address(options_.host, ec);

@@ -14,6 +14,7 @@
 #include "engine/core/status.h"
 #include "server/http/http_connection.h"
 #include "server/http/http_routes.h"
+#include "server/security.h"
 #include "server/serving_context.h"
 
 namespace sy::http {
@@ -26,10 +27,9 @@ struct HttpServerOptions {
   size_t max_connections = 10000;  // beyond: a new connection gets 503 and is closed
   ConnectionLimits limits;
   RouteAccess access;
-  // TLS: both files set turns it on; with ca_certs, clients must present a certificate it signs.
-  std::string ssl_certfile;
-  std::string ssl_keyfile;
-  std::string ssl_ca_certs;
+  // TLS when set (server/security.h); with CA certificates, clients must present a
+  // certificate one of them signs.
+  TlsFiles tls;
   bool access_log = true;  // an info line per finished generation request (access_log.h)
 };
 
@@ -41,7 +41,7 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Binds and starts serving on background threads. Unavailable when the address cannot be
-  // bound (e.g. the port is taken); InvalidArgument when the TLS files cannot be used.
+  // bound (e.g. the port is taken); InvalidArgument when the TLS certificate or key cannot be used.
   Status Start();
   // Stops accepting, cuts off open connections (aborting their requests) and joins the threads.
   // For a graceful shutdown, set ctx->ready = false and wait for active_requests() == 0 first.

@@ -9,10 +9,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "engine/model/config.h"
 #include "switchyard/v1/switchyard.grpc.pb.h"
 #include "tests/common/source_dir.h"
+#include "tests/common/test_certs.h"
 
 namespace sy {
 namespace {
@@ -151,13 +154,16 @@ class GrpcServiceTest : public ::testing::Test {
     ctx_.engine = &engine_;
     ctx_.model_name = "tiny";
     ctx_.ready = true;
-    server_ = std::make_unique<GrpcServer>(&ctx_, "127.0.0.1:0");
+    server_ = std::make_unique<GrpcServer>(&ctx_, options_);
     ASSERT_TRUE(server_->Start().ok());
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
-                                   grpc::InsecureChannelCredentials());
+    channel_ = grpc::CreateChannel(target(), grpc::InsecureChannelCredentials());
     stub_ = pb::Switchyard::NewStub(channel_);
   }
-  void TearDown() override { server_->Shutdown(milliseconds(100)); }
+  void TearDown() override {
+    if (server_) server_->Shutdown(milliseconds(100));
+  }
+
+  std::string target() const { return "127.0.0.1:" + std::to_string(server_->port()); }
 
   // Runs Generate to the end; returns the responses and the final status.
   grpc::Status Generate(const pb::GenerateRequest& request,
@@ -198,6 +204,7 @@ class GrpcServiceTest : public ::testing::Test {
 
   FakeEngine engine_;
   ServingContext ctx_;
+  GrpcServerOptions options_{.address = "127.0.0.1:0"};
   std::unique_ptr<GrpcServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Switchyard::Stub> stub_;
@@ -475,6 +482,174 @@ TEST_F(GrpcServiceTest, HealthFollowsReadinessAndLiveness) {
   EXPECT_EQ(HealthStatus("switchyard.v1.Switchyard"), kNotServing);
 }
 
+// With API keys every switchyard.v1 call needs `authorization: Bearer KEY`; Health stays open.
+class GrpcApiKeyTest : public GrpcServiceTest {
+ protected:
+  void SetUp() override {
+    ctx_.security.api_keys = {"sk-one", "sk-two"};
+    GrpcServiceTest::SetUp();
+  }
+
+  // The status of each switchyard.v1 method called with `authorization` (none if empty).
+  std::vector<grpc::Status> CallEveryMethod(const std::string& authorization) {
+    const auto prepare = [&](grpc::ClientContext* context) {
+      if (!authorization.empty()) context->AddMetadata("authorization", authorization);
+    };
+    std::vector<grpc::Status> statuses;
+    {
+      grpc::ClientContext context;
+      prepare(&context);
+      pb::GenerateRequest request;
+      request.set_text("hi");
+      auto reader = stub_->Generate(&context, request);
+      pb::GenerateResponse response;
+      while (reader->Read(&response)) {
+      }
+      statuses.push_back(reader->Finish());
+    }
+    {
+      grpc::ClientContext context;
+      prepare(&context);
+      pb::TokenizeRequest request;
+      request.set_text("hi");
+      pb::TokenizeResponse response;
+      statuses.push_back(stub_->Tokenize(&context, request, &response));
+    }
+    {
+      grpc::ClientContext context;
+      prepare(&context);
+      pb::DetokenizeRequest request;
+      request.add_token_ids(1);
+      pb::DetokenizeResponse response;
+      statuses.push_back(stub_->Detokenize(&context, request, &response));
+    }
+    {
+      grpc::ClientContext context;
+      prepare(&context);
+      pb::ModelInfoResponse response;
+      statuses.push_back(stub_->ModelInfo(&context, pb::ModelInfoRequest(), &response));
+    }
+    return statuses;
+  }
+};
+
+TEST_F(GrpcApiKeyTest, MissingKeyIsUnauthenticated) {
+  for (const grpc::Status& st : CallEveryMethod("")) {
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(st.error_message(),
+              "missing API key: send the metadata 'authorization: Bearer <key>'");
+  }
+  EXPECT_TRUE(engine_.specs.empty());
+}
+
+TEST_F(GrpcApiKeyTest, WrongKeyIsUnauthenticated) {
+  for (const char* value : {"Bearer sk-three", "sk-one", "Basic sk-one", "Bearer"}) {
+    for (const grpc::Status& st : CallEveryMethod(value)) {
+      EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << value;
+      EXPECT_EQ(st.error_message(),
+                "invalid API key in the 'authorization' metadata (expected 'Bearer <key>')");
+    }
+  }
+  EXPECT_TRUE(engine_.specs.empty());
+}
+
+TEST_F(GrpcApiKeyTest, EitherKeyIsAccepted) {
+  engine_.script = TwoUpdates();
+  for (const char* value : {"Bearer sk-one", "bearer sk-two"}) {
+    for (const grpc::Status& st : CallEveryMethod(value)) {
+      EXPECT_TRUE(st.ok()) << value << ": " << st.error_message();
+    }
+  }
+  EXPECT_EQ(engine_.specs.size(), 2u);
+}
+
+TEST_F(GrpcApiKeyTest, HealthNeedsNoKey) { EXPECT_EQ(HealthStatus(""), 1); }
+
+class GrpcMessageLimitTest : public GrpcServiceTest {
+ protected:
+  void SetUp() override {
+    options_.max_receive_message_bytes = 1024;
+    GrpcServiceTest::SetUp();
+  }
+};
+
+TEST_F(GrpcMessageLimitTest, OversizedMessageIsResourceExhaustedAndTheServerServesOn) {
+  pb::TokenizeRequest big;
+  big.set_text(std::string(2000, 'x'));
+  pb::TokenizeResponse response;
+  grpc::ClientContext c1;
+  const grpc::Status st = stub_->Tokenize(&c1, big, &response);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  pb::TokenizeRequest small;
+  small.set_text(std::string(900, 'x'));
+  grpc::ClientContext c2;
+  EXPECT_TRUE(stub_->Tokenize(&c2, small, &response).ok());
+  EXPECT_GT(response.token_ids_size(), 0);
+}
+
+// TLS with client certificates required (--ssl-ca-certs), certificates made by the openssl CLI.
+class GrpcTlsTest : public GrpcServiceTest {
+ protected:
+  static void SetUpTestSuite() { certs_ = new std::string(sy::testing::MakeTestCerts()); }
+  static void TearDownTestSuite() {
+    if (!certs_->empty()) std::filesystem::remove_all(*certs_);
+    delete certs_;
+  }
+  void SetUp() override {
+    ASSERT_FALSE(certs_->empty()) << "openssl could not make certificates";
+    SecurityOptions options;
+    options.ssl_certfile = *certs_ + "/server.crt";
+    options.ssl_keyfile = *certs_ + "/server.key";
+    options.ssl_ca_certs = *certs_ + "/ca.crt";
+    StatusOr<TlsFiles> tls = LoadTlsFiles(options);
+    ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+    ctx_.tls = std::move(tls).value();
+    GrpcServiceTest::SetUp();
+  }
+
+  static std::string Read(const std::string& name) {
+    std::ifstream in(*certs_ + "/" + name);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+  // ModelInfo over a channel with `credentials`.
+  grpc::Status ModelInfoOver(std::shared_ptr<grpc::ChannelCredentials> credentials) {
+    auto stub = pb::Switchyard::NewStub(grpc::CreateChannel(target(), credentials));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    pb::ModelInfoResponse response;
+    return stub->ModelInfo(&context, pb::ModelInfoRequest(), &response);
+  }
+
+  // TLS trusting the test CA, presenting the certificate `who` (none if empty).
+  std::shared_ptr<grpc::ChannelCredentials> Tls(const std::string& who) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = Read("ca.crt");
+    if (!who.empty()) {
+      ssl.pem_private_key = Read(who + ".key");
+      ssl.pem_cert_chain = Read(who + ".crt");
+    }
+    return grpc::SslCredentials(ssl);
+  }
+
+  static std::string* certs_;
+};
+std::string* GrpcTlsTest::certs_ = nullptr;
+
+TEST_F(GrpcTlsTest, ClientWithCertificateIsServed) {
+  const grpc::Status st = ModelInfoOver(Tls("client"));
+  EXPECT_TRUE(st.ok()) << st.error_message();
+}
+
+TEST_F(GrpcTlsTest, PlaintextAndUnknownClientsAreRefused) {
+  EXPECT_EQ(ModelInfoOver(grpc::InsecureChannelCredentials()).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ModelInfoOver(Tls("")).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ModelInfoOver(Tls("stranger")).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 // The real engine on the tiny Qwen3-MoE fixture: greedy output over gRPC equals transformers'
 // greedy continuation. (Abort on cancel is checked deterministically with the fake above; the
 // tiny model finishes its whole 64-token context faster than a cancel can race it.)
@@ -492,7 +667,7 @@ class GrpcRealEngineTest : public ::testing::Test {
     ctx_.engine = engine_.get();
     ctx_.model_name = "qwen3_moe";
     ctx_.ready = true;
-    server_ = std::make_unique<GrpcServer>(&ctx_, "127.0.0.1:0");
+    server_ = std::make_unique<GrpcServer>(&ctx_, GrpcServerOptions{.address = "127.0.0.1:0"});
     ASSERT_TRUE(server_->Start().ok());
     stub_ = pb::Switchyard::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));

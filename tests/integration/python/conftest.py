@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +18,11 @@ import pytest
 import requests
 
 BIN = os.environ.get("SWITCHYARD_BIN", "build/server/switchyard")
+ROOT = Path(__file__).resolve().parents[3]
 MODEL_NAME = "tiny"
+# Every test server enables the admin endpoints with this key (they are off without one).
+ADMIN_KEY = "test-admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -37,7 +42,7 @@ class Server:
         self.log_path = log_path
         args = [BIN, "serve", "--model", str(model_dir), "--served-model-name", MODEL_NAME,
                 "--port", str(self.port), "--grpc-port", str(self.grpc_port),
-                "--threads", str(threads), *extra_args]
+                "--threads", str(threads), "--admin-api-key", ADMIN_KEY, *extra_args]
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_ready()
@@ -126,6 +131,18 @@ def long_server(long_model_dir, tmp_path_factory):
     yield s
     code = s.stop()
     assert code == 0, f"server exit code {code}:\n{s.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def pb(tmp_path_factory):
+    """switchyard.v1 Python stubs compiled from proto/ with grpcio-tools."""
+    out = tmp_path_factory.mktemp("pb")
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}/proto",
+                    f"--python_out={out}", f"--grpc_python_out={out}",
+                    "switchyard/v1/switchyard.proto"], check=True)
+    sys.path.insert(0, str(out))
+    from switchyard.v1 import switchyard_pb2, switchyard_pb2_grpc
+    return switchyard_pb2, switchyard_pb2_grpc
 
 
 @pytest.fixture(scope="session")

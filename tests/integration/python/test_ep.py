@@ -14,7 +14,7 @@ import pytest
 import requests
 from openai import OpenAI
 
-from conftest import MODEL_NAME, Server
+from conftest import ADMIN, MODEL_NAME, Server
 
 PROMPTS = [
     "The quick brown fox",
@@ -104,7 +104,8 @@ def test_replicated_placement_matches_one_rank(model_dir, tmp_path, reference, r
     try:
         assert_same(complete_all(s), reference)
         # The routing statistics saw every pair, and every rank computed some.
-        stats = requests.get(s.url + "/admin/routing", params={"transitions": "1"}).json()
+        stats = requests.get(s.url + "/admin/routing", params={"transitions": "1"},
+                             headers=ADMIN).json()
         total = stats["cumulative"]
         assert stats["num_ranks"] == ranks and stats["layers"] == [0, 1]
         for li in range(2):
@@ -134,13 +135,14 @@ def test_live_placement_change_keeps_answers(model_dir, tmp_path, reference):
     s = Server(model_dir, tmp_path / "ep.log", grpc=False, threads=1,
                extra_args=["--ep-size", "4", "--expert-slots-per-rank", "3"])
     try:
-        before = requests.get(s.url + "/admin/placement").json()
+        before = requests.get(s.url + "/admin/placement", headers=ADMIN).json()
         assert before["num_ranks"] == 4 and before["slots_per_rank"] == 3
         target = json.loads(replicated_placement(tmp_path / "next.json", 4, 3).read_text())
-        r = requests.post(s.url + "/admin/placement", data=json.dumps(target))
+        r = requests.post(s.url + "/admin/placement", data=json.dumps(target), headers=ADMIN)
         assert r.status_code == 202 and r.json()["moves"] > 0
         deadline = time.time() + 30
-        while requests.get(s.url + "/admin/placement").json()["layers"] != target["layers"]:
+        while (requests.get(s.url + "/admin/placement", headers=ADMIN).json()["layers"]
+               != target["layers"]):
             assert time.time() < deadline, "the migration did not finish"
             time.sleep(0.05)
         assert s.metric("switchyard_ep_rebalances_total") == 1
@@ -154,17 +156,18 @@ def test_live_placement_change_keeps_answers(model_dir, tmp_path, reference):
         for body in ["{not json", json.dumps({**target, "num_ranks": 2}),
                      json.dumps({**target, "layers": target["layers"][:1]}),
                      json.dumps(more_slots)]:
-            bad = requests.post(s.url + "/admin/placement", data=body)
+            bad = requests.post(s.url + "/admin/placement", data=body, headers=ADMIN)
             assert bad.status_code == 400, bad.text
             assert bad.json()["error"]["message"]
-        assert requests.get(s.url + "/admin/placement").json()["layers"] == target["layers"]
+        after = requests.get(s.url + "/admin/placement", headers=ADMIN).json()
+        assert after["layers"] == target["layers"]
     finally:
         assert s.stop() == 0, s.log_tail()
 
 
 def test_one_rank_has_no_placement(server):
-    assert requests.get(server.url + "/admin/placement").status_code == 404
-    r = requests.post(server.url + "/admin/placement", data="{}")
+    assert requests.get(server.url + "/admin/placement", headers=ADMIN).status_code == 404
+    r = requests.post(server.url + "/admin/placement", data="{}", headers=ADMIN)
     assert r.status_code == 404 and r.json()["error"]["message"]
 
 

@@ -2,8 +2,6 @@
 cancelling the call or passing its deadline aborts the request; errors are status codes; the
 standard health service agrees with HTTP readiness."""
 
-import subprocess
-import sys
 import time
 
 import grpc
@@ -12,21 +10,6 @@ import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import MODEL_NAME
-
-ROOT = __file__.rsplit("/tests/", 1)[0]
-
-
-@pytest.fixture(scope="module")
-def pb(tmp_path_factory):
-    """switchyard.v1 Python stubs compiled from proto/ with grpcio-tools."""
-    out = tmp_path_factory.mktemp("pb")
-    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT}/proto",
-                    f"--python_out={out}", f"--grpc_python_out={out}",
-                    "switchyard/v1/switchyard.proto"], check=True)
-    sys.path.insert(0, str(out))
-    from switchyard.v1 import switchyard_pb2, switchyard_pb2_grpc
-    return switchyard_pb2, switchyard_pb2_grpc
-
 
 @pytest.fixture(scope="module")
 def server(long_server):
