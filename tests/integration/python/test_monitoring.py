@@ -9,6 +9,8 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+import xml.etree.ElementTree as ET
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 RULE_FILES = [DEPLOY / "prometheus" / "recording_rules.yml", DEPLOY / "prometheus" / "alerts.yml"]
 DASHBOARDS = sorted((DEPLOY / "grafana").glob("*.json"))
+RENDER = DEPLOY.parent / "scripts" / "render-panels.py"
 # What Grafana's $__rate_interval would be; long enough to cover the whole bench run.
 RATE_INTERVAL = "1m"
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -213,3 +216,23 @@ def test_placement_series_match_admin_placement(prometheus, loaded, ep_server):
             for layer in before["layers"] for rank, slots in enumerate(layer["slots"])
             for slot, expert in enumerate(slots)}
     assert got == want
+
+
+def test_render_panels_draws_every_series(prometheus, loaded, ep_server, tmp_path):
+    """scripts/render-panels.py: one SVG per time-series panel, one line per series returned."""
+    dashboard = DEPLOY / "grafana" / "switchyard-serving.json"
+    r = subprocess.run([sys.executable, str(RENDER), "--prometheus", prometheus, "--dashboard",
+                        str(dashboard), "--var", f"model_name={MODEL_NAME}", "--var",
+                        f"instance=127.0.0.1:{ep_server.port}", "--minutes", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    timeseries = [p for p in json.loads(dashboard.read_text())["panels"]
+                  if p["type"] == "timeseries"]
+    svgs = sorted(tmp_path.glob("*.svg"))
+    assert len(svgs) == len(timeseries) == len(r.stdout.split())
+    ns = "{http://www.w3.org/2000/svg}"
+    for svg in svgs:
+        lines = [p for p in ET.parse(svg).getroot().iter(ns + "path")]
+        assert lines, svg.name
+        # Every line has at least two points (a scrape every second over the bench).
+        assert all(p.get("d").count("L") >= 1 for p in lines), svg.name
