@@ -173,7 +173,11 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
 
   // HTTP comes up first, so probes see the process alive and not ready while it loads.
   ctx.render_metrics = [&metrics, &ctx]() {
-    return metrics.Render(ctx.loaded.load() ? ctx.engine->Snapshot() : EngineSnapshot{});
+    const bool loaded = ctx.loaded.load();
+    const bool alive = !loaded || ctx.engine->Alive();
+    metrics.SetHealth(ctx.ready.load() && alive, alive);
+    if (loaded) metrics.SetPlacement(ctx.engine->placement());
+    return metrics.Render(loaded ? ctx.engine->Snapshot() : EngineSnapshot{});
   };
   http::HttpServerOptions http_options;
   http_options.host = f.host;

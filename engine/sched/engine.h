@@ -72,6 +72,7 @@ struct EngineSnapshot {
   int32_t num_ranks = 1;             // data-parallel ranks (expert parallelism)
   int64_t num_rebalances = 0;        // live migrations committed (cumulative)
   int64_t experts_moved = 0;         // expert copies those migrations made (cumulative)
+  int64_t rebalance_failures = 0;    // plans the rebalancer could not make (cumulative)
 };
 
 // The output of one submitted request. The engine pushes updates; the frontend pops them.

@@ -372,6 +372,7 @@ void EngineImpl::Publish() {
   if (rebalancer_ != nullptr) {
     s.num_rebalances = rebalancer_->rebalances();
     s.experts_moved = rebalancer_->experts_moved();
+    s.rebalance_failures = rebalancer_->failures();
   }
   s.num_preemptions = num_preemptions_;
   s.steps = steps_;

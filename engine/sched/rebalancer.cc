@@ -31,6 +31,7 @@ Rebalancer::PlanResult Rebalancer::PlanFrom(const RoutingWindow& window, int32_t
   auto planned = Plan(current.layers(), current.num_experts(), window, po, &report);
   if (!planned.ok()) {
     spdlog::warn("rebalance: planning failed: {}", planned.status().ToString());
+    result.failed = true;
     return result;
   }
   RoutingTrace trace;
@@ -42,6 +43,7 @@ Rebalancer::PlanResult Rebalancer::PlanFrom(const RoutingWindow& window, int32_t
                                       po.cost_model, po.weights, &current, /*per_window=*/false);
   if (!evaluated.ok()) {
     spdlog::warn("rebalance: evaluation failed: {}", evaluated.status().ToString());
+    result.failed = true;
     return result;
   }
   const double now = (*evaluated)[0].objective.total;
@@ -78,6 +80,7 @@ MigrationAction Rebalancer::NextAction(Clock::time_point now) {
     if (planning_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return action;
     PlanResult result = planning_.get();
     next_plan_ = now + options_.interval;
+    if (result.failed) ++failures_;
     if (drop_plan_ || !result.placement) {
       drop_plan_ = false;
       return action;

@@ -49,12 +49,15 @@ class Rebalancer {
   const ExpertPlacement& placement() const { return current_; }
   int64_t rebalances() const { return rebalances_; }  // committed migrations
   int64_t experts_moved() const { return experts_moved_; }
+  // Plans that could not be made (planner or evaluation error); the placement stays as it is.
+  int64_t failures() const { return failures_; }
 
  private:
   // A finished plan: the placement and whether it is worth migrating to.
   struct PlanResult {
     std::optional<ExpertPlacement> placement;
     int64_t moves = 0;
+    bool failed = false;  // planning or evaluation returned an error
   };
   static PlanResult PlanFrom(const RoutingWindow& window, int32_t top_k,
                              const ExpertPlacement& current, const RebalanceOptions& options);
@@ -69,6 +72,7 @@ class Rebalancer {
   int32_t next_layer_ = 0;  // layer index to migrate next
   int64_t rebalances_ = 0;
   int64_t experts_moved_ = 0;
+  int64_t failures_ = 0;
   bool drop_plan_ = false;  // the plan being computed lost to an operator's target
 };
 

@@ -101,6 +101,7 @@ Metrics::Metrics(const MetricsOptions& options)
   BuildRequestMetrics();
   BuildEngineMetrics();
   BuildMoeMetrics(options);
+  BuildHealthMetrics();
 }
 
 Metrics::Metrics(const std::string& model_name, const ModelConfig& config)
@@ -230,6 +231,59 @@ void Metrics::BuildMoeMetrics(const MetricsOptions& options) {
   for (size_t layer = 0; layer < options.layer_is_moe.size(); ++layer) {
     if (!options.layer_is_moe[layer]) continue;
     for (int64_t e = 0; e < num_experts_; ++e) RoutedCounter(layer, static_cast<size_t>(e));
+  }
+}
+
+void Metrics::BuildHealthMetrics() {
+  Registry& r = *registry_;
+  const Labels l = {{"model_name", model_name_}};
+  engine_ready_ =
+      &AddGauge(r, "switchyard_engine_ready",
+                "1 while the server is ready to serve (what /health/ready answers).", l);
+  engine_alive_ = &AddGauge(
+      r, "switchyard_engine_alive",
+      "0 once the loaded engine has stopped (failed step, lost expert-parallel rank).", l);
+  engine_alive_->Set(1);
+  rebalance_failures_ = &AddCounter(r, "switchyard_ep_rebalance_failures_total",
+                                    "Rebalance plans that could not be made (planner error).", l);
+}
+
+void Metrics::SetHealth(bool ready, bool alive) {
+  engine_ready_->Set(ready ? 1 : 0);
+  engine_alive_->Set(alive ? 1 : 0);
+}
+
+void Metrics::SetPlacement(std::shared_ptr<const ExpertPlacement> placement) {
+  std::lock_guard<std::mutex> lock(mu_);
+  placement_ = std::move(placement);
+  if (placement_ == nullptr || !placement_slots_.empty()) return;
+  auto& family = BuildGauge()
+                     .Name("switchyard_ep_placement_expert")
+                     .Help("Logical expert held by each (MoE layer, rank, slot); -1: empty slot.")
+                     .Register(*registry_);
+  const ExpertPlacement& p = *placement_;
+  for (int32_t li = 0; li < p.num_layers(); ++li) {
+    for (int32_t rank = 0; rank < p.num_ranks(); ++rank) {
+      for (int32_t slot = 0; slot < p.slots_per_rank(); ++slot) {
+        placement_slots_.push_back(&family.Add({{"model_name", model_name_},
+                                                {"layer", std::to_string(p.layers()[li])},
+                                                {"rank", std::to_string(rank)},
+                                                {"slot", std::to_string(slot)}}));
+      }
+    }
+  }
+}
+
+void Metrics::SetPlacementGauges() {
+  if (placement_ == nullptr) return;
+  const ExpertPlacement& p = *placement_;
+  size_t i = 0;
+  for (int32_t li = 0; li < p.num_layers(); ++li) {
+    for (int32_t rank = 0; rank < p.num_ranks(); ++rank) {
+      for (int32_t slot = 0; slot < p.slots_per_rank() && i < placement_slots_.size(); ++slot) {
+        placement_slots_[i++]->Set(p.expert_at(li, rank, slot));
+      }
+    }
   }
 }
 
@@ -372,6 +426,7 @@ std::string Metrics::Render(const EngineSnapshot& s) {
     AddDelta(s.num_preemptions, &last_preemptions_, {preemptions_.ours, preemptions_.vllm});
     AddDelta(s.num_rebalances, &last_rebalances_, {rebalances_});
     AddDelta(s.experts_moved, &last_experts_moved_, {experts_moved_});
+    AddDelta(s.rebalance_failures, &last_rebalance_failures_, {rebalance_failures_});
     Set(ep_ranks_, static_cast<double>(s.num_ranks));
     AddDelta(s.prefix_cache_queries, &last_prefix_queries_,
              {prefix_queries_.ours, prefix_queries_.vllm});
@@ -380,6 +435,7 @@ std::string Metrics::Render(const EngineSnapshot& s) {
                                                           static_cast<double>(last_prefix_queries_)
                                                     : 0.0);
     SetRoutingGauges();
+    SetPlacementGauges();
   }
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());

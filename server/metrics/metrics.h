@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/model/config.h"
+#include "engine/moe/placement.h"
 #include "engine/moe/routing_stats.h"
 #include "engine/sched/engine.h"
 #include "engine/sched/engine_observer.h"
@@ -50,6 +51,16 @@ class Metrics : public EngineObserver {
   // sliding window, set at each Render. Call once, before serving.
   void SetRoutingStats(const RoutingStats* stats);
 
+  // The server's health for switchyard_engine_ready / switchyard_engine_alive: `ready` is what
+  // /health/ready answers; `alive` is false once a loaded engine has stopped (failed step, lost
+  // expert-parallel rank). Call before each Render.
+  void SetHealth(bool ready, bool alive);
+
+  // The expert placement in use (null without expert parallelism), exported as
+  // switchyard_ep_placement_expert{layer, rank, slot} at the next Render. Its shape (layers,
+  // ranks, slots) must not change between calls; live migrations change only the experts.
+  void SetPlacement(std::shared_ptr<const ExpertPlacement> placement);
+
   // Sets the gauges and snapshot-derived counters from `snapshot`, then returns every metric in
   // the Prometheus text exposition format (version 0.0.4).
   std::string Render(const EngineSnapshot& snapshot);
@@ -65,8 +76,10 @@ class Metrics : public EngineObserver {
   void BuildRequestMetrics();
   void BuildEngineMetrics();
   void BuildMoeMetrics(const MetricsOptions& options);
+  void BuildHealthMetrics();
   prometheus::Counter& RoutedCounter(size_t layer, size_t expert);
   void SetRoutingGauges();
+  void SetPlacementGauges();
   // Adds (now - last) to the counters when a cumulative snapshot value grew.
   static void AddDelta(int64_t now, int64_t* last, std::initializer_list<prometheus::Counter*> cs);
 
@@ -84,6 +97,9 @@ class Metrics : public EngineObserver {
   prometheus::Gauge* ep_ranks_ = nullptr;
   prometheus::Counter* rebalances_ = nullptr;
   prometheus::Counter* experts_moved_ = nullptr;
+  prometheus::Counter* rebalance_failures_ = nullptr;
+  prometheus::Gauge* engine_ready_ = nullptr;
+  prometheus::Gauge* engine_alive_ = nullptr;
   Pair<prometheus::Counter> prompt_tokens_, generation_tokens_, preemptions_;
   Pair<prometheus::Counter> prefix_queries_, prefix_hits_;
   Pair<prometheus::Counter> success_[4];  // indexed by FinishReason
@@ -94,6 +110,7 @@ class Metrics : public EngineObserver {
   std::vector<std::vector<prometheus::Gauge*>> rank_pairs_;  // [layer index][rank]
   std::vector<prometheus::Gauge*> rank_imbalance_;           // [layer index]
   std::vector<prometheus::Gauge*> expert_imbalance_;         // [layer index]
+  std::vector<prometheus::Gauge*> placement_slots_;          // [layer index][rank][slot], flattened
 
   std::mutex mu_;                                          // guards everything below
   std::vector<std::vector<prometheus::Counter*>> routed_;  // [layer][expert], filled lazily
@@ -102,6 +119,8 @@ class Metrics : public EngineObserver {
   int64_t last_prefix_hits_ = 0;
   int64_t last_rebalances_ = 0;
   int64_t last_experts_moved_ = 0;
+  int64_t last_rebalance_failures_ = 0;
+  std::shared_ptr<const ExpertPlacement> placement_;
 };
 
 }  // namespace sy

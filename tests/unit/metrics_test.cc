@@ -270,6 +270,55 @@ TEST_F(MetricsTest, ExpertParallelCounters) {
   EXPECT_EQ(Value("switchyard_ep_experts_moved_total"), 9);
 }
 
+TEST_F(MetricsTest, RebalanceFailuresFromSnapshotCountedOnce) {
+  EngineSnapshot s;
+  Render(s);
+  EXPECT_EQ(Value("switchyard_ep_rebalance_failures_total"), 0);
+  s.rebalance_failures = 3;
+  Render(s);
+  Render(s);
+  EXPECT_EQ(Value("switchyard_ep_rebalance_failures_total"), 3);
+}
+
+TEST_F(MetricsTest, HealthGauges) {
+  Render({});
+  EXPECT_EQ(Value("switchyard_engine_ready"), 0);  // not ready until the server says so
+  EXPECT_EQ(Value("switchyard_engine_alive"), 1);
+  metrics_.SetHealth(true, true);
+  Render({});
+  EXPECT_EQ(Value("switchyard_engine_ready"), 1);
+  EXPECT_EQ(Value("switchyard_engine_alive"), 1);
+  metrics_.SetHealth(false, false);
+  Render({});
+  EXPECT_EQ(Value("switchyard_engine_ready"), 0);
+  EXPECT_EQ(Value("switchyard_engine_alive"), 0);
+}
+
+// Placement gauges: MoE layers 1 and 2 of 4 experts over 2 ranks of 3 slots; the contiguous
+// placement puts experts 0, 1 on rank 0 and 2, 3 on rank 1, slot 2 empty. A live change shows
+// at the next render.
+TEST_F(MetricsTest, PlacementGaugesPerLayerRankAndSlot) {
+  Render({});
+  EXPECT_EQ(text_.find("switchyard_ep_placement_expert{"), std::string::npos);  // no EP yet
+  ExpertPlacement p = ExpertPlacement::Contiguous({1, 2}, 4, 2, 3);
+  metrics_.SetPlacement(std::make_shared<ExpertPlacement>(p));
+  Render({});
+  const auto slot = [this](const char* layer, const char* rank, const char* slot) {
+    return Value("switchyard_ep_placement_expert",
+                 {{"layer", layer}, {"rank", rank}, {"slot", slot}});
+  };
+  EXPECT_EQ(slot("1", "0", "0"), 0);
+  EXPECT_EQ(slot("1", "0", "1"), 1);
+  EXPECT_EQ(slot("1", "0", "2"), -1);
+  EXPECT_EQ(slot("2", "1", "0"), 2);
+  EXPECT_EQ(slot("2", "1", "1"), 3);
+  p.set_expert(1, 0, 2, 3);  // layer 2 replicates expert 3 on rank 0
+  metrics_.SetPlacement(std::make_shared<ExpertPlacement>(p));
+  Render({});
+  EXPECT_EQ(slot("2", "0", "2"), 3);
+  EXPECT_EQ(slot("1", "0", "2"), -1);
+}
+
 // Routing gauges: MoE layers 1 and 2 of 4 experts (top 2) over 2 ranks; counted by hand.
 TEST_F(MetricsTest, RoutingGaugesPerLayerAndRank) {
   RoutingStats stats({1, 2}, 4, 2, 2, 16);
@@ -368,6 +417,9 @@ TEST_F(MetricsTest, ExpositionFormat) {
       {"switchyard_ep_ranks", "gauge"},
       {"switchyard_ep_rebalances_total", "counter"},
       {"switchyard_ep_experts_moved_total", "counter"},
+      {"switchyard_ep_rebalance_failures_total", "counter"},
+      {"switchyard_engine_ready", "gauge"},
+      {"switchyard_engine_alive", "gauge"},
   };
   EXPECT_EQ(types, expected);
   for (const auto& [name, type] : types) {
