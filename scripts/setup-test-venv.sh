@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Creates .venv-test in the repository root with the pinned Python clients the integration
 # tests drive the server with (the openai package, grpcio + grpcio-tools to compile the proto,
-# requests) and the independent oracles they check it against (Hugging Face tokenizers for token
-# counts, jinja2 for chat templates). Idempotent: reinstalls only when the pins change.
+# requests), the independent oracles they check it against (Hugging Face tokenizers for token
+# counts, jinja2 for chat templates), and what the Kubernetes manifest tests read and validate
+# with (PyYAML; kubernetes-validate, which ships the Kubernetes OpenAPI schemas; jsonschema for
+# the CRD schemas). Idempotent: reinstalls only when the pins change.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +18,9 @@ pins=(
   "requests==2.32.5"
   "tokenizers==0.22.1"
   "jinja2==3.1.6"
+  "PyYAML==6.0.3"
+  "jsonschema==4.26.0"
+  "kubernetes-validate==1.37.0"
 )
 stamp="${venv}/.pins"
 if [[ -x "${venv}/bin/python" && -f "${stamp}" && "$(cat "${stamp}")" == "${pins[*]}" ]]; then

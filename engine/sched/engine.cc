@@ -240,6 +240,7 @@ EngineImpl::EngineImpl(const EngineOptions& options, RankModel rank,
   }
   batches_.resize(n);
   snapshot_.kv_blocks_total = kv_blocks_per_rank_ * n;
+  snapshot_.block_size = options_.block_size;
   if (rebalancer_ != nullptr) {
     placement_ = std::make_shared<ExpertPlacement>(rebalancer_->placement());
   }

@@ -63,6 +63,7 @@ struct EngineSnapshot {
   int64_t num_running = 0;  // requests with sequences admitted to the KV cache
   int64_t num_waiting = 0;  // requests queued, including preempted ones
   int64_t kv_blocks_total = 0;
+  int32_t block_size = 0;            // tokens per KV-cache block
   int64_t kv_blocks_used = 0;        // blocks referenced by live sequences
   double kv_usage = 0;               // kv_blocks_used / kv_blocks_total
   int64_t prefix_cache_queries = 0;  // cumulative prompt tokens looked up in the prefix cache

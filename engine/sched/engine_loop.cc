@@ -368,6 +368,7 @@ void EngineImpl::Publish() {
     s.prefix_cache_hits += rank->blocks.hit_tokens();
   }
   s.kv_usage = static_cast<double>(s.kv_blocks_used) / static_cast<double>(s.kv_blocks_total);
+  s.block_size = options_.block_size;
   s.num_ranks = static_cast<int32_t>(ranks_.size());
   if (rebalancer_ != nullptr) {
     s.num_rebalances = rebalancer_->rebalances();

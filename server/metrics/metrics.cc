@@ -199,6 +199,10 @@ void Metrics::BuildEngineMetrics() {
   kv_blocks_used_ = &AddGauge(r, "switchyard_kv_cache_blocks_used",
                               "KV-cache blocks referenced by live sequences.", l);
   kv_blocks_total_ = &AddGauge(r, "switchyard_kv_cache_blocks_total", "KV-cache blocks.", l);
+  cache_config_info_family_ = &BuildGauge()
+                                   .Name("vllm:cache_config_info")
+                                   .Help("Information of the LLMEngine CacheConfig.")
+                                   .Register(r);
   prefix_hit_ratio_ = &AddGauge(
       r, "switchyard_prefix_cache_hit_ratio",
       "Prompt tokens found in the prefix cache / prompt tokens looked up, since start.", l);
@@ -423,6 +427,13 @@ std::string Metrics::Render(const EngineSnapshot& s) {
     Set(vllm_gpu_cache_usage_, s.kv_usage);
     Set(kv_blocks_used_, static_cast<double>(s.kv_blocks_used));
     Set(kv_blocks_total_, static_cast<double>(s.kv_blocks_total));
+    if (cache_config_info_ == nullptr && s.kv_blocks_total > 0) {
+      cache_config_info_ =
+          &cache_config_info_family_->Add({{"model_name", model_name_},
+                                           {"block_size", std::to_string(s.block_size)},
+                                           {"num_gpu_blocks", std::to_string(s.kv_blocks_total)}});
+      cache_config_info_->Set(1);
+    }
     AddDelta(s.num_preemptions, &last_preemptions_, {preemptions_.ours, preemptions_.vllm});
     AddDelta(s.num_rebalances, &last_rebalances_, {rebalances_});
     AddDelta(s.experts_moved, &last_experts_moved_, {experts_moved_});

@@ -93,6 +93,10 @@ class Metrics : public EngineObserver {
   prometheus::Gauge* vllm_gpu_cache_usage_ = nullptr;  // vLLM < 0.9 name, still read by EPPs
   prometheus::Gauge* kv_blocks_used_ = nullptr;
   prometheus::Gauge* kv_blocks_total_ = nullptr;
+  // vLLM's cache-config info gauge; its one series (value 1) is added at the first Render that
+  // knows the KV-cache pool, since its labels carry the pool's shape.
+  prometheus::Family<prometheus::Gauge>* cache_config_info_family_ = nullptr;
+  prometheus::Gauge* cache_config_info_ = nullptr;
   prometheus::Gauge* prefix_hit_ratio_ = nullptr;
   prometheus::Gauge* ep_ranks_ = nullptr;
   prometheus::Counter* rebalances_ = nullptr;

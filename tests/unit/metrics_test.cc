@@ -223,6 +223,7 @@ TEST_F(MetricsTest, GaugesAndSnapshotCountersCountEachDeltaOnce) {
   s.num_running = 3;
   s.num_waiting = 2;
   s.kv_blocks_total = 100;
+  s.block_size = 16;
   s.kv_blocks_used = 25;
   s.kv_usage = 0.25;
   s.prefix_cache_queries = 200;
@@ -244,6 +245,8 @@ TEST_F(MetricsTest, GaugesAndSnapshotCountersCountEachDeltaOnce) {
   EXPECT_EQ(Value("switchyard_kv_cache_blocks_used"), 25);
   EXPECT_EQ(Value("switchyard_kv_cache_blocks_total"), 100);
   EXPECT_EQ(Value("switchyard_prefix_cache_hit_ratio"), 0.25);
+  // The Gateway API Inference Extension's endpoint picker reads the pool's shape from the labels.
+  EXPECT_EQ(Value("vllm:cache_config_info", {{"block_size", "16"}, {"num_gpu_blocks", "100"}}), 1);
 
   // A second scrape adds only what the snapshot gained since the first.
   s.num_running = 0;
@@ -256,6 +259,18 @@ TEST_F(MetricsTest, GaugesAndSnapshotCountersCountEachDeltaOnce) {
   EXPECT_EQ(Value("vllm:prefix_cache_queries_total"), 300);
   EXPECT_EQ(Value("vllm:prefix_cache_hits_total"), 150);
   EXPECT_EQ(Value("switchyard_prefix_cache_hit_ratio"), 0.5);
+}
+
+// Before the engine has loaded (an empty snapshot) the pool is unknown: no cache-config series.
+TEST_F(MetricsTest, CacheConfigInfoOnlyOnceThePoolIsKnown) {
+  Render({});
+  for (const Sample& s : samples_) EXPECT_NE(s.name, "vllm:cache_config_info");
+  EngineSnapshot s;
+  s.kv_blocks_total = 64;
+  s.block_size = 32;
+  Render(s);
+  Render(s);
+  EXPECT_EQ(Value("vllm:cache_config_info", {{"block_size", "32"}, {"num_gpu_blocks", "64"}}), 1);
 }
 
 TEST_F(MetricsTest, ExpertParallelCounters) {
@@ -360,7 +375,10 @@ TEST_F(MetricsTest, RejectionsByReason) {
 TEST_F(MetricsTest, ExpositionFormat) {
   FeedRequests(metrics_);
   metrics_.OnStep(StepStats{0.01, 1, 1, 1, {{}, {1, 0, 0, 1}, {}}});
-  Render({});
+  EngineSnapshot loaded;  // a known KV pool, so that vllm:cache_config_info has its series
+  loaded.kv_blocks_total = 8;
+  loaded.block_size = 16;
+  Render(loaded);
   static const std::regex kMetricName("^[a-zA-Z_:][a-zA-Z0-9_:]*$");
   std::map<std::string, std::string> types;
   std::set<std::string> helps;
@@ -396,6 +414,7 @@ TEST_F(MetricsTest, ExpositionFormat) {
       {"switchyard_kv_cache_usage_ratio", "gauge"},
       {"vllm:kv_cache_usage_perc", "gauge"},
       {"vllm:gpu_cache_usage_perc", "gauge"},
+      {"vllm:cache_config_info", "gauge"},
       {"switchyard_kv_cache_blocks_used", "gauge"},
       {"switchyard_kv_cache_blocks_total", "gauge"},
       {"switchyard_prefix_cache_hit_ratio", "gauge"},
@@ -433,7 +452,8 @@ TEST_F(MetricsTest, ExpositionFormat) {
   }
 
   const std::set<std::string> allowed = {"model_name", "finished_reason", "reason",
-                                         "layer",      "expert",          "le"};
+                                         "layer",      "expert",          "le",
+                                         "block_size", "num_gpu_blocks"};
   for (const Sample& s : samples_) {
     std::string family = s.name;
     for (const char* suffix : {"_bucket", "_sum", "_count"}) {

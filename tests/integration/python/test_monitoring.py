@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BIN, MODEL_NAME, Server, free_port
+from conftest import ADMIN, BIN, MODEL_NAME, Server, free_port
 
 pytestmark = pytest.mark.multiprocess
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -206,9 +206,9 @@ def test_placement_series_match_admin_placement(prometheus, loaded, ep_server):
     """The placement gauges are the placement the server serves (GET /admin/placement); read
     between two equal placements, since live rebalancing may move experts meanwhile."""
     for _ in range(20):
-        before = requests.get(ep_server.url + "/admin/placement", timeout=5).json()
+        before = requests.get(ep_server.url + "/admin/placement", headers=ADMIN, timeout=5).json()
         samples = ep_server.metrics()
-        if requests.get(ep_server.url + "/admin/placement", timeout=5).json() == before:
+        if requests.get(ep_server.url + "/admin/placement", headers=ADMIN, timeout=5).json() == before:
             break
     got = {(ls["layer"], ls["rank"], ls["slot"]): v for n, ls, v in samples
            if n == "switchyard_ep_placement_expert"}
