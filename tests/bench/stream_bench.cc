@@ -215,6 +215,8 @@ int Main(int argc, char** argv) {
               static_cast<long long>(decode_steps));
   std::printf("mean engine step         %8.2f ms (decode-only steps %.2f ms)\n", mean_step_ms,
               mean_decode_ms);
+  const double engine_us_per_token = tokens > 0 ? 1e6 * step_s / static_cast<double>(tokens) : 0;
+  std::printf("engine time per token    %8.2f us (all step time / tokens)\n", engine_us_per_token);
   std::printf("tokens/s (end to end)    %8.0f  (%lld tokens in %.2f s)\n",
               static_cast<double>(tokens) / wall, static_cast<long long>(tokens), wall);
   std::printf("streams stopped by a stop string: %lld; text bytes streamed: %lld\n",
@@ -228,6 +230,7 @@ int Main(int argc, char** argv) {
                                  {"steps", steps},
                                  {"mean_step_ms", mean_step_ms},
                                  {"mean_decode_step_ms", mean_decode_ms},
+                                 {"engine_us_per_token", engine_us_per_token},
                                  {"tokens", tokens},
                                  {"wall_s", wall},
                                  {"tokens_per_s", static_cast<double>(tokens) / wall},
