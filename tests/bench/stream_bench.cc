@@ -4,6 +4,8 @@
 //
 //   stream_bench [--preset tiny-olmoe] [--streams 1000] [--max-tokens 64] [--consumers 1]
 //                [--plain]
+#include <time.h>
+
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
@@ -24,11 +26,23 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// Sums the engine's step times (the observer runs on the engine thread).
+// CPU time of the calling thread, in seconds.
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Sums the engine's step times, and the engine thread's CPU time between its first and last
+// step (the observer runs on the engine thread): with --threads 1 the model runs on that thread
+// too, so this is all the engine thread's work, unaffected by other processes taking the cores.
 class StepTimer : public EngineObserver {
  public:
   void OnStep(const StepStats& step) override {
+    const double cpu = ThreadCpuSeconds();
     std::lock_guard<std::mutex> lock(mu_);
+    if (steps_ == 0) first_cpu_ = cpu;
+    last_cpu_ = cpu;
     ++steps_;
     seconds_ += step.step_seconds;
     if (step.num_prefill_tokens == 0) {
@@ -39,6 +53,12 @@ class StepTimer : public EngineObserver {
   void OnRequestFinished(const RequestStats&) override {}
   void OnPreemption(int32_t) override {}
   void OnRejected(StatusCode) override {}
+
+  // Engine-thread CPU seconds per step after the first (the loop around it included).
+  double CpuPerStep() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return steps_ > 1 ? (last_cpu_ - first_cpu_) / static_cast<double>(steps_ - 1) : 0;
+  }
 
   void Read(int64_t* steps, double* seconds, int64_t* decode_steps, double* decode_seconds) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -54,6 +74,8 @@ class StepTimer : public EngineObserver {
   double seconds_ = 0;
   int64_t decode_steps_ = 0;
   double decode_seconds_ = 0;
+  double first_cpu_ = 0;
+  double last_cpu_ = 0;
 };
 
 // Streams whose ready callback fired, for the consumer threads to pop (event-driven, as the
@@ -215,6 +237,8 @@ int Main(int argc, char** argv) {
               static_cast<long long>(decode_steps));
   std::printf("mean engine step         %8.2f ms (decode-only steps %.2f ms)\n", mean_step_ms,
               mean_decode_ms);
+  const double cpu_step_ms = 1e3 * timer.CpuPerStep();
+  std::printf("engine thread CPU / step %8.2f ms\n", cpu_step_ms);
   const double engine_us_per_token = tokens > 0 ? 1e6 * step_s / static_cast<double>(tokens) : 0;
   std::printf("engine time per token    %8.2f us (all step time / tokens)\n", engine_us_per_token);
   std::printf("tokens/s (end to end)    %8.0f  (%lld tokens in %.2f s)\n",
@@ -231,6 +255,7 @@ int Main(int argc, char** argv) {
                                  {"mean_step_ms", mean_step_ms},
                                  {"mean_decode_step_ms", mean_decode_ms},
                                  {"engine_us_per_token", engine_us_per_token},
+                                 {"engine_cpu_ms_per_step", cpu_step_ms},
                                  {"tokens", tokens},
                                  {"wall_s", wall},
                                  {"tokens_per_s", static_cast<double>(tokens) / wall},
