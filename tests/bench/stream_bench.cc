@@ -163,7 +163,10 @@ int Main(int argc, char** argv) {
   std::vector<std::unique_ptr<StreamState>> states;
   ReadyQueue ready;
   std::atomic<int> open{streams};
+  std::mutex cpu_mu;
+  double consumer_cpu_s = 0;  // CPU time of the consumer threads, all together
   auto consume = [&] {
+    const double cpu_start = ThreadCpuSeconds();
     size_t i = 0;
     while (ready.Take(&i)) {
       StreamState& s = *states[i];
@@ -182,6 +185,8 @@ int Main(int argc, char** argv) {
         }
       }
     }
+    std::lock_guard<std::mutex> lock(cpu_mu);
+    consumer_cpu_s += ThreadCpuSeconds() - cpu_start;
   };
 
   std::mt19937_64 rng(7);
@@ -239,6 +244,7 @@ int Main(int argc, char** argv) {
               mean_decode_ms);
   const double cpu_step_ms = 1e3 * timer.CpuPerStep();
   std::printf("engine thread CPU / step %8.2f ms\n", cpu_step_ms);
+  std::printf("consumer threads CPU     %8.2f s\n", consumer_cpu_s);
   const double engine_us_per_token = tokens > 0 ? 1e6 * step_s / static_cast<double>(tokens) : 0;
   std::printf("engine time per token    %8.2f us (all step time / tokens)\n", engine_us_per_token);
   std::printf("tokens/s (end to end)    %8.0f  (%lld tokens in %.2f s)\n",
@@ -256,6 +262,7 @@ int Main(int argc, char** argv) {
                                  {"mean_decode_step_ms", mean_decode_ms},
                                  {"engine_us_per_token", engine_us_per_token},
                                  {"engine_cpu_ms_per_step", cpu_step_ms},
+                                 {"consumer_cpu_s", consumer_cpu_s},
                                  {"tokens", tokens},
                                  {"wall_s", wall},
                                  {"tokens_per_s", static_cast<double>(tokens) / wall},
