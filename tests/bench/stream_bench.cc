@@ -1,6 +1,7 @@
 // stream_bench: the serving engine under many concurrent streams with detokenization and stop
-// strings on, on a tiny random-weight preset, so that per-token output work (not the model)
-// dominates. Prints the mean engine step time, tokens/s and one JSON line. Not a test.
+// strings on, on a tiny random-weight preset, so that the per-token output work weighs as much
+// as it can next to the model. Prints the mean engine step time, the engine thread's and the
+// consumers' CPU time, tokens/s and one JSON line. Not a test.
 //
 //   stream_bench [--preset tiny-olmoe] [--streams 1000] [--max-tokens 64] [--consumers 1]
 //                [--plain]
