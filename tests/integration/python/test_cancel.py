@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import MODEL_NAME
+from conftest import MODEL_NAME, Server
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,23 @@ def test_request_timeout_mid_stream_sends_an_error_event_then_done(server):
     assert any(json.loads(e).get("choices") for e in events[:-2])  # tokens came before it
     assert wait_for(server, "switchyard_num_requests_running", 0, timeout=10)
     assert wait_for(server, "switchyard_kv_cache_usage_ratio", 0)
+
+
+def test_server_request_timeout_bounds_every_request(long_model_dir, tmp_path):
+    """`--request-timeout` applies without a `timeout` field, and a longer `timeout` cannot
+    extend it (the smaller wins)."""
+    s = Server(long_model_dir, tmp_path / "timeout.log", ["--request-timeout", "0.5"], grpc=False)
+    try:
+        for extra in ({}, {"timeout": 600}):
+            body = {"model": MODEL_NAME, "prompt": "x", "max_tokens": 30000, "ignore_eos": True,
+                    **extra}
+            start = time.time()
+            r = requests.post(s.url + "/v1/completions", json=body, timeout=60)
+            assert r.status_code == 504, r.text
+            assert r.json()["error"]["code"] == "request_timeout"
+            assert time.time() - start < 30
+        r = requests.post(s.url + "/v1/completions",
+                          json={"model": MODEL_NAME, "prompt": "x", "max_tokens": 2})
+        assert r.status_code == 200
+    finally:
+        assert s.stop() == 0
