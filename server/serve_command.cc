@@ -23,6 +23,7 @@
 #include "server/commands.h"
 #include "server/grpc/grpc_service.h"
 #include "server/http/http_server.h"
+#include "server/http/openai_protocol.h"
 #include "server/metrics/metrics.h"
 #include "server/rank_group.h"
 #include "server/security.h"
@@ -47,6 +48,7 @@ struct ServeFlags {
   SecurityOptions security;
   bool disable_access_log = false;
   double shutdown_timeout_s = 30;
+  double request_timeout_s = 0;  // 0: none
   bool no_prefix_caching = false;
   std::string log_level = "info";
   // Expert parallelism.
@@ -159,6 +161,7 @@ int ServeRankZero(ServeFlags& f, const ModelConfig& config, RankGroup& group,
                        ? std::filesystem::path(f.engine.model_dir).filename().string()
                        : f.served_model_name;
   if (ctx.model_name.empty()) ctx.model_name = f.engine.model_dir;
+  ctx.request_timeout_s = f.request_timeout_s;
   Metrics metrics(ctx.model_name, config);
   f.engine.observer = &metrics;
   if (f.engine.routing_stats != nullptr) {
@@ -356,6 +359,10 @@ Command AddServeCommand(CLI::App& app) {
   cmd->add_option("--ssl-keyfile", sec.ssl_keyfile, "PEM private key of --ssl-certfile");
   cmd->add_option("--ssl-ca-certs", sec.ssl_ca_certs,
                   "PEM CA certificates: require client certificates they sign (mutual TLS)");
+  cmd->add_option("--request-timeout", f->request_timeout_s,
+                  "seconds a generation request may take before it is aborted (HTTP 504); a "
+                  "request's \"timeout\" field may shorten it; 0: no limit")
+      ->check(CLI::Range(0.0, http::kMaxRequestTimeoutSeconds));
   cmd->add_option("--shutdown-timeout", f->shutdown_timeout_s,
                   "seconds in-flight requests get to finish after SIGTERM");
   cmd->add_option("--log-level", f->log_level, "trace, debug, info, warn, error");

@@ -20,6 +20,8 @@ struct ServingContext {
   std::atomic<bool> loaded{false};
   std::shared_ptr<const ChatTemplate> chat_template;  // null: the model has none
   std::string model_name;                             // what clients pass as "model"
+  // HTTP: the longest a generation request may run, in seconds (--request-timeout); 0: no limit.
+  double request_timeout_s = 0;
   // Ready: weights loaded, warm-up step ran, not draining. Liveness is engine->Alive(); the
   // frontends report ready only while both hold.
   std::atomic<bool> ready{false};

@@ -18,6 +18,7 @@ enum class StatusCode {
   kResourceExhausted,  // out of memory, queue full
   kInternal,           // a bug: an invariant broke
   kUnavailable,        // not serving now (starting up, shutting down, engine stopped)
+  kDeadlineExceeded,   // a request's deadline passed before it finished
 };
 
 class Status {
@@ -34,6 +35,7 @@ class Status {
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, m}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, m}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, m}; }
+  static Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, m}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -245,6 +245,7 @@ EngineImpl::EngineImpl(const EngineOptions& options, RankModel rank,
     placement_ = std::make_shared<ExpertPlacement>(rebalancer_->placement());
   }
   snapshot_.num_ranks = n;
+  link_->engine = this;
 }
 
 void EngineImpl::Start() {
@@ -252,6 +253,11 @@ void EngineImpl::Start() {
 }
 
 EngineImpl::~EngineImpl() {
+  {
+    // Waits for a StopChoice in progress; later ones find no engine.
+    std::lock_guard<std::mutex> lock(link_->mu);
+    link_->engine = nullptr;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -301,6 +307,9 @@ Status EngineImpl::Reject(Status status) const {
 
 StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(RequestSpec spec) {
   if (Status st = Validate(spec); !st.ok()) return Reject(std::move(st));
+  if (spec.deadline && *spec.deadline <= Clock::now()) {
+    return Reject(Status::DeadlineExceeded("the request's deadline passed before it was queued"));
+  }
   auto request = std::make_unique<ActiveRequest>();
   std::shared_ptr<RequestStream> stream;
   Status refused;
@@ -318,7 +327,12 @@ StatusOr<std::shared_ptr<RequestStream>> EngineImpl::Submit(RequestSpec spec) {
     } else {
       request->id = next_id_++;
       request->spec = std::move(spec);
-      request->stream = std::make_shared<RequestStreamQueue>(request->id);
+      std::unique_ptr<OutputProcessor> processor;
+      if (OutputProcessor::Needed(request->spec)) {
+        processor = std::make_unique<OutputProcessor>(request->spec, tokenizer_, eos_ids_,
+                                                      max_model_len_, StopChoiceFor(request->id));
+      }
+      request->stream = std::make_shared<RequestStreamQueue>(request->id, std::move(processor));
       stream = request->stream;
       num_queued_ += request->spec.n;
       incoming_.push_back(std::move(request));
@@ -334,6 +348,21 @@ void EngineImpl::Abort(uint64_t request_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     aborts_.push_back(request_id);
+  }
+  cv_.notify_all();
+}
+
+OutputProcessor::StopChoice EngineImpl::StopChoiceFor(uint64_t request_id) const {
+  return [link = link_, request_id](int32_t index) {
+    std::lock_guard<std::mutex> lock(link->mu);
+    if (link->engine != nullptr) link->engine->StopChoice(request_id, index);
+  };
+}
+
+void EngineImpl::StopChoice(uint64_t request_id, int32_t index) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    choice_stops_.push_back({request_id, index});
   }
   cv_.notify_all();
 }

@@ -25,6 +25,21 @@
 
 namespace sy {
 
+class EngineImpl;
+
+// How a stream's OutputProcessor reaches the engine to stop a choice at a stop string, without
+// outliving it: the engine detaches itself first thing in its destructor.
+struct ChoiceStopLink {
+  std::mutex mu;
+  EngineImpl* engine = nullptr;  // under mu; null once the engine is going away
+};
+
+// A choice that the consumer side found finished by a stop string.
+struct ChoiceStop {
+  uint64_t request_id = 0;
+  int32_t index = 0;
+};
+
 // A submitted request and its choices, as the engine thread tracks them.
 struct ActiveRequest {
   uint64_t id = 0;
@@ -84,10 +99,16 @@ class EngineImpl final : public Engine {
   StatusOr<int64_t> ApplyPlacement(const ExpertPlacement& placement) override;
 
   void Start();
+  // Queues the end of one choice of a request (a stop string matched on the consumer side); it
+  // is finished with kStop and its blocks freed at the next step boundary, like an Abort.
+  // Unknown or finished choices are ignored.
+  void StopChoice(uint64_t request_id, int32_t index);
 
  private:
   Status Validate(const RequestSpec& spec) const;
   Status Reject(Status status) const;
+  // What a request's OutputProcessor calls to stop one of its choices (through link_).
+  OutputProcessor::StopChoice StopChoiceFor(uint64_t request_id) const;
 
   // --- engine thread (engine_loop.cc) ---
   // Runs RunLoop; an exception escaping it stops the engine as a failed step does.
@@ -99,6 +120,9 @@ class EngineImpl final : public Engine {
   void Fail(const Status& status);
   void AddRequest(std::unique_ptr<ActiveRequest> request);
   void AbortRequest(uint64_t id, FinishReason reason, const Status& status);
+  void ApplyChoiceStop(const ChoiceStop& stop);
+  // Ends (as aborted, with status DeadlineExceeded) every request whose deadline has passed.
+  void ExpireDeadlines(Clock::time_point now);
   bool HasWork() const;
   // Hands a requested placement to the rebalancer.
   void TakePlacementRequest(std::optional<ExpertPlacement> requested);
@@ -115,7 +139,8 @@ class EngineImpl final : public Engine {
   const EngineOptions options_;
   const int64_t max_model_len_;
   RankModel rank_;
-  std::unique_ptr<Tokenizer> tokenizer_;
+  // Shared with the streams' output processors, which may decode after the engine is gone.
+  std::shared_ptr<const Tokenizer> tokenizer_;
   std::unique_ptr<StepExecutor> executor_;
   std::unique_ptr<Rebalancer> rebalancer_;  // null unless live rebalancing is on
   const int64_t kv_blocks_per_rank_;
@@ -130,6 +155,7 @@ class EngineImpl final : public Engine {
   int64_t num_preemptions_ = 0;
   int64_t steps_ = 0;
   int64_t dequeued_ = 0;  // sequences that left the queue (scheduled or ended) since Publish
+  int64_t num_with_deadline_ = 0;  // live requests with a deadline (none: nothing to check)
   Clock::time_point last_exchange_ = Clock::now();  // last step or heartbeat with the group
 
   // Shared with public calls, under mu_.
@@ -137,6 +163,7 @@ class EngineImpl final : public Engine {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<ActiveRequest>> incoming_;
   std::vector<uint64_t> aborts_;
+  std::vector<ChoiceStop> choice_stops_;
   std::optional<ExpertPlacement> requested_placement_;  // ApplyPlacement, not yet taken
   bool migrating_ = false;                              // a migration is pending or running
   std::shared_ptr<const ExpertPlacement> placement_;    // as of the last step boundary
@@ -147,6 +174,7 @@ class EngineImpl final : public Engine {
   int64_t num_queued_ = 0;     // sequences submitted and never scheduled (the bounded queue)
   EngineSnapshot snapshot_;
   std::atomic<bool> alive_{true};
+  const std::shared_ptr<ChoiceStopLink> link_ = std::make_shared<ChoiceStopLink>();
   std::thread thread_;
 };
 

@@ -1,5 +1,6 @@
-// The engine thread: takes new requests and aborts at step boundaries, runs the scheduler's
-// steps through the model, samples, checks stop conditions and pushes stream updates.
+// The engine thread: takes new requests, aborts, stop-string stops and expired deadlines at
+// step boundaries, runs the scheduler's steps through the model, samples, checks the token stop
+// conditions and pushes stream updates (tokens; their text is made on the consumer's side).
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -37,20 +38,25 @@ void EngineImpl::RunLoop() {
   for (;;) {
     std::vector<std::unique_ptr<ActiveRequest>> incoming;
     std::vector<uint64_t> aborts;
+    std::vector<ChoiceStop> choice_stops;
     std::optional<ExpertPlacement> requested;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, kHeartbeatInterval, [&] {
-        return stop_ || !incoming_.empty() || !aborts_.empty() || requested_placement_ || HasWork();
+        return stop_ || !incoming_.empty() || !aborts_.empty() || !choice_stops_.empty() ||
+               requested_placement_ || HasWork();
       });
       if (stop_) break;
       incoming.swap(incoming_);
       aborts.swap(aborts_);
+      choice_stops.swap(choice_stops_);
       requested.swap(requested_placement_);
     }
     TakePlacementRequest(std::move(requested));
     for (auto& r : incoming) AddRequest(std::move(r));
     for (uint64_t id : aborts) AbortRequest(id, FinishReason::kAbort, Status::Ok());
+    for (const ChoiceStop& stop : choice_stops) ApplyChoiceStop(stop);
+    if (num_with_deadline_ > 0) ExpireDeadlines(Clock::now());
     if (HasWork()) {
       if (Status st = RunStep(); !st.ok()) {
         Fail(Status::Internal("engine step failed: " + st.ToString()));
@@ -121,16 +127,12 @@ void EngineImpl::AddRequest(std::unique_ptr<ActiveRequest> r) {
   }
   RankScheduler& rank = *ranks_[r->rank];
   ++rank.live_requests;
-  const bool detokenize = spec.detokenize || !spec.stop.stop_strings.empty();
+  if (spec.deadline) ++num_with_deadline_;
   for (int32_t i = 0; i < spec.n; ++i) {
     auto seq = std::make_unique<Sequence>(r->id, i, spec.prompt);
     SamplingParams params = spec.sampling;
     if (params.seed && spec.n > 1) params.seed = *params.seed + static_cast<uint64_t>(i);
     seq->sampler = std::make_unique<Sampler>(params, spec.prompt);
-    if (detokenize) {
-      seq->detokenizer =
-          std::make_unique<IncrementalDetokenizer>(*tokenizer_, spec.skip_special_tokens);
-    }
     seq->stop_checker = std::make_unique<StopChecker>(spec.stop, eos_ids_, max_model_len_);
     // Later choices wait for the first's prompt blocks, then share them via the prefix cache.
     if (i > 0 && options_.enable_prefix_caching) seq->prefix_leader = r->seqs[0].get();
@@ -149,6 +151,30 @@ void EngineImpl::AbortRequest(uint64_t id, FinishReason reason, const Status& st
   r.outgoing.status = status;
   for (auto& seq : r.seqs) {
     if (seq->status != SequenceStatus::kFinished) FinishSequence(r, seq.get(), reason);
+  }
+}
+
+void EngineImpl::ApplyChoiceStop(const ChoiceStop& stop) {
+  auto it = requests_.find(stop.request_id);
+  if (it == requests_.end()) return;
+  ActiveRequest& r = *it->second;
+  if (stop.index < 0 || stop.index >= static_cast<int32_t>(r.seqs.size())) return;
+  Sequence* seq = r.seqs[stop.index].get();
+  // The consumer already cut this choice and drops what follows, this finish delta included.
+  if (seq->status != SequenceStatus::kFinished) FinishSequence(r, seq, FinishReason::kStop);
+}
+
+void EngineImpl::ExpireDeadlines(Clock::time_point now) {
+  std::vector<uint64_t> expired;
+  for (const auto& [id, r] : requests_) {
+    if (r->spec.deadline && *r->spec.deadline <= now &&
+        r->num_finished < static_cast<int32_t>(r->seqs.size())) {
+      expired.push_back(id);
+    }
+  }
+  for (uint64_t id : expired) {
+    AbortRequest(id, FinishReason::kAbort,
+                 Status::DeadlineExceeded("the request's deadline passed before it finished"));
   }
 }
 
@@ -263,14 +289,13 @@ void EngineImpl::ProcessToken(Sequence* seq, std::span<float> logits, Clock::tim
     seq->inter_token_seconds.push_back(Seconds(now - seq->last_token_time));
   }
   seq->last_token_time = now;
-  StopUpdate u = seq->stop_checker->Append(t.token, seq->num_output_tokens(), seq->num_tokens(),
-                                           seq->detokenizer.get());
+  // Stop strings are the stream's OutputProcessor's: it asks for a StopChoice on a match.
+  const StopUpdate u =
+      seq->stop_checker->CheckToken(t.token, seq->num_output_tokens(), seq->num_tokens());
   CompletionDelta& d = DeltaFor(r, seq->index);
   d.token_ids.push_back(t.token);
   d.samples.push_back(std::move(t));
-  if (r.spec.detokenize) d.text += u.text;
   if (u.finish) {
-    d.stop_string = std::move(u.stop_string);
     d.stop_token = u.stop_token;
     FinishSequence(r, seq, *u.finish);
   }
@@ -283,6 +308,7 @@ void EngineImpl::FinishSequence(ActiveRequest& r, Sequence* seq, FinishReason re
   r.last_finish = reason;
   if (++r.num_finished == static_cast<int32_t>(r.seqs.size())) {
     if (!r.first_scheduled) dequeued_ += r.spec.n;  // ended while still queued
+    if (r.spec.deadline) --num_with_deadline_;
     --ranks_[r.rank]->live_requests;
     r.outgoing.finished = true;
     ReportFinished(r);

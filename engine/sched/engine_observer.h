@@ -20,12 +20,16 @@ struct StepStats {
   std::vector<std::vector<int64_t>> expert_tokens;
 };
 
-// One finished request (all its choices).
+// One finished request (all its choices), as the engine ran it. Stop strings are matched on the
+// consumer's side, which then stops the choice in the engine a step or more later: a choice
+// stopped so counts kStop here (unless the engine had already ended it, e.g. at max_tokens,
+// before the match was seen), and generation_tokens includes the tokens computed after the match
+// that the stream dropped (the usage a client sees ends at the match).
 struct RequestStats {
   FinishReason finish_reason = FinishReason::kStop;  // of the last choice to finish
   std::vector<FinishReason> choice_finish_reasons;
   int32_t prompt_tokens = 0;
-  int32_t generation_tokens = 0;  // summed over choices
+  int32_t generation_tokens = 0;  // summed over choices; tokens the engine computed
   int32_t cached_prompt_tokens = 0;
   double queue_seconds = 0;                 // arrival -> first scheduled
   double prefill_seconds = 0;               // first scheduled -> first token

@@ -20,7 +20,9 @@ enum class FinishReason { kStop, kLength, kAbort, kError };
 const char* FinishReasonName(FinishReason reason);
 
 // When a choice stops. Checked after every new token, in this order: stop token ids and EOS
-// (unless ignore_eos), stop strings, max_tokens, the model's context length.
+// (unless ignore_eos), stop strings, max_tokens, the model's context length. Stop strings are
+// matched on the consumer's side (OutputProcessor, when the stream is read), the rest on the
+// engine thread; the result is the same as one check in this order.
 struct StopConditions {
   int32_t max_tokens = 16;                // new tokens per choice; >= 1
   int32_t min_tokens = 0;                 // EOS and stop token ids are ignored before this many
@@ -38,6 +40,10 @@ struct RequestSpec {
   bool detokenize = true;  // fill CompletionDelta::text
   bool skip_special_tokens = true;
   Clock::time_point arrival = Clock::now();
+  // When set, the request ends once this passes, whether queued or running: its choices finish
+  // with kAbort and the stream's status is DeadlineExceeded (checked at Submit and at every
+  // engine step boundary).
+  std::optional<Clock::time_point> deadline;
 };
 
 // New output of one choice since the previous update.
@@ -53,7 +59,8 @@ struct CompletionDelta {
 };
 
 // One update popped from a RequestStream. `finished` is set on the last update of the request;
-// then `status` says whether it ended normally (OK, also for aborts) or by an internal fault.
+// then `status` says whether it ended normally (OK, also for aborts), by its deadline
+// (DeadlineExceeded) or by an internal fault.
 struct RequestUpdate {
   std::vector<CompletionDelta> deltas;
   bool finished = false;

@@ -27,14 +27,23 @@ void MergeUpdate(RequestUpdate&& next, RequestUpdate* into) {
 }
 
 bool RequestStreamQueue::Next(RequestUpdate* update, std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> consume(consume_mu_);
   if (delivered_last_) return false;
-  if (!cv_.wait_for(lock, timeout, [&] { return !queue_.empty(); })) return false;
-  *update = std::move(queue_.front());
-  queue_.pop_front();
-  while (!queue_.empty()) {
-    MergeUpdate(std::move(queue_.front()), update);
-    queue_.pop_front();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!cv_.wait_until(lock, deadline, [&] { return !queue_.empty(); })) return false;
+      *update = std::move(queue_.front());
+      queue_.pop_front();
+      while (!queue_.empty()) {
+        MergeUpdate(std::move(queue_.front()), update);
+        queue_.pop_front();
+      }
+    }
+    if (processor_ != nullptr) processor_->Process(update);
+    // What the processor dropped entirely (output after a stop string) is not an update.
+    if (processor_ == nullptr || update->finished || !update->deltas.empty()) break;
   }
   delivered_last_ = update->finished;
   return true;

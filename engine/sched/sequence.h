@@ -1,6 +1,7 @@
 // Sequence: one choice of a request. The scheduler and block manager see its tokens (prompt,
 // then output), how many of them have K/V in the cache, and its KV blocks; the engine adds the
-// per-choice output state (sampler, detokenizer, stop checker, timing). Owned by the engine
+// per-choice output state (sampler, token stop checks, timing; the text is made off the engine
+// thread, by the stream's OutputProcessor). Owned by the engine
 // thread's request state; not thread-safe.
 #pragma once
 
@@ -12,7 +13,6 @@
 #include "engine/sched/block_manager.h"
 #include "engine/sched/request.h"
 #include "engine/sched/stop_checker.h"
-#include "engine/tokenizer/tokenizer.h"
 
 namespace sy {
 
@@ -47,7 +47,6 @@ struct Sequence {
 
   // --- output state (set by the engine; unused by the scheduler) ---
   std::unique_ptr<Sampler> sampler;
-  std::unique_ptr<IncrementalDetokenizer> detokenizer;
   std::unique_ptr<StopChecker> stop_checker;
   std::optional<FinishReason> finish_reason;
   Clock::time_point last_token_time{};

@@ -20,6 +20,17 @@ bool StopChecker::IsStopToken(int32_t token, int32_t num_output) const {
   return (!stop_.ignore_eos && Contains(eos_ids_, token)) || Contains(stop_.stop_token_ids, token);
 }
 
+StopUpdate StopChecker::CheckToken(int32_t token, int32_t num_output, int64_t seq_len) const {
+  StopUpdate out;
+  if (IsStopToken(token, num_output)) {
+    out.finish = FinishReason::kStop;
+    if (Contains(stop_.stop_token_ids, token)) out.stop_token = token;
+  } else if (num_output >= stop_.max_tokens || seq_len >= max_model_len_) {
+    out.finish = FinishReason::kLength;
+  }
+  return out;
+}
+
 StopUpdate StopChecker::Append(int32_t token, int32_t num_output, int64_t seq_len,
                                IncrementalDetokenizer* detok) {
   StopUpdate out;

@@ -1,7 +1,8 @@
 // StopChecker: decides when one choice stops and which of its text may be streamed. Stop
 // strings are matched on the detokenized text across token boundaries; text that could still
 // become the start of a stop string is held back, so the stream never emits text that a later
-// match would cut. One per choice; not thread-safe.
+// match would cut. The engine thread uses only the token checks (CheckToken); the text side runs
+// in the consumer's OutputProcessor. One per choice; not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,10 @@ class StopChecker {
   // Whether `token` would end the choice as EOS or a stop token id when it is output token
   // number `num_output` (1-based). Before min_tokens, such tokens are ignored.
   bool IsStopToken(int32_t token, int32_t num_output) const;
+
+  // The checks that need no text, in the order of StopConditions: stop tokens and EOS,
+  // max_tokens, then the context length. Sets finish and stop_token only.
+  StopUpdate CheckToken(int32_t token, int32_t num_output, int64_t seq_len) const;
 
   // Checks the choice after its new output token `token`, the `num_output`-th, which made the
   // sequence `seq_len` tokens long. `detok` turns tokens into text (null: no text, and stop

@@ -23,6 +23,8 @@ grpc::Status ToGrpcStatus(const Status& status) {
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, status.message()};
     case StatusCode::kUnavailable:
       return {grpc::StatusCode::UNAVAILABLE, status.message()};
+    case StatusCode::kDeadlineExceeded:
+      return {grpc::StatusCode::DEADLINE_EXCEEDED, status.message()};
     default:
       return {grpc::StatusCode::INTERNAL, status.message()};
   }

@@ -5,7 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <optional>
 #include <utility>
 
 #include "engine/sched/request_limits.h"
@@ -47,6 +49,7 @@ class SwitchyardService final : public pb::Switchyard::Service {
     StatusOr<RequestSpec> spec =
         ToRequestSpec(*request, engine->tokenizer(), engine->model_config().vocab_size);
     if (!spec.ok()) return ToGrpcStatus(spec.status());
+    spec->deadline = EngineDeadline(*context);
     const bool with_logprobs = spec->sampling.logprobs >= 0;
     StatusOr<std::shared_ptr<RequestStream>> stream = engine->Submit(std::move(spec).value());
     if (!stream.ok()) return ToGrpcStatus(stream.status());
@@ -121,6 +124,23 @@ class SwitchyardService final : public pb::Switchyard::Service {
       return {grpc::StatusCode::NOT_FOUND, "the model '" + model + "' does not exist"};
     }
     return grpc::Status::OK;
+  }
+
+  // The call's deadline and --request-timeout, whichever comes first, as an engine deadline
+  // (the engine then ends the request and frees its blocks even while it is queued).
+  std::optional<Clock::time_point> EngineDeadline(const grpc::ServerContext& context) const {
+    std::optional<Clock::time_point> deadline;
+    const auto call = context.deadline();
+    if (call != std::chrono::system_clock::time_point::max()) {
+      deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                    call - std::chrono::system_clock::now());
+    }
+    if (ctx_->request_timeout_s > 0) {
+      const auto limit = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(ctx_->request_timeout_s));
+      if (!deadline || limit < *deadline) deadline = limit;
+    }
+    return deadline;
   }
 
   // Generation needs readiness too: refused while starting up and once draining.

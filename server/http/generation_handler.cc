@@ -38,6 +38,7 @@ ProtocolContext MakeProtocolContext(const ServingContext& ctx) {
   p.chat_template = ctx.chat_template.get();
   p.model_name = ctx.model_name;
   p.max_model_len = ctx.engine->max_model_len();
+  p.request_timeout_s = ctx.request_timeout_s;
   return p;
 }
 

@@ -46,6 +46,11 @@ ApiError ErrorFromStatus(const Status& status) {
       error.type = "service_unavailable";
       error.retry_after_s = kRetryAfterSeconds;
       break;
+    case StatusCode::kDeadlineExceeded:
+      error.http_status = 504;
+      error.type = "timeout_error";
+      error.code = "request_timeout";
+      break;
     default:
       error.http_status = 500;
       error.type = "internal_error";

@@ -31,7 +31,7 @@ struct ApiError {
 
 ApiError InvalidRequest(std::string message, std::string param = "");
 // InvalidArgument/OutOfRange 400, NotFound 404, ResourceExhausted 429 and Unavailable 503 (both
-// with Retry-After), anything else 500.
+// with Retry-After), DeadlineExceeded 504 (code "request_timeout"), anything else 500.
 ApiError ErrorFromStatus(const Status& status);
 // {"error": {"message", "type", "param", "code"}}
 nlohmann::json ErrorBody(const ApiError& error);
@@ -47,6 +47,7 @@ struct ProtocolContext {
   const ChatTemplate* chat_template = nullptr;  // null: the model has none
   std::string model_name;
   int64_t max_model_len = 0;
+  double request_timeout_s = 0;  // the server's --request-timeout; 0: none
 };
 
 // Bounds on what one request may ask for, beyond those every frontend shares
@@ -54,7 +55,12 @@ struct ProtocolContext {
 inline constexpr int32_t kMaxLogprobs = 20;
 inline constexpr size_t kMaxPrompts = 256;
 
-// A validated generation request: one RequestSpec per prompt, each asking for `n` choices.
+// The longest `timeout` a request body may ask for, in seconds (about 115 days).
+inline constexpr double kMaxRequestTimeoutSeconds = 1e7;
+
+// A validated generation request: one RequestSpec per prompt, each asking for `n` choices. Each
+// spec's deadline is its arrival plus the body's `timeout` or the server's request timeout,
+// whichever is shorter.
 // Choice j of prompt i is reported with index i * n + j, as OpenAI does.
 struct GenerationRequest {
   Endpoint endpoint = Endpoint::kCompletions;

@@ -172,11 +172,27 @@ bool ApplyTokenLimits(FieldReader& r, const ProtocolContext& ctx, const char* pr
   return true;
 }
 
+// The deadline: `timeout` seconds (> 0) or the server's request timeout, the shorter one.
+bool ReadDeadline(FieldReader& r, const ProtocolContext& ctx, RequestSpec* base) {
+  double timeout = 0;
+  if (!r.Float("timeout", 0, kMaxRequestTimeoutSeconds, &timeout)) return false;
+  if (r.Has("timeout") && !(timeout > 0)) {
+    return r.Fail("`timeout` must be a positive number of seconds", "timeout");
+  }
+  double seconds = ctx.request_timeout_s;
+  if (timeout > 0 && (seconds <= 0 || timeout < seconds)) seconds = timeout;
+  if (seconds > 0) {
+    base->deadline = base->arrival + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(seconds));
+  }
+  return true;
+}
+
 // Reads what both endpoints share into a template spec, and validates it as the engine would.
 bool ReadCommon(FieldReader& r, const ProtocolContext& ctx, GenerationRequest* req,
                 RequestSpec* base) {
   if (!ReadServingFields(r, ctx, req) || !ReadSamplingFields(r, base) ||
-      !ReadStopFields(r, ctx, base)) {
+      !ReadStopFields(r, ctx, base) || !ReadDeadline(r, ctx, base)) {
     return false;
   }
   base->n = req->n;

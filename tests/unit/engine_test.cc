@@ -455,6 +455,44 @@ TEST(Engine, StopStringEndsTheChoiceAndIsCutFromTheText) {
   EXPECT_EQ(RunOne(*e, spec).choices.at(0).text, text.substr(0, cut + stop.size()));
 }
 
+// Records what the engine reports, with every step slowed down so that a request's remaining
+// tokens would take long enough for an early stop to show.
+class SlowRecordingObserver : public RecordingObserver {
+ public:
+  void OnStep(const StepStats& step) override {
+    std::this_thread::sleep_for(milliseconds(5));
+    RecordingObserver::OnStep(step);
+  }
+};
+
+TEST(Engine, StopStringMatchStopsTheChoiceInTheEngineAndFreesItsBlocks) {
+  const std::vector<int32_t> prompt = {327, 411, 318, 323};
+  std::string text;
+  {
+    auto free_run = MakeEngine(Options());
+    ASSERT_NE(free_run, nullptr);
+    text = RunOne(*free_run, Greedy(prompt, 100)).choices.at(0).text;
+  }
+  ASSERT_GE(text.size(), 40u) << text;
+  SlowRecordingObserver observer;
+  EngineOptions o = Options();
+  o.observer = &observer;
+  auto e = MakeEngine(o);
+  ASSERT_NE(e, nullptr);
+  RequestSpec spec = Greedy(prompt, 100);
+  spec.stop.stop_strings = {text.substr(4, 3)};  // matched within the first few tokens
+  const Result r = RunOne(*e, spec);
+  EXPECT_EQ(r.choices.at(0).finish, FinishReason::kStop);
+  ASSERT_TRUE(WaitIdle(*e));
+  EXPECT_EQ(e->Snapshot().kv_blocks_used, 0);
+  ASSERT_EQ(observer.requests.size(), 1u);
+  const RequestStats& stats = observer.requests[0];
+  EXPECT_EQ(stats.choice_finish_reasons, std::vector<FinishReason>{FinishReason::kStop});
+  // The engine computed at most a few tokens beyond the match, never the 100 asked for.
+  EXPECT_GE(stats.generation_tokens, r.completion_tokens);
+  EXPECT_LT(stats.generation_tokens, 100);
+}
+
 TEST(Engine, EosStopsUnlessIgnored) {
   auto e = MakeEngine(Options());
   ASSERT_NE(e, nullptr);

@@ -384,6 +384,24 @@ TEST_F(GrpcServiceTest, DeadlineAbortsTheRequest) {
   EXPECT_EQ(read, 1);
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(engine_.WaitForAbort(), std::vector<uint64_t>{7});
+  // The engine was handed the call's deadline too (so it can end a request still queued).
+  ASSERT_EQ(engine_.specs.size(), 1u);
+  ASSERT_TRUE(engine_.specs[0].deadline.has_value());
+  EXPECT_LE(*engine_.specs[0].deadline, Clock::now());
+}
+
+TEST_F(GrpcServiceTest, AnEngineDeadlineIsDeadlineExceeded) {
+  RequestUpdate last;
+  last.finished = true;
+  last.status = Status::DeadlineExceeded("the request passed its deadline");
+  engine_.script = {last};
+  pb::GenerateRequest request;
+  request.set_text("hi");
+  std::vector<pb::GenerateResponse> responses;
+  grpc::Status st = Generate(request, &responses);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(st.error_message(), "the request passed its deadline");
+  EXPECT_TRUE(engine_.specs.back().deadline == std::nullopt);  // no call deadline, no timeout
 }
 
 TEST_F(GrpcServiceTest, CancelAbortsTheRequest) {

@@ -147,6 +147,14 @@ TEST(ErrorTest, StatusCodesMapToHttpStatuses) {
   EXPECT_EQ(ErrorFromStatus(Status::Internal("bug")).message, "bug");
 }
 
+TEST(ErrorTest, DeadlineExceededIs504RequestTimeout) {
+  const ApiError e = ErrorFromStatus(Status::DeadlineExceeded("too slow"));
+  EXPECT_EQ(e.http_status, 504);
+  EXPECT_EQ(e.code, "request_timeout");
+  EXPECT_EQ(e.message, "too slow");
+  EXPECT_EQ(ErrorBody(e)["error"]["code"], "request_timeout");
+}
+
 TEST(ErrorTest, BodyIsOpenAiErrorObject) {
   EXPECT_EQ(ErrorBody(InvalidRequest("bad n", "n")),
             json::parse(R"({"error": {"message": "bad n", "type": "invalid_request_error",
@@ -374,6 +382,27 @@ TEST_F(ProtocolTest, StopLimitsAre400WithTheSharedMessage) {
   e = CompletionError({{"prompt", "a"}, {"stop_token_ids", {258}}});
   EXPECT_EQ(e.param, "stop_token_ids");
   EXPECT_EQ(e.message, "stop_token_ids: id 258 is outside the vocabulary [0, 258)");
+}
+
+TEST_F(ProtocolTest, TimeoutSetsTheDeadlineAndTheShorterOfBodyAndServerWins) {
+  auto seconds = [](const RequestSpec& s) {
+    EXPECT_TRUE(s.deadline.has_value());
+    return s.deadline ? std::chrono::duration<double>(*s.deadline - s.arrival).count() : -1.0;
+  };
+  EXPECT_FALSE(Completion({{"prompt", "hi"}}).specs[0].deadline.has_value());
+  EXPECT_NEAR(seconds(Completion({{"prompt", "hi"}, {"timeout", 2.5}}).specs[0]), 2.5, 1e-6);
+  const GenerationRequest two = Completion({{"prompt", {"a", "b"}}, {"timeout", 1}});
+  ASSERT_EQ(two.specs.size(), 2u);
+  for (const RequestSpec& s : two.specs) EXPECT_NEAR(seconds(s), 1, 1e-6);
+  ctx_.request_timeout_s = 10;  // --request-timeout
+  EXPECT_NEAR(seconds(Completion({{"prompt", "hi"}}).specs[0]), 10, 1e-6);
+  EXPECT_NEAR(seconds(Completion({{"prompt", "hi"}, {"timeout", 2}}).specs[0]), 2, 1e-6);
+  EXPECT_NEAR(seconds(Completion({{"prompt", "hi"}, {"timeout", 60}}).specs[0]), 10, 1e-6);
+  for (const json& bad : {json(0), json(-1), json("5"), json(true), json(1e30)}) {
+    const ApiError e = CompletionError({{"prompt", "hi"}, {"timeout", bad}});
+    EXPECT_EQ(e.http_status, 400) << bad.dump();
+    EXPECT_EQ(e.param, "timeout") << bad.dump();
+  }
 }
 
 TEST_F(ProtocolTest, UnknownModelIs404) {

@@ -1,6 +1,7 @@
 """Clients that go away abort their requests: a storm of 100 streaming clients disconnecting at
 random points (some before the first token) leaves no running request and no used KV block, and
-the server keeps serving."""
+the server keeps serving. A request whose `timeout` passes ends the same way, answered with 504
+(streaming: an error event, then [DONE])."""
 
 import json
 import random
@@ -11,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import MODEL_NAME
+from conftest import MODEL_NAME, Server
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,52 @@ def test_non_streaming_client_that_leaves_aborts(server):
     s.close()
     assert wait_for(server, "switchyard_num_requests_running", 0, timeout=10)
     assert wait_for(server, "switchyard_kv_cache_usage_ratio", 0)
+
+
+def test_request_timeout_is_504_and_frees_the_request(server):
+    body = {"model": MODEL_NAME, "prompt": "x", "max_tokens": 30000, "ignore_eos": True,
+            "timeout": 0.5}
+    start = time.time()
+    r = requests.post(server.url + "/v1/completions", json=body, timeout=60)
+    assert r.status_code == 504, r.text
+    error = r.json()["error"]
+    assert error["code"] == "request_timeout"
+    assert error["type"] == "timeout_error"
+    assert 0.4 < time.time() - start < 30  # 30000 tokens would take far longer
+    assert wait_for(server, "switchyard_num_requests_running", 0, timeout=10)
+    assert wait_for(server, "switchyard_kv_cache_usage_ratio", 0)
+
+
+def test_request_timeout_mid_stream_sends_an_error_event_then_done(server):
+    body = {"model": MODEL_NAME, "prompt": "x", "max_tokens": 30000, "ignore_eos": True,
+            "timeout": 0.5, "stream": True}
+    with requests.post(server.url + "/v1/completions", json=body, stream=True, timeout=60) as r:
+        assert r.status_code == 200
+        events = [line[len("data: "):] for line in r.iter_lines(decode_unicode=True)
+                  if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
+    assert last["error"]["code"] == "request_timeout"
+    assert any(json.loads(e).get("choices") for e in events[:-2])  # tokens came before it
+    assert wait_for(server, "switchyard_num_requests_running", 0, timeout=10)
+    assert wait_for(server, "switchyard_kv_cache_usage_ratio", 0)
+
+
+def test_server_request_timeout_bounds_every_request(long_model_dir, tmp_path):
+    """`--request-timeout` applies without a `timeout` field, and a longer `timeout` cannot
+    extend it (the smaller wins)."""
+    s = Server(long_model_dir, tmp_path / "timeout.log", ["--request-timeout", "0.5"], grpc=False)
+    try:
+        for extra in ({}, {"timeout": 600}):
+            body = {"model": MODEL_NAME, "prompt": "x", "max_tokens": 30000, "ignore_eos": True,
+                    **extra}
+            start = time.time()
+            r = requests.post(s.url + "/v1/completions", json=body, timeout=60)
+            assert r.status_code == 504, r.text
+            assert r.json()["error"]["code"] == "request_timeout"
+            assert time.time() - start < 30
+        r = requests.post(s.url + "/v1/completions",
+                          json={"model": MODEL_NAME, "prompt": "x", "max_tokens": 2})
+        assert r.status_code == 200
+    finally:
+        assert s.stop() == 0
