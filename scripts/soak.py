@@ -63,6 +63,7 @@ class Soak:
         self.peak_rss = 0
         self.all_heads_rss = None
         self.stop_probing = False
+        self.all_open = asyncio.Event()  # every stream's head arrived: all are open at once
 
     async def stream(self, i):
         req = completion_request(self.host, self.args.model, self.args.max_tokens, True,
@@ -76,6 +77,12 @@ class Soak:
                 self.refused[status] = self.refused.get(status, 0) + 1
                 return
             self.heads += 1
+            if self.heads == self.args.streams:
+                if self.args.pid:
+                    self.all_heads_rss = rss_bytes(self.args.pid)
+                self.all_open.set()
+            # Hold the connection until every stream is open, so they are concurrent for sure.
+            await asyncio.wait_for(self.all_open.wait(), timeout=120)
             tail = b""
             while True:
                 chunk = await reader.read(65536)
@@ -140,8 +147,6 @@ class Soak:
             if self.args.pid:
                 rss = rss_bytes(self.args.pid)
                 self.peak_rss = max(self.peak_rss, rss)
-                if self.all_heads_rss is None and self.heads >= self.args.streams:
-                    self.all_heads_rss = rss
             await asyncio.sleep(0.1)
 
     async def run(self):
@@ -153,11 +158,8 @@ class Soak:
             if i % 200 == 199:
                 await asyncio.sleep(0.01)
         storm = [asyncio.create_task(self.cancel(i)) for i in range(self.args.cancel)]
-        results = await asyncio.gather(*streams, *storm, return_exceptions=True)
+        results = await asyncio.gather(*streams, *storm, *slow, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
-        for t in slow:
-            t.cancel()
-        await asyncio.gather(*slow, return_exceptions=True)
         self.stop_probing = True
         await prober
         return errors
@@ -221,8 +223,10 @@ def main(argv=None):
         "settled": settled,
         "baseline_rss_mb": round(base_rss / 2**20, 1), "peak_rss_mb": round(soak.peak_rss / 2**20, 1),
         "after_rss_mb": round(after_rss / 2**20, 1),
-        "bytes_per_open_stream": (round((soak.all_heads_rss - base_rss) / args.streams)
-                                  if soak.all_heads_rss else None),
+        # Server memory per open stream: RSS when all were open, over the baseline, per stream
+        # (the connection, its parsed request, and the engine's queued request).
+        "rss_per_open_stream": (round((soak.all_heads_rss - base_rss) / args.streams)
+                                if soak.all_heads_rss else None),
         "baseline_fds": base_fds, "after_fds": open_fds(args.pid) if args.pid else 0,
     }
     for k, v in result.items():
