@@ -1,7 +1,8 @@
-"""gRPC security with a real grpcio client against one server started with API keys (flags and
-SWITCHYARD_API_KEY), mutual TLS (a throwaway CA, server and client certificates made by the
-openssl CLI) and a small --max-body-bytes: who gets in, what the others get, and that an
-oversized message does not hurt the server. Bad security flags fail `serve` at once."""
+"""Security with real clients (grpcio; requests and the openai package over HTTPS) against one
+server started with API keys (flags and SWITCHYARD_API_KEY), mutual TLS on both ports (a
+throwaway CA, server and client certificates made by the openssl CLI) and a small
+--max-body-bytes: who gets in, what the others get, and that an oversized message does not hurt
+the server. Bad security flags fail `serve` at once."""
 
 import os
 import subprocess
@@ -168,3 +169,60 @@ def test_bad_security_flags_fail_at_startup(model_dir, args, message):
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 1
     assert message in r.stdout + r.stderr
+
+
+# The same server's HTTP port speaks TLS with the same keys: real clients (requests, and the
+# openai package over httpx) with the throwaway CA and client certificate.
+
+def https(server):
+    return server.url.replace("http://", "https://")
+
+
+def tls_kwargs(certs):
+    return {"verify": str(certs / "ca.crt"),
+            "cert": (str(certs / "client.crt"), str(certs / "client.key")), "timeout": 10}
+
+
+def test_https_needs_a_key_on_the_api_but_not_on_health(server, certs):
+    import requests
+    base = https(server)
+    r = requests.get(base + "/v1/models", **tls_kwargs(certs))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = requests.get(base + "/v1/models", headers={"Authorization": "Bearer sk-wrong"},
+                     **tls_kwargs(certs))
+    assert r.status_code == 401
+    for key in ["sk-flag-two", "sk-env-one"]:
+        r = requests.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"},
+                         **tls_kwargs(certs))
+        assert r.status_code == 200, r.text
+    assert requests.get(base + "/health/ready", **tls_kwargs(certs)).status_code == 200
+    # Admin endpoints: this server was started with an admin key (every test server is), and a
+    # user key does not open them.
+    r = requests.get(base + "/admin/placement", headers={"Authorization": "Bearer sk-flag-one"},
+                     **tls_kwargs(certs))
+    assert r.status_code == 401
+
+
+def test_openai_client_over_mutual_tls(server, certs):
+    import ssl
+
+    import httpx
+    from openai import OpenAI
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    context.load_cert_chain(str(certs / "client.crt"), str(certs / "client.key"))
+    http_client = httpx.Client(verify=context)
+    client = OpenAI(base_url=https(server) + "/v1", api_key="sk-flag-one", http_client=http_client)
+    r = client.completions.create(model="tiny", prompt="hello", max_tokens=3)
+    assert r.usage.completion_tokens == 3
+    stream = client.completions.create(model="tiny", prompt="hello", max_tokens=3, stream=True)
+    assert sum(1 for c in stream if c.choices and c.choices[0].text is not None) >= 1
+
+
+def test_https_without_a_client_certificate_or_without_tls_fails(server, certs):
+    import requests
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(https(server) + "/health", verify=str(certs / "ca.crt"), timeout=10)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(server.url + "/health", timeout=10)  # plaintext to the TLS port
+    # The server is unharmed.
+    assert requests.get(https(server) + "/health", **tls_kwargs(certs)).status_code == 200
