@@ -217,6 +217,10 @@ class Connection final : public HttpConnection {
                     "Compressed request bodies are not accepted; send the body without "
                     "Content-Encoding.");
     }
+    // RFC 9112 6.3: a request whose transfer coding does not end in chunked has no length.
+    if (head.count(bhttp::field::transfer_encoding) > 0 && !parser_->chunked()) {
+      return Reject(400, "Transfer-Encoding must end with chunked.");
+    }
     if (head.method() == bhttp::verb::post && !parser_->content_length() && !parser_->chunked()) {
       return Reject(411, "A POST request needs a Content-Length or a chunked body.");
     }

@@ -241,6 +241,9 @@ TEST_F(FrontDoorTest, BadFramingIsRefused) {
   ExpectErrorBody(Exchange("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
                   400);
+  ExpectErrorBody(Exchange("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                           "Transfer-Encoding: gzip\r\n\r\n"),
+                  400);
   ExpectErrorBody(Exchange(Get("/health", "X-Big: " + std::string(20000, 'a') + "\r\n")), 431);
   ExpectErrorBody(Exchange("GARBAGE\r\n\r\n"), 400);
   ExpectErrorBody(Exchange("GET /health HTTP/2.0\r\nHost: x\r\n\r\n"), 400);
