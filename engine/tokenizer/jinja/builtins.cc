@@ -12,6 +12,9 @@
 namespace sy::jinja {
 namespace {
 
+// The widest |indent or |tojson(indent=...) a template may ask for.
+constexpr int64_t kMaxIndentWidth = 1024;
+
 using FilterFn = Value (*)(Args&);
 
 const Value& Arg0(const Args& args) { return args.positional[0]; }
@@ -74,7 +77,10 @@ Value FilterToJson(Args& args) {
   JsonOptions options;
   options.ensure_ascii = args.GetOr(1, "ensure_ascii", Value(false)).Truthy();
   const Value indent = args.GetOr(2, "indent", Value::None());
-  if (indent.is_int()) options.indent = static_cast<int>(indent.as_int());
+  if (indent.is_int()) {
+    if (indent.as_int() > kMaxIndentWidth) throw Error("tojson indent too large");
+    options.indent = static_cast<int>(std::max<int64_t>(indent.as_int(), 0));
+  }
   const Value separators = args.GetOr(3, "separators", Value::None());
   if (separators.is_list() && separators.list().size() == 2) {
     options.separators = {separators.list()[0].ToString(), separators.list()[1].ToString()};
@@ -344,7 +350,10 @@ Value FilterRejectattr(Args& args) { return Select(args, true, false); }
 
 Value FilterIndent(Args& args) {
   const Value width = args.GetOr(1, "width", Value(int64_t{4}));
-  const std::string pad = width.is_string() ? width.str() : std::string(width.as_int(), ' ');
+  // Python's " " * width: empty when negative; a width no template needs is an error.
+  if (!width.is_string() && width.as_int() > kMaxIndentWidth) throw Error("indent width too large");
+  const std::string pad =
+      width.is_string() ? width.str() : std::string(std::max<int64_t>(width.as_int(), 0), ' ');
   const bool first = args.GetOr(2, "first", Value(false)).Truthy();
   const bool blank = args.GetOr(3, "blank", Value(false)).Truthy();
   const std::vector<std::string> lines = PySplit(Arg0(args).ToString(), std::string("\n"), -1);
@@ -493,9 +502,10 @@ Dict MakeGlobals(const std::tm& now) {
           if (args.positional.size() == 3) step = args.positional[2].as_int();
           if (step == 0) throw Error("range() arg 3 must not be zero");
           List out;
-          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+          for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
             if (out.size() >= 100'000) throw Error("range too large");
             out.emplace_back(i);
+            if (__builtin_add_overflow(i, step, &i)) break;  // past stop
           }
           return Value(std::move(out));
         }));

@@ -26,7 +26,7 @@ StatusOr<std::string> Template::Render(const Value& context, const RenderOptions
   const Dict globals = MakeGlobals(now);
   std::string out;
   try {
-    Renderer(context.dict(), globals).Render(body_, &out);
+    Renderer(context.dict(), globals, options.limits).Render(body_, &out);
   } catch (const Error& e) {
     if (e.raised()) return Status::InvalidArgument(e.what());
     return Status::InvalidArgument(std::string("chat template error: ") + e.what());
