@@ -79,6 +79,29 @@ TEST(JinjaLimits, IntegerOverflowIsAnError) {
             "0 -1 1 -4");
 }
 
+// Found by jinja_template_fuzz: `x.99999999999999999999` threw std::out_of_range out of the
+// parser (std::terminate), 1e999 the same from std::stod; a float beyond int64 used as an int was
+// undefined behaviour.
+TEST(JinjaLimits, NumbersBeyondInt64AreErrorsNotCrashes) {
+  EXPECT_EQ(Render("{{ x.99999999999999999999 }}"),
+            "PARSE ERROR: template syntax error (line 1): integer literal out of range: "
+            "99999999999999999999");
+  EXPECT_EQ(Render("{{ 9223372036854775808 }}"),
+            "PARSE ERROR: template syntax error (line 1): integer literal out of range: "
+            "9223372036854775808");
+  EXPECT_EQ(Render("{{ 9223372036854775807 }} {{ [1, 2].1 }}"), "9223372036854775807 2");
+  // As Python's float literals: overflow is inf, underflow 0.
+  EXPECT_EQ(Render("{{ 1e999 }} {{ -1e999 }} {{ 1e-999 }}"), "inf -inf 0.0");
+  EXPECT_EQ(Render("{{ range(1e300)|length }}"),
+            "ERROR: chat template error: cannot convert float 1e+300 to integer");
+  EXPECT_EQ(Render("{{ (1e999)|int }}"),
+            "ERROR: chat template error: cannot convert float inf to integer");
+  EXPECT_EQ(Render("{{ '1e300'|int }} {{ '1e300'|int(7) }} {{ 2.9|int }} {{ -2.9|int }}"),
+            "0 7 2 -2");
+  EXPECT_EQ(Render("{{ (-9223372036854775807 - 1)|abs }}"),
+            "ERROR: chat template error: integer overflow");
+}
+
 TEST(JinjaLimits, RangeAndSliceStepsDoNotOverflow) {
   EXPECT_EQ(Render("{{ range(9223372036854775806, 9223372036854775807, 5)|list }}"),
             "[9223372036854775806]");

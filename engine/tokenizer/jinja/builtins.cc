@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cfenv>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "engine/tokenizer/jinja/ops.h"
@@ -38,7 +39,7 @@ bool ParseNumber(const std::string& text, bool integer, Value* out) {
     }
     const double d = std::stod(t, &used);
     if (used != t.size()) return false;
-    *out = integer ? Value(static_cast<int64_t>(d)) : Value(d);
+    *out = integer ? Value(Value(d).as_int()) : Value(d);
     return true;
   } catch (const std::exception&) {
     return false;
@@ -182,7 +183,10 @@ Value FilterEscape(Args& args) {
 Value FilterAbs(Args& args) {
   const Value& v = Arg0(args);
   if (v.is_float()) return Value(std::fabs(v.as_double()));
-  if (v.is_number()) return Value(static_cast<int64_t>(std::llabs(v.as_int())));
+  if (v.is_number()) {
+    if (v.as_int() == std::numeric_limits<int64_t>::min()) throw Error("integer overflow");
+    return Value(static_cast<int64_t>(std::llabs(v.as_int())));
+  }
   throw Error("bad operand type for abs(): '" + v.TypeName() + "'");
 }
 
