@@ -102,6 +102,16 @@ TEST(JinjaLimits, NumbersBeyondInt64AreErrorsNotCrashes) {
             "ERROR: chat template error: integer overflow");
 }
 
+// str.format's field index went through std::stoul (std::out_of_range escaped the renderer)
+// after ::isdigit on a possibly negative char (undefined behaviour).
+TEST(JinjaLimits, FormatFieldIndicesAreBounded) {
+  EXPECT_EQ(Render("{{ '{99999999999999999999999}'.format(1) }}"),
+            "ERROR: chat template error: format field index out of range: 99999999999999999999999");
+  EXPECT_EQ(Render("{{ '{1}{0}'.format('a', 'b') }}"), "ba");
+  EXPECT_EQ(Render("{{ '{\xc3\xa9}'.format(1) }}"),
+            "ERROR: chat template error: format field '\xc3\xa9' has no argument");
+}
+
 TEST(JinjaLimits, RangeAndSliceStepsDoNotOverflow) {
   EXPECT_EQ(Render("{{ range(9223372036854775806, 9223372036854775807, 5)|list }}"),
             "[9223372036854775806]");
