@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz/*_fuzz.cc) with clang in build-asan (the same tree, and
-# the same flags, as scripts/test.sh's sanitizer pass) and runs each for SECONDS (default 30), one
+# the same flags, as scripts/test.sh's sanitizer pass) and runs each for SECONDS (default 20), one
 # after the other, from its seed corpus tests/fuzz/corpus/<target>/. New inputs go to
 # build-asan/fuzz-corpus/<target>/ (the committed seeds stay untouched); crash reproducers go to
 # build-asan/fuzz-artifacts/<target>/. Exits non-zero if any target fails.
@@ -9,7 +9,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-seconds=${1:-30}
+seconds=${1:-20}
 if (($# > 0)); then shift; fi
 build="$root/build-asan"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true

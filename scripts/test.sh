@@ -3,7 +3,7 @@
 # .venv-test), checks formatting, builds with warnings as errors, runs every test (unit, golden,
 # integration with the real server; GPU tests skip without a GPU), then builds the unit tests and
 # the fuzzers once more with clang under AddressSanitizer + UndefinedBehaviorSanitizer, runs the
-# unit tests there and each fuzz target for FUZZ_SECONDS (default 30). Prints how long each stage
+# unit tests there and each fuzz target for FUZZ_SECONDS (default 20). Prints how long each stage
 # took and the ten slowest tests; JUnit files stay in build/junit and build-asan/junit.
 #
 # Compiler cache: ccache (when installed; install-deps.sh installs it) keeps its cache outside the
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=$(nproc)
-fuzz_seconds=${FUZZ_SECONDS:-30}
+fuzz_seconds=${FUZZ_SECONDS:-20}
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-10G}
 
 stage_names=()

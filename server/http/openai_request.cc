@@ -161,7 +161,8 @@ bool ApplyTokenLimits(FieldReader& r, const ProtocolContext& ctx, const char* pr
                         std::to_string(total - prompt_len) +
                         " in the completion). Please reduce the length of the prompt or "
                         "completion.",
-                    asked == kUnset ? prompt_param : param);
+                    // A prompt that leaves no room at all is at fault whatever was asked for.
+                    asked == kUnset || room < 1 ? prompt_param : param);
     }
     spec.stop.max_tokens = static_cast<int32_t>(asked == kUnset ? room : asked);
     if (min_tokens > spec.stop.max_tokens) {

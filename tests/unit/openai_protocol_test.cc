@@ -252,9 +252,13 @@ TEST_F(ProtocolTest, PromptPlusMaxTokensOverTheContextIs400) {
   e = CompletionError({{"prompt", std::string(31, 'x')}});
   EXPECT_EQ(e.http_status, 400);
   EXPECT_EQ(e.param, "prompt");
-  // One prompt of a batch too long fails the whole request.
+  // One prompt of a batch too long fails the whole request, and names the prompt even though
+  // max_tokens was given: no max_tokens could make it fit.
   e = CompletionError({{"prompt", {"a", std::string(40, 'x')}}, {"max_tokens", 2}});
   EXPECT_EQ(e.http_status, 400);
+  EXPECT_EQ(e.param, "prompt");
+  e = CompletionError({{"prompt", std::string(31, 'x')}, {"max_completion_tokens", 1}});
+  EXPECT_EQ(e.param, "prompt");
 }
 
 TEST_F(ProtocolTest, WrongTypesAndRangesAre400NamingTheField) {
@@ -522,6 +526,10 @@ TEST_F(ProtocolTest, ChatMessagesAreRenderedThenTokenizedWithoutSpecialTokens) {
   r = ParseChatRequest({{"messages", messages}, {"max_tokens", 14}}, ctx_, &error);
   EXPECT_FALSE(r.has_value());  // 19 + 14 > 32
   EXPECT_EQ(error.param, "max_tokens");
+  const json too_long = {{{"role", "user"}, {"content", std::string(40, 'x')}}};
+  r = ParseChatRequest({{"messages", too_long}, {"max_tokens", 1}}, ctx_, &error);
+  EXPECT_FALSE(r.has_value());  // the prompt alone overflows the context
+  EXPECT_EQ(error.param, "messages");
 }
 
 TEST_F(ProtocolTest, ChatTemplateExceptionsAre400) {

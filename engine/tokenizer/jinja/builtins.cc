@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cfenv>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "engine/tokenizer/jinja/ops.h"
@@ -11,6 +12,9 @@
 
 namespace sy::jinja {
 namespace {
+
+// The widest |indent or |tojson(indent=...) a template may ask for.
+constexpr int64_t kMaxIndentWidth = 1024;
 
 using FilterFn = Value (*)(Args&);
 
@@ -35,7 +39,7 @@ bool ParseNumber(const std::string& text, bool integer, Value* out) {
     }
     const double d = std::stod(t, &used);
     if (used != t.size()) return false;
-    *out = integer ? Value(static_cast<int64_t>(d)) : Value(d);
+    *out = integer ? Value(Value(d).as_int()) : Value(d);
     return true;
   } catch (const std::exception&) {
     return false;
@@ -74,7 +78,10 @@ Value FilterToJson(Args& args) {
   JsonOptions options;
   options.ensure_ascii = args.GetOr(1, "ensure_ascii", Value(false)).Truthy();
   const Value indent = args.GetOr(2, "indent", Value::None());
-  if (indent.is_int()) options.indent = static_cast<int>(indent.as_int());
+  if (indent.is_int()) {
+    if (indent.as_int() > kMaxIndentWidth) throw Error("tojson indent too large");
+    options.indent = static_cast<int>(std::max<int64_t>(indent.as_int(), 0));
+  }
   const Value separators = args.GetOr(3, "separators", Value::None());
   if (separators.is_list() && separators.list().size() == 2) {
     options.separators = {separators.list()[0].ToString(), separators.list()[1].ToString()};
@@ -176,7 +183,10 @@ Value FilterEscape(Args& args) {
 Value FilterAbs(Args& args) {
   const Value& v = Arg0(args);
   if (v.is_float()) return Value(std::fabs(v.as_double()));
-  if (v.is_number()) return Value(static_cast<int64_t>(std::llabs(v.as_int())));
+  if (v.is_number()) {
+    if (v.as_int() == std::numeric_limits<int64_t>::min()) throw Error("integer overflow");
+    return Value(static_cast<int64_t>(std::llabs(v.as_int())));
+  }
   throw Error("bad operand type for abs(): '" + v.TypeName() + "'");
 }
 
@@ -344,7 +354,10 @@ Value FilterRejectattr(Args& args) { return Select(args, true, false); }
 
 Value FilterIndent(Args& args) {
   const Value width = args.GetOr(1, "width", Value(int64_t{4}));
-  const std::string pad = width.is_string() ? width.str() : std::string(width.as_int(), ' ');
+  // Python's " " * width: empty when negative; a width no template needs is an error.
+  if (!width.is_string() && width.as_int() > kMaxIndentWidth) throw Error("indent width too large");
+  const std::string pad =
+      width.is_string() ? width.str() : std::string(std::max<int64_t>(width.as_int(), 0), ' ');
   const bool first = args.GetOr(2, "first", Value(false)).Truthy();
   const bool blank = args.GetOr(3, "blank", Value(false)).Truthy();
   const std::vector<std::string> lines = PySplit(Arg0(args).ToString(), std::string("\n"), -1);
@@ -493,9 +506,10 @@ Dict MakeGlobals(const std::tm& now) {
           if (args.positional.size() == 3) step = args.positional[2].as_int();
           if (step == 0) throw Error("range() arg 3 must not be zero");
           List out;
-          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+          for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
             if (out.size() >= 100'000) throw Error("range too large");
             out.emplace_back(i);
+            if (__builtin_add_overflow(i, step, &i)) break;  // past stop
           }
           return Value(std::move(out));
         }));

@@ -1,5 +1,8 @@
 #include "engine/tokenizer/jinja/eval.h"
 
+#include <limits>
+#include <string>
+
 #include "engine/tokenizer/jinja/builtins.h"
 #include "engine/tokenizer/jinja/ops.h"
 
@@ -17,8 +20,56 @@ std::optional<int64_t> SliceBound(const Value& v) {
 
 }  // namespace
 
-Renderer::Renderer(const Dict& context, const Dict& globals)
-    : context_(context), globals_(globals) {}
+Renderer::Renderer(const Dict& context, const Dict& globals, const RenderLimits& limits)
+    : context_(context), globals_(globals), limits_(limits) {}
+
+void Renderer::Spend(int64_t steps) {
+  steps_ += steps;
+  if (steps_ > limits_.max_steps) {
+    throw Error("template rendering exceeds its budget of " + std::to_string(limits_.max_steps) +
+                " steps");
+  }
+}
+
+void Renderer::CheckOutput(const std::string& out) const {
+  if (static_cast<int64_t>(out.size()) > limits_.max_output_bytes) {
+    throw Error("template output exceeds " + std::to_string(limits_.max_output_bytes) + " bytes");
+  }
+}
+
+void Renderer::ChargeValue(const Value& v) {
+  constexpr int64_t kBytesPerStep = 64;
+  if (v.is_string()) {
+    CheckOutput(v.str());
+    Spend(static_cast<int64_t>(v.str().size()) / kBytesPerStep);
+  } else if (v.is_list()) {
+    // Building a list copies its strings.
+    int64_t bytes = 0;
+    for (const Value& item : v.list()) {
+      if (item.is_string()) bytes += static_cast<int64_t>(item.str().size());
+    }
+    Spend(static_cast<int64_t>(v.list().size()) + bytes / kBytesPerStep);
+  }
+}
+
+void Renderer::CheckStorable(const Value& value, const Dict* target) {
+  struct Walk {
+    Renderer* r;
+    const Dict* target;
+    void Visit(const Value& v, int depth) {
+      if (!v.is_list() && !v.is_dict()) return;
+      if (depth > kMaxStoredValueDepth) throw Error("value nested too deeply to store");
+      r->Spend(1);
+      if (v.is_dict()) {
+        if (&v.dict() == target) throw Error("cannot store a namespace inside itself");
+        for (const auto& [key, item] : v.dict().items) Visit(item, depth + 1);
+      } else {
+        for (const Value& item : v.list()) Visit(item, depth + 1);
+      }
+    }
+  };
+  Walk{this, target}.Visit(value, 1);
+}
 
 void Renderer::Render(const Body& body, std::string* out) {
   frames_.clear();
@@ -35,12 +86,15 @@ Renderer::Flow Renderer::Exec(const Body& body, std::string* out) {
 }
 
 Renderer::Flow Renderer::ExecNode(const Node& node, std::string* out) {
+  Spend(1);
   switch (node.kind) {
     case Node::Kind::kText:
       *out += node.text;
+      CheckOutput(*out);
       return Flow::kNormal;
     case Node::Kind::kOutput:
       *out += Eval(*node.expr).ToString();
+      CheckOutput(*out);
       return Flow::kNormal;
     case Node::Kind::kIf:
       for (const auto& [cond, body] : node.branches) {
@@ -86,6 +140,7 @@ Renderer::Flow Renderer::ExecFor(const Node& node, std::string* out) {
     // The loop filter sees the loop target, before `loop` exists (as in jinja2).
     List kept;
     for (const Value& item : items) {
+      Spend(1);
       frames_.emplace_back();
       Bind(node.targets, item, &frames_.back());
       const bool keep = Eval(*node.filter).Truthy();
@@ -96,6 +151,7 @@ Renderer::Flow Renderer::ExecFor(const Node& node, std::string* out) {
   }
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
+    Spend(1);
     auto loop = std::make_shared<Dict>();
     loop->items = {{"index", Value(i + 1)},
                    {"index0", Value(i)},
@@ -137,9 +193,11 @@ void Renderer::ExecSet(const Node& node) {
     if (!target.is_dict() || !target.dict().is_namespace) {
       throw Error("cannot assign attribute on non-namespace object '" + node.targets[0] + "'");
     }
+    CheckStorable(value, &target.dict());
     target.dict().Set(node.attribute, std::move(value));
     return;
   }
+  CheckStorable(value, nullptr);
   Bind(node.targets, value, &frames_.back());
 }
 
@@ -205,6 +263,17 @@ Value Renderer::EvalCall(const Expr& e) {
 }
 
 Value Renderer::Eval(const Expr& e) {
+  Spend(1);
+  Value v = EvalUncharged(e);
+  // Strings are copied with every value; lists are shared, so only a new one costs.
+  const bool builds = e.kind == Expr::Kind::kList || e.kind == Expr::Kind::kBinary ||
+                      e.kind == Expr::Kind::kCall || e.kind == Expr::Kind::kFilter ||
+                      e.kind == Expr::Kind::kSlice;
+  if (v.is_string() || builds) ChargeValue(v);
+  return v;
+}
+
+Value Renderer::EvalUncharged(const Expr& e) {
   switch (e.kind) {
     case Expr::Kind::kLiteral:
       return e.value;
@@ -256,7 +325,9 @@ Value Renderer::Eval(const Expr& e) {
       if (!v.is_number())
         throw Error("bad operand type for unary " + e.name + ": '" + v.TypeName() + "'");
       if (e.name == "+") return v.is_float() ? v : Value(v.as_int());
-      return v.is_float() ? Value(-v.as_double()) : Value(-v.as_int());
+      if (v.is_float()) return Value(-v.as_double());
+      if (v.as_int() == std::numeric_limits<int64_t>::min()) throw Error("integer overflow");
+      return Value(-v.as_int());
     }
     case Expr::Kind::kBinary: {
       const Value a = Eval(*e.children[0]);

@@ -1,6 +1,7 @@
 // GetMethod: the str and dict methods templates call (message.content.split('</think>'),
 // tool.get('name'), ...), bound to their object.
 #include <algorithm>
+#include <charconv>
 
 #include "engine/tokenizer/jinja/builtins.h"
 #include "engine/tokenizer/jinja/ops.h"
@@ -57,8 +58,12 @@ std::string Format(const std::string& fmt, const Args& args) {
     std::optional<Value> v;
     if (field.empty()) {
       v = args.Get(auto_index++, "");
-    } else if (std::all_of(field.begin(), field.end(), ::isdigit)) {
-      v = args.Get(std::stoul(field), "");
+    } else if (std::all_of(field.begin(), field.end(),
+                           [](char d) { return d >= '0' && d <= '9'; })) {
+      size_t index = 0;
+      const auto [end, error] = std::from_chars(field.data(), field.data() + field.size(), index);
+      if (error != std::errc()) throw Error("format field index out of range: " + field);
+      v = args.Get(index, "");
     } else {
       v = args.Get(SIZE_MAX, field);
     }

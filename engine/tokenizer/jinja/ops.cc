@@ -1,6 +1,7 @@
 #include "engine/tokenizer/jinja/ops.h"
 
 #include <cmath>
+#include <limits>
 
 #include "engine/tokenizer/jinja/builtins.h"
 #include "engine/tokenizer/unicode.h"
@@ -18,14 +19,25 @@ namespace {
               b.TypeName() + "'");
 }
 
+// The most characters or items `seq * n` may produce: templates repeat indentation, not data.
+constexpr int64_t kMaxRepeatSize = int64_t{1} << 24;
+
+constexpr size_t kMaxIteratedStringBytes = size_t{1} << 20;
+
+// Python ints are unbounded; ours are int64, and a result that does not fit is an error rather
+// than undefined behaviour.
+[[noreturn]] void FailOverflow() { throw Error("integer overflow"); }
+
 int64_t FloorDiv(int64_t a, int64_t b) {
+  if (a == std::numeric_limits<int64_t>::min() && b == -1) FailOverflow();
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
 }
 
 Value Repeat(const Value& seq, int64_t n) {
-  if (n > 1'000'000) throw Error("repetition count too large");
+  const int64_t unit = static_cast<int64_t>(seq.is_string() ? seq.str().size() : seq.list().size());
+  if (n > 0 && unit > kMaxRepeatSize / n) throw Error("repetition result too large");
   if (seq.is_string()) {
     std::string out;
     for (int64_t i = 0; i < n; ++i) out += seq.str();
@@ -38,22 +50,34 @@ Value Repeat(const Value& seq, int64_t n) {
 
 Value Arithmetic(const std::string& op, const Value& a, const Value& b) {
   const bool floats = a.is_float() || b.is_float();
+  int64_t r = 0;
   if (op == "+") {
     if (floats) return Value(a.as_double() + b.as_double());
-    return Value(a.as_int() + b.as_int());
+    if (__builtin_add_overflow(a.as_int(), b.as_int(), &r)) FailOverflow();
+    return Value(r);
   }
   if (op == "-") {
     if (floats) return Value(a.as_double() - b.as_double());
-    return Value(a.as_int() - b.as_int());
+    if (__builtin_sub_overflow(a.as_int(), b.as_int(), &r)) FailOverflow();
+    return Value(r);
   }
   if (op == "*") {
     if (floats) return Value(a.as_double() * b.as_double());
-    return Value(a.as_int() * b.as_int());
+    if (__builtin_mul_overflow(a.as_int(), b.as_int(), &r)) FailOverflow();
+    return Value(r);
   }
   if (op == "**") {
     if (!floats && b.as_int() >= 0) {
-      int64_t r = 1;
-      for (int64_t i = 0; i < b.as_int() && i < 64; ++i) r *= a.as_int();
+      const int64_t base = a.as_int();
+      const int64_t exponent = b.as_int();
+      if (base == 0) return Value(int64_t{exponent == 0 ? 1 : 0});
+      if (base == 1) return Value(int64_t{1});
+      if (base == -1) return Value(int64_t{exponent % 2 == 0 ? 1 : -1});
+      // |base| >= 2 overflows within 63 steps.
+      r = 1;
+      for (int64_t i = 0; i < exponent; ++i) {
+        if (__builtin_mul_overflow(r, base, &r)) FailOverflow();
+      }
       return Value(r);
     }
     return Value(std::pow(a.as_double(), b.as_double()));
@@ -70,7 +94,10 @@ Value Arithmetic(const std::string& op, const Value& a, const Value& b) {
     if (r != 0 && ((r < 0) != (b.as_double() < 0))) r += b.as_double();
     return Value(r);
   }
-  return Value(a.as_int() - FloorDiv(a.as_int(), b.as_int()) * b.as_int());
+  if (b.as_int() == -1) return Value(int64_t{0});  // INT64_MIN % -1 would trap
+  int64_t remainder = a.as_int() % b.as_int();
+  if (remainder != 0 && ((remainder < 0) != (b.as_int() < 0))) remainder += b.as_int();
+  return Value(remainder);
 }
 
 }  // namespace
@@ -150,6 +177,8 @@ List Iterate(const Value& value) {
     case Value::Kind::kList:
       return value.list();
     case Value::Kind::kString: {
+      // One Value per character is ~100 times the string's size.
+      if (value.str().size() > kMaxIteratedStringBytes) throw Error("string too long to iterate");
       List out;
       for (std::string& c : tokenizer::Utf8Chars(value.str())) out.emplace_back(std::move(c));
       return out;
@@ -237,12 +266,13 @@ Value Slice(const Value& obj, const std::optional<int64_t>& start,
   const int64_t hi = adjust(stop, step < 0 ? -1 : n);
   std::string s;
   List list;
-  for (int64_t i = lo; step > 0 ? i < hi : i > hi; i += step) {
+  for (int64_t i = lo; step > 0 ? i < hi : i > hi;) {
     if (obj.is_string()) {
       s += chars[static_cast<size_t>(i)];
     } else {
       list.push_back(obj.list()[static_cast<size_t>(i)]);
     }
+    if (__builtin_add_overflow(i, step, &i)) break;  // past either end
   }
   if (obj.is_string()) return Value(std::move(s));
   return Value(std::move(list), obj.is_tuple());

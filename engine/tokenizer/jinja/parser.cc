@@ -1,5 +1,7 @@
 #include "engine/tokenizer/jinja/parser.h"
 
+#include <charconv>
+#include <cstdlib>
 #include <initializer_list>
 
 #include "engine/tokenizer/jinja/builtins.h"
@@ -30,6 +32,16 @@ class Parser {
     const Token& tok = t_[i_];
     if (i_ + 1 < t_.size()) ++i_;
     return tok;
+  }
+  // The next token, an integer literal; Python's ints are unbounded, ours int64.
+  int64_t IntLiteral() {
+    const std::string& text = Next().value;
+    int64_t value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end != text.data() + text.size()) {
+      Fail("integer literal out of range: " + text);
+    }
+    return value;
   }
   [[noreturn]] void Fail(const std::string& message) const {
     throw Error("template syntax error (line " + std::to_string(Peek().line) + "): " + message);
@@ -382,14 +394,11 @@ class Parser {
         return e;
       }
       case T::kInt:
-        try {
-          e->value = Value(static_cast<int64_t>(std::stoll(Next().value)));
-        } catch (const std::out_of_range&) {
-          Fail("integer literal out of range");
-        }
+        e->value = Value(IntLiteral());
         return e;
       case T::kFloat:
-        e->value = Value(std::stod(Next().value));
+        // strtod, not stod: 1e999 is inf and 1e-999 is 0.0 as in Python, not an exception.
+        e->value = Value(std::strtod(Next().value.c_str(), nullptr));
         return e;
       case T::kOp:
         if (AcceptOp("(")) return ParseParenthesized();
@@ -446,7 +455,7 @@ class Parser {
           attr->kind = Expr::Kind::kGetItem;
           attr->children.push_back(std::move(e));
           ExprPtr index = Make(Expr::Kind::kLiteral);
-          index->value = Value(static_cast<int64_t>(std::stoll(Next().value)));
+          index->value = Value(IntLiteral());
           attr->children.push_back(std::move(index));
         } else {
           attr->name = ExpectName();

@@ -10,12 +10,14 @@
 
 #include "engine/core/status.h"
 #include "engine/tokenizer/jinja/ast.h"
+#include "engine/tokenizer/jinja/eval.h"
 
 namespace sy::jinja {
 
 struct RenderOptions {
   // The time strftime_now() formats; nullopt: the local time when Render starts.
   std::optional<std::tm> now;
+  RenderLimits limits;
 };
 
 class Template {
@@ -24,8 +26,8 @@ class Template {
   static StatusOr<std::unique_ptr<Template>> Parse(const std::string& source);
 
   // `context` must be a dict; its entries are the template's variables. InvalidArgument when
-  // the template raises (raise_exception's message verbatim) or an operation fails (message
-  // prefixed with "chat template error: ").
+  // the template raises (raise_exception's message verbatim) or an operation fails or exceeds
+  // options.limits (message prefixed with "chat template error: ").
   StatusOr<std::string> Render(const Value& context, const RenderOptions& options = {}) const;
 
  private:

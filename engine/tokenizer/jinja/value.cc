@@ -81,7 +81,13 @@ Value Value::FromJson(const nlohmann::json& j) { return FromJsonImpl(j); }
 
 int64_t Value::as_int() const {
   if (kind_ == Kind::kBool) return b_ ? 1 : 0;
-  if (kind_ == Kind::kFloat) return static_cast<int64_t>(d_);
+  if (kind_ == Kind::kFloat) {
+    // Truncation as Python's int(); a float beyond int64 (or inf, nan) has no such value here.
+    if (!(d_ >= -0x1p63 && d_ < 0x1p63)) {
+      throw Error("cannot convert float " + FormatFloat(d_) + " to integer");
+    }
+    return static_cast<int64_t>(d_);
+  }
   return i_;
 }
 
