@@ -134,6 +134,10 @@ void HttpServer::Accept() {
           }
           socket.close(ignored);
         } else {
+          // Events are small writes: without TCP_NODELAY, Nagle's algorithm holds each one
+          // until the client acknowledges the last (up to its delayed-ACK time, 40 ms on Linux).
+          error_code ignored;
+          socket.set_option(tcp::no_delay(true), ignored);
           ++open_;
           std::shared_ptr<HttpConnection> conn =
               net_->tls ? MakeTlsConnection(std::move(socket), &*net_->tls, &net_->shared)
