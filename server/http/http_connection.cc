@@ -59,10 +59,13 @@ class OutputSignal : public std::enable_shared_from_this<OutputSignal> {
       if (run) run();
     });
   }
+  // Also drops the executor: the engine's stream may outlive the server's io_context, and a
+  // strand must not be released after its io_context is gone.
   void Disarm() {
     std::lock_guard<std::mutex> lock(mu_);
     armed_ = false;
     on_output_ = nullptr;
+    executor_ = asio::any_io_executor();
   }
 
  private:
@@ -182,7 +185,14 @@ class Connection final : public HttpConnection {
 
   void OnSome(const error_code& ec) {
     if (closed_) return;
-    if (ec) return phase_ == Phase::kGenerating ? ClientGone() : CloseNow();
+    if (ec) {
+      // The last chunk is already on its way: the client read it all and left. Not an abort.
+      if (stream_done_) {
+        after_write_ = AfterWrite::kClose;
+        return;
+      }
+      return phase_ == Phase::kGenerating ? ClientGone() : CloseNow();
+    }
     if (phase_ == Phase::kIdle) {
       read_timer_.cancel();
       return ReadHead();
