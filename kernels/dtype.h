@@ -8,7 +8,9 @@
 
 namespace sy {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kI32, kI64 };
+// kI8: a weight matrix quantized to int8, symmetric per row (per output channel): each row is
+// its f32 scale followed by cols int8 values q, and element c of the row is scale * q[c].
+enum class DType : uint8_t { kF32, kF16, kBF16, kI32, kI64, kI8 };
 
 inline constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -20,8 +22,18 @@ inline constexpr size_t dtype_size(DType t) {
       return 2;
     case DType::kI64:
       return 8;
+    case DType::kI8:
+      return 1;
   }
   return 0;
+}
+
+// Bytes before each kI8 row's int8 values: its f32 scale.
+inline constexpr size_t kI8RowScaleBytes = sizeof(float);
+
+// Bytes one row of `cols` elements takes (kI8 rows carry their scale).
+inline constexpr size_t dtype_row_bytes(DType t, int64_t cols) {
+  return static_cast<size_t>(cols) * dtype_size(t) + (t == DType::kI8 ? kI8RowScaleBytes : 0);
 }
 
 inline constexpr std::string_view dtype_name(DType t) {
@@ -36,6 +48,8 @@ inline constexpr std::string_view dtype_name(DType t) {
       return "i32";
     case DType::kI64:
       return "i64";
+    case DType::kI8:
+      return "int8";
   }
   return "?";
 }
@@ -104,6 +118,36 @@ inline uint16_t f32_to_f16(float f) {
   const uint32_t rem = abs & 0x1fffu;
   if (rem > 0x1000u || (rem == 0x1000u && (half & 1u))) ++half;
   return sign | static_cast<uint16_t>(half);
+}
+
+// The scale of a kI8 row (the row's bytes start with it; it may be unaligned).
+inline float i8_row_scale(const void* row) {
+  float scale;
+  std::memcpy(&scale, row, sizeof scale);
+  return scale;
+}
+
+// The int8 values of a kI8 row.
+inline const int8_t* i8_row_values(const void* row) {
+  return static_cast<const int8_t*>(row) + kI8RowScaleBytes;
+}
+
+// Quantizes n values into one kI8 row at `row` (dtype_row_bytes(kI8, n) bytes): scale =
+// max|x| / 127, q = round(x / scale) (ties away from zero), so |q| <= 127 and the row's largest
+// value is exact. An all-zero row gets scale 0.
+inline void quantize_i8_row(const float* x, int64_t n, void* row) {
+  float max_abs = 0.0f;
+  for (int64_t i = 0; i < n; ++i)
+    max_abs = x[i] > max_abs ? x[i] : (-x[i] > max_abs ? -x[i] : max_abs);
+  const float scale = max_abs / 127.0f;
+  const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+  std::memcpy(row, &scale, sizeof scale);
+  int8_t* q = static_cast<int8_t*>(row) + kI8RowScaleBytes;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i] * inverse;
+    v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+    q[i] = static_cast<int8_t>(v >= 0.0f ? v + 0.5f : v - 0.5f);
+  }
 }
 
 // Reads element i of a weight array stored as f32, bf16 or f16.

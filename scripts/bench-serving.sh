@@ -3,14 +3,17 @@
 # checkpoint (hidden 1024, 8 layers, 8 experts top-2) and drives it with `switchyard bench` at
 # 1, 4, 8, 16 and 64 concurrent streams (128-token prompts, 64 output tokens, ignore_eos), then
 # offers 2x the sustainable request rate against a short queue to show overload behaviour.
-# Usage: scripts/bench-serving.sh [dtype: bf16|f16] [threads]   (results in out/bench-serving/)
+# Usage: scripts/bench-serving.sh [dtype: bf16|f16] [threads] [quantization: none|int8]
+# (results in out/bench-serving/DTYPE, or DTYPE-int8 with --quantization int8 at load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dtype=${1:-bf16}
 threads=${2:-$(nproc)}
+quantization=${3:-none}
 bin=./build/server/switchyard
 model=models/medium-mixtral-${dtype}
 out=out/bench-serving/${dtype}
+[[ $quantization == none ]] || out=${out}-${quantization}
 mkdir -p "$out"
 [[ -x $bin ]] || bash scripts/build.sh
 if [[ ! -f $model/config.json ]]; then
@@ -20,7 +23,7 @@ port=18123
 
 serve() {
   $bin serve --model "$model" --port $port --grpc-port 0 --threads "$threads" \
-    --max-num-batched-tokens 512 "$@" >>"$out/serve.log" 2>&1 &
+    --max-num-batched-tokens 512 --quantization "$quantization" "$@" >>"$out/serve.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 200); do
     curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && return 0

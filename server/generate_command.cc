@@ -19,6 +19,7 @@ struct GenerateFlags {
   std::string model;
   bool random_weights = false;
   uint64_t random_seed = 0;
+  std::string quantization = "none";
   std::string device = "cpu";
   std::string prompt;
   int32_t max_tokens = 64;
@@ -41,13 +42,15 @@ int RunGenerate(const GenerateFlags& f) {
                           ? f.threads
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const auto t_load = Clock::now();
+  auto quantization = ParseQuantization(f.quantization);
+  if (!quantization.ok()) return Fail(quantization.status());
   auto device = ParseDevice(f.device);
   if (!device.ok()) return Fail(device.status());
   BackendOptions bo;
   bo.cpu_threads = threads;
   auto backend = CreateBackend(*device, bo);
   if (!backend.ok()) return Fail(backend.status());
-  const ModelSource source{f.model, f.random_weights, f.random_seed};
+  const ModelSource source{f.model, f.random_weights, f.random_seed, *quantization};
   auto model = LoadSourceModel(source, backend->get());
   if (!model.ok()) return Fail(model.status());
   auto tokenizer = LoadSourceTokenizer(source);
@@ -110,6 +113,10 @@ Command AddGenerateCommand(CLI::App& app) {
   cmd->add_flag("--random-weights", f->random_weights,
                 "make random weights on the device instead of reading them");
   cmd->add_option("--random-weights-seed", f->random_seed, "seed of --random-weights");
+  cmd->add_option("--quantization", f->quantization,
+                  "none, or int8: weight-only int8 with a scale per output channel, quantized "
+                  "at load (CPU)")
+      ->capture_default_str();
   cmd->add_option("--device", f->device, "cpu, cuda or cuda:N");
   cmd->add_option("--prompt", f->prompt, "prompt text")->required();
   cmd->add_option("--max-tokens", f->max_tokens, "tokens to generate")->check(CLI::PositiveNumber);

@@ -51,6 +51,7 @@ struct ServeFlags {
   double request_timeout_s = 0;  // 0: none
   bool no_prefix_caching = false;
   std::string log_level = "info";
+  std::string quantization = "none";  // parsed into engine.quantization
   // Expert parallelism.
   int ep_size = 1;
   int ep_port = 0;  // 0: a free port (local group) or the environment's / 29500
@@ -263,6 +264,9 @@ int RunServe(ServeFlags f) {
   const char* env_keys = std::getenv("SWITCHYARD_API_KEY");
   f.security.api_keys = MergeApiKeys(f.security.api_keys, env_keys == nullptr ? "" : env_keys);
   if (Status st = CheckSecurityOptions(f.security); !st.ok()) return Fail(st);
+  auto quantization = ParseQuantization(f.quantization);
+  if (!quantization.ok()) return Fail(quantization.status());
+  f.engine.quantization = *quantization;
 
   auto config = LoadSourceConfig(
       ModelSource{f.engine.model_dir, f.engine.random_weights, f.engine.random_seed});
@@ -297,6 +301,10 @@ Command AddServeCommand(CLI::App& app) {
   cmd->add_flag("--random-weights", e.random_weights,
                 "make random weights on the device instead of reading them (benchmarks)");
   cmd->add_option("--random-weights-seed", e.random_seed, "seed of --random-weights");
+  cmd->add_option("--quantization", f->quantization,
+                  "none, or int8: weight-only int8 with a scale per output channel, quantized "
+                  "at load (CPU)")
+      ->capture_default_str();
   cmd->add_option("--device", e.device, "cpu, cuda or cuda:N");
   cmd->add_option("--gpu-memory-utilization", e.gpu_memory_utilization,
                   "GPU: share of device memory to use; the KV cache gets what the model leaves")

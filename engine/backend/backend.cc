@@ -9,13 +9,13 @@ namespace sy {
 Tensor Tensor::Rows(int64_t begin, int64_t n) const {
   SY_CHECK(begin >= 0 && n >= 0 && begin + n <= rows);
   Tensor t = *this;
-  t.data = static_cast<char*>(data) + static_cast<size_t>(begin * cols) * dtype_size(dtype);
+  t.data = static_cast<char*>(data) + static_cast<size_t>(begin) * row_bytes();
   t.rows = n;
   return t;
 }
 
 Tensor Tensor::Reshaped(int64_t new_rows, int64_t new_cols) const {
-  SY_CHECK(new_rows * new_cols == rows * cols);
+  SY_CHECK(new_rows * new_cols == rows * cols && dtype != DType::kI8);
   Tensor t = *this;
   t.rows = new_rows;
   t.cols = new_cols;

@@ -26,10 +26,12 @@ struct Tensor {
   int64_t cols = 0;
 
   int64_t numel() const { return rows * cols; }
-  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+  size_t row_bytes() const { return dtype_row_bytes(dtype, cols); }
+  size_t nbytes() const { return static_cast<size_t>(rows) * row_bytes(); }
   // Rows [begin, begin + n) of this tensor.
   Tensor Rows(int64_t begin, int64_t n) const;
-  // The same memory seen with another shape of equal element count.
+  // The same memory seen with another shape of equal element count (not for kI8, whose rows
+  // carry their scales).
   Tensor Reshaped(int64_t new_rows, int64_t new_cols) const;
 };
 
@@ -121,7 +123,13 @@ class Backend {
   virtual StatusOr<int> EndCapture() { return Status::Unimplemented("graphs"); }
   virtual Status Replay(int graph) { return Status::Unimplemented("graphs"); }
 
-  // --- ops: activations are f32; weights may be f32, bf16 or f16 ---
+  // Whether MatMul, Ffn and the expert FFNs take weight matrices in `dtype`.
+  virtual bool SupportsWeightDType(DType dtype) const {
+    return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
+  }
+
+  // --- ops: activations are f32; weights may be f32, bf16 or f16 (and kI8 where
+  // SupportsWeightDType says so) ---
   // out[i,:] = table[ids[i],:]; ids is int32 [1, n].
   virtual void Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;
   // y[m,n] = x[m,k] . w[n,k]^T (+ bias[1,n]).

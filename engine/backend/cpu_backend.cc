@@ -46,6 +46,10 @@ void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
   if (bytes > 0) std::memcpy(dst, src, bytes);
 }
 
+bool CpuBackend::SupportsWeightDType(DType dtype) const {
+  return dtype == DType::kI8 || Backend::SupportsWeightDType(dtype);
+}
+
 void CpuBackend::Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {
   SY_CHECK(ids.numel() == out.rows && table.cols == out.cols);
   cpu::embedding(ptr<int32_t>(ids), ids.numel(), table.data, table.dtype, table.cols,

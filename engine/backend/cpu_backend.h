@@ -22,6 +22,8 @@ class CpuBackend final : public Backend {
   void CopyToDevice(void* dst, const void* src, size_t bytes) override;
   void CopyToHost(void* dst, const void* src, size_t bytes) override;
   void Synchronize() override {}
+  // f32, bf16, f16 and int8 (DType::kI8) weight matrices.
+  bool SupportsWeightDType(DType dtype) const override;
 
   void Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;

@@ -36,14 +36,16 @@ StatusOr<DType> ConfigWeightDType(const ModelConfig& config) {
 StatusOr<std::unique_ptr<MoeModel>> LoadSourceModel(const ModelSource& source, Backend* backend,
                                                     bool load_routed_experts) {
   SY_RETURN_IF_ERROR(source.Validate());
-  if (!source.random_weights) return MoeModel::Load(source.model, backend, load_routed_experts);
+  if (!source.random_weights) {
+    return MoeModel::Load(source.model, backend, load_routed_experts, source.quantization);
+  }
   if (!load_routed_experts) {
     return Status::Unimplemented("expert parallelism needs a checkpoint, not random weights");
   }
   SY_ASSIGN_OR_RETURN(ModelConfig config, LoadSourceConfig(source));
   SY_ASSIGN_OR_RETURN(DType dtype, ConfigWeightDType(config));
   SY_ASSIGN_OR_RETURN(ModelWeights weights,
-                      RandomModelWeights(config, backend, source.seed, dtype));
+                      RandomModelWeights(config, backend, source.seed, dtype, source.quantization));
   return MoeModel::Create(backend, std::move(config), std::move(weights));
 }
 

@@ -10,6 +10,7 @@
 
 #include "engine/backend/backend.h"
 #include "engine/model/config.h"
+#include "engine/model/model_weights.h"
 #include "engine/model/moe_model.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -18,7 +19,8 @@ namespace sy {
 struct ModelSource {
   std::string model;  // a directory or "preset:NAME"
   bool random_weights = false;
-  uint64_t seed = 0;  // of the random weights
+  uint64_t seed = 0;                                // of the random weights
+  Quantization quantization = Quantization::kNone;  // applied at load, to either kind of weights
 
   bool is_preset() const { return model.rfind("preset:", 0) == 0; }
   std::string preset_name() const { return is_preset() ? model.substr(7) : ""; }

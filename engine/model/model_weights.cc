@@ -1,10 +1,13 @@
 #include "engine/model/model_weights.h"
 
+#include <algorithm>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "engine/model/rope.h"
 #include "engine/model/weight_names.h"
+#include "kernels/cpu/ops.h"
 
 namespace sy {
 namespace {
@@ -13,7 +16,8 @@ namespace {
 // tensor in backend memory and keeps every buffer in `out`.
 class WeightSource {
  public:
-  WeightSource(Backend* backend, ModelWeights* out) : backend_(backend), out_(out) {}
+  WeightSource(Backend* backend, ModelWeights* out, Quantization quantization)
+      : backend_(backend), out_(out), quantization_(quantization) {}
   virtual ~WeightSource() = default;
 
   // A matrix [rows, cols].
@@ -30,14 +34,56 @@ class WeightSource {
     return t;
   }
 
+  // A matrix a matmul reads: int8 rows when quantizing, else as Matrix gives it.
+  StatusOr<Tensor> Linear(const std::string& name, int64_t rows, int64_t cols) {
+    if (quantization_ == Quantization::kNone) return Matrix(name, rows, cols);
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, rows, cols));
+    SY_RETURN_IF_ERROR(UploadQuantized(name, t));
+    return t;
+  }
+
+  // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scale.
+  StatusOr<Tensor> LinearStacked(const std::string& a, const std::string& b, int64_t rows,
+                                 int64_t cols) {
+    if (quantization_ == Quantization::kNone) return Stacked(a, b, rows, cols);
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, 2 * rows, cols));
+    SY_RETURN_IF_ERROR(UploadQuantized(a, t.Rows(0, rows)));
+    SY_RETURN_IF_ERROR(UploadQuantized(b, t.Rows(rows, rows)));
+    return t;
+  }
+
   StatusOr<FfnWeights> Ffn(const FfnNames& names, int64_t inter, int64_t hidden) {
     FfnWeights f;
-    SY_ASSIGN_OR_RETURN(f.gate_up, Stacked(names.gate, names.up, inter, hidden));
-    SY_ASSIGN_OR_RETURN(f.down, Matrix(names.down, hidden, inter));
+    SY_ASSIGN_OR_RETURN(f.gate_up, LinearStacked(names.gate, names.up, inter, hidden));
+    SY_ASSIGN_OR_RETURN(f.down, Linear(names.down, hidden, inter));
     return f;
   }
 
  protected:
+  // Writes row r of matrix [rows, cols] as f32 values into out[cols].
+  using RowReader = std::function<void(int64_t r, float* out)>;
+  virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
+
+  // Quantizes matrix `name` row by row into the kI8 tensor t through a host staging buffer.
+  Status UploadQuantized(const std::string& name, const Tensor& t) {
+    SY_ASSIGN_OR_RETURN(RowReader read_row, RowsOf(name, t.rows, t.cols));
+    constexpr size_t kStagingBytes = size_t{4} << 20;
+    const size_t row_bytes = t.row_bytes();
+    const int64_t rows_per_copy =
+        std::max<int64_t>(1, static_cast<int64_t>(kStagingBytes / row_bytes));
+    std::vector<float> values(t.cols);
+    std::vector<uint8_t> staging(std::min<int64_t>(rows_per_copy, t.rows) * row_bytes);
+    for (int64_t r0 = 0; r0 < t.rows; r0 += rows_per_copy) {
+      const int64_t n = std::min(rows_per_copy, t.rows - r0);
+      for (int64_t r = 0; r < n; ++r) {
+        read_row(r0 + r, values.data());
+        quantize_i8_row(values.data(), t.cols, staging.data() + r * row_bytes);
+      }
+      backend_->CopyToDevice(t.Rows(r0, n).data, staging.data(), n * row_bytes);
+    }
+    return Status::Ok();
+  }
+
   StatusOr<Tensor> NewTensor(DType dtype, int64_t rows, int64_t cols) {
     Tensor t{nullptr, dtype, rows, cols};
     SY_ASSIGN_OR_RETURN(DeviceBuffer buf, backend_->Allocate(t.nbytes()));
@@ -49,13 +95,15 @@ class WeightSource {
 
   Backend* backend_;
   ModelWeights* out_;
+  Quantization quantization_;
 };
 
 // Copies checkpoint tensors into backend memory.
 class WeightUploader final : public WeightSource {
  public:
-  WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out)
-      : WeightSource(backend, out), ckpt_(ckpt) {}
+  WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out,
+                 Quantization quantization)
+      : WeightSource(backend, out, quantization), ckpt_(ckpt) {}
 
   // A matrix [rows, cols] in its stored dtype.
   StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
@@ -93,6 +141,15 @@ class WeightUploader final : public WeightSource {
     return FromHost(host);
   }
 
+  StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) override {
+    const int64_t shape[] = {rows, cols};
+    SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
+    SY_RETURN_IF_ERROR(CheckFloat(v));
+    return RowReader([v, cols](int64_t r, float* out) {
+      for (int64_t c = 0; c < cols; ++c) out[c] = load_as_f32(v.data, v.dtype, r * cols + c);
+    });
+  }
+
  private:
   static Status CheckFloat(const TensorView& v) {
     if (v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16) {
@@ -109,8 +166,9 @@ class WeightUploader final : public WeightSource {
 // uniform with the standard deviation of make-model's N(0, 0.02), norms 1, biases small.
 class RandomWeights final : public WeightSource {
  public:
-  RandomWeights(uint64_t seed, DType dtype, Backend* backend, ModelWeights* out)
-      : WeightSource(backend, out), seed_(seed), dtype_(dtype) {}
+  RandomWeights(uint64_t seed, DType dtype, Backend* backend, ModelWeights* out,
+                Quantization quantization)
+      : WeightSource(backend, out, quantization), seed_(seed), dtype_(dtype) {}
 
   StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(dtype_, rows, cols));
@@ -133,6 +191,18 @@ class RandomWeights final : public WeightSource {
     return t;
   }
 
+  // The values FillRandom would store in dtype_ (cpu::fill_random's), read back as f32.
+  StatusOr<RowReader> RowsOf(const std::string& name, int64_t /*rows*/, int64_t cols) override {
+    return RowReader([seed = SeedFor(name), dtype = dtype_, cols](int64_t r, float* out) {
+      for (int64_t c = 0; c < cols; ++c) {
+        const float v = cpu::random_uniform_at(seed, r * cols + c, kUniformScale);
+        out[c] = dtype == DType::kBF16  ? bf16_to_f32(f32_to_bf16(v))
+                 : dtype == DType::kF16 ? f16_to_f32(f32_to_f16(v))
+                                        : v;
+      }
+    });
+  }
+
  private:
   static constexpr float kUniformScale = 0.02f * 1.7320508f;  // std 0.02
 
@@ -153,10 +223,10 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_rout
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
   SY_ASSIGN_OR_RETURN(l.input_norm, up.VectorF32(n.input_norm, h));
   SY_ASSIGN_OR_RETURN(l.post_attn_norm, up.VectorF32(n.post_attn_norm, h));
-  SY_ASSIGN_OR_RETURN(l.wq, up.Matrix(n.q, q_dim, h));
-  SY_ASSIGN_OR_RETURN(l.wk, up.Matrix(n.k, kv_dim, h));
-  SY_ASSIGN_OR_RETURN(l.wv, up.Matrix(n.v, kv_dim, h));
-  SY_ASSIGN_OR_RETURN(l.wo, up.Matrix(n.o, h, q_dim));
+  SY_ASSIGN_OR_RETURN(l.wq, up.Linear(n.q, q_dim, h));
+  SY_ASSIGN_OR_RETURN(l.wk, up.Linear(n.k, kv_dim, h));
+  SY_ASSIGN_OR_RETURN(l.wv, up.Linear(n.v, kv_dim, h));
+  SY_ASSIGN_OR_RETURN(l.wo, up.Linear(n.o, h, q_dim));
   if (!n.q_bias.empty()) {
     SY_ASSIGN_OR_RETURN(l.bq, up.VectorF32(n.q_bias, q_dim));
     SY_ASSIGN_OR_RETURN(l.bk, up.VectorF32(n.k_bias, kv_dim));
@@ -188,6 +258,14 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_rout
   return Status::Ok();
 }
 
+Status CheckQuantization(Quantization q, const Backend& backend) {
+  if (q == Quantization::kInt8 && !backend.SupportsWeightDType(DType::kI8)) {
+    return Status::Unimplemented("--quantization int8 is not implemented on the " +
+                                 std::string(backend.name()) + " backend (CPU only so far)");
+  }
+  return Status::Ok();
+}
+
 Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up, ModelWeights& w) {
   if (c.clip_qkv) {
     return Status::Unimplemented("clip_qkv is not supported yet");
@@ -197,7 +275,7 @@ Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up,
   if (names.lm_head.empty()) {
     w.lm_head = w.embed;
   } else {
-    SY_ASSIGN_OR_RETURN(w.lm_head, up.Matrix(names.lm_head, c.vocab_size, c.hidden_size));
+    SY_ASSIGN_OR_RETURN(w.lm_head, up.Linear(names.lm_head, c.vocab_size, c.hidden_size));
   }
   SY_ASSIGN_OR_RETURN(w.final_norm, up.VectorF32(names.final_norm, c.hidden_size));
   SY_ASSIGN_OR_RETURN(RopeTables rope, ComputeRopeTables(c));
@@ -213,42 +291,62 @@ Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up,
 
 }  // namespace
 
+StatusOr<Quantization> ParseQuantization(std::string_view name) {
+  if (name == "none") return Quantization::kNone;
+  if (name == "int8") return Quantization::kInt8;
+  return Status::InvalidArgument("unknown --quantization '" + std::string(name) +
+                                 "' (expected none or int8)");
+}
+
+std::string_view QuantizationName(Quantization q) {
+  return q == Quantization::kInt8 ? "int8" : "none";
+}
+
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
-                                        Backend* backend, bool load_routed_experts) {
+                                        Backend* backend, bool load_routed_experts,
+                                        Quantization quantization) {
+  SY_RETURN_IF_ERROR(CheckQuantization(quantization, *backend));
   ModelWeights w;
-  WeightUploader up(ckpt, backend, &w);
+  WeightUploader up(ckpt, backend, &w, quantization);
   SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
   return w;
 }
 
-size_t WeightBytes(const ModelConfig& c, DType dtype) {
-  const size_t e = dtype_size(dtype);
+size_t WeightBytes(const ModelConfig& c, DType dtype, Quantization quantization) {
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-  int64_t matrix = c.vocab_size * h * (c.tie_word_embeddings ? 1 : 2);
+  // A matrix kept in `dtype`, and one a matmul reads (int8 rows with scales when quantizing).
+  auto plain = [&](int64_t rows, int64_t cols) { return rows * dtype_row_bytes(dtype, cols); };
+  auto linear = [&](int64_t rows, int64_t cols) {
+    return quantization == Quantization::kInt8 ? rows * dtype_row_bytes(DType::kI8, cols)
+                                               : plain(rows, cols);
+  };
+  auto ffn = [&](int64_t inter) { return inter > 0 ? linear(2 * inter, h) + linear(h, inter) : 0; };
+  size_t bytes = plain(c.vocab_size, h) + (c.tie_word_embeddings ? 0 : linear(c.vocab_size, h));
   int64_t vector = h;
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    matrix += 2 * q_dim * h + 2 * kv_dim * h;
+    bytes += linear(q_dim, h) + 2 * linear(kv_dim, h) + linear(h, q_dim);
     vector += 2 * h + 2 * c.head_dim;
     if (c.layer_is_moe[i]) {
-      matrix += c.num_experts * h + c.num_experts * 3 * c.moe_intermediate_size * h +
-                3 * c.shared_expert_intermediate_size * h +
-                (c.shared_expert_intermediate_size > 0 ? h : 0);
+      bytes += plain(c.num_experts, h) + c.num_experts * ffn(c.moe_intermediate_size) +
+               ffn(c.shared_expert_intermediate_size) +
+               (c.shared_expert_intermediate_size > 0 ? plain(1, h) : 0);
     } else {
-      matrix += 3 * c.dense_intermediate_size * h;
+      bytes += ffn(c.dense_intermediate_size);
     }
   }
-  return static_cast<size_t>(matrix) * e + static_cast<size_t>(vector) * sizeof(float);
+  return bytes + static_cast<size_t>(vector) * sizeof(float);
 }
 
 StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& c, Backend* backend, uint64_t seed,
-                                          DType dtype) {
+                                          DType dtype, Quantization quantization) {
   if (dtype != DType::kF32 && dtype != DType::kBF16 && dtype != DType::kF16) {
     return Status::InvalidArgument("random weights need dtype f32, bf16 or f16");
   }
+  SY_RETURN_IF_ERROR(CheckQuantization(quantization, *backend));
   ModelWeights w;
-  RandomWeights up(seed, dtype, backend, &w);
+  RandomWeights up(seed, dtype, backend, &w, quantization);
   SY_RETURN_IF_ERROR(LoadAll(c, /*load_routed_experts=*/true, up, w));
   return w;
 }
@@ -257,7 +355,7 @@ StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& c, const Checkpoint& c
                                        Backend* backend, const FfnNames& names,
                                        std::vector<DeviceBuffer>* buffers) {
   ModelWeights owner;
-  WeightUploader up(ckpt, backend, &owner);
+  WeightUploader up(ckpt, backend, &owner, Quantization::kNone);
   SY_ASSIGN_OR_RETURN(FfnWeights f, up.Ffn(names, c.moe_intermediate_size, c.hidden_size));
   for (DeviceBuffer& b : owner.buffers) buffers->push_back(std::move(b));
   return f;

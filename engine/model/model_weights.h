@@ -1,8 +1,10 @@
 // ModelWeights: every weight of an MoE decoder in backend memory, and the loader that reads
 // them from a Hugging Face checkpoint by each architecture's tensor names. Matrices keep the
-// checkpoint's dtype (f32, bf16, f16); norm weights and biases are converted to f32.
+// checkpoint's dtype (f32, bf16, f16) unless quantized at load; norm weights and biases are
+// converted to f32.
 #pragma once
 
+#include <string_view>
 #include <vector>
 
 #include "engine/backend/backend.h"
@@ -11,6 +13,17 @@
 #include "engine/model/weight_names.h"
 
 namespace sy {
+
+// How the matrices that matmuls read are stored after loading. kInt8: weight-only int8,
+// symmetric per output channel (DType::kI8: one f32 scale per row), quantized from the
+// checkpoint's (or the random weights') values at load: the attention projections, every
+// expert and dense FFN matrix, and an untied LM head. The embedding table (a tied LM head with
+// it), the router and the shared-expert gate keep their dtype.
+enum class Quantization { kNone, kInt8 };
+
+// "none" or "int8"; InvalidArgument for anything else.
+StatusOr<Quantization> ParseQuantization(std::string_view name);
+std::string_view QuantizationName(Quantization q);
 
 struct LayerWeights {
   Tensor input_norm;      // [1, hidden]
@@ -40,18 +53,24 @@ struct ModelWeights {
 
 // With load_routed_experts false, each MoE layer's `experts` holds empty FfnWeights: an
 // expert-parallel rank loads the experts it hosts itself (LoadExpertWeights).
+// Quantization other than kNone needs a backend whose SupportsWeightDType says yes
+// (Unimplemented otherwise).
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& config, const Checkpoint& checkpoint,
-                                        Backend* backend, bool load_routed_experts = true);
+                                        Backend* backend, bool load_routed_experts = true,
+                                        Quantization quantization = Quantization::kNone);
 
 // Every weight of `config`'s architecture, random (uniform, std 0.02; norms 1) in `dtype`, made
 // directly in backend memory by Backend::FillRandom: real shapes for benchmarks without files.
-// Deterministic from `seed`, and the same on every backend.
+// Deterministic from `seed`, and the same on every backend. With quantization, the matrices are
+// those same values (rounded to `dtype`) quantized as LoadModelWeights quantizes a checkpoint.
 StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& config, Backend* backend,
-                                          uint64_t seed, DType dtype);
+                                          uint64_t seed, DType dtype,
+                                          Quantization quantization = Quantization::kNone);
 
-// Bytes the weights of `config` take with matrices in `dtype` (vectors in f32): what a backend
-// must hold before anything else.
-size_t WeightBytes(const ModelConfig& config, DType dtype);
+// Bytes the weights of `config` take with matrices in `dtype` (vectors in f32), the quantized
+// ones as int8 rows with their scales: what a backend must hold before anything else.
+size_t WeightBytes(const ModelConfig& config, DType dtype,
+                   Quantization quantization = Quantization::kNone);
 
 // One routed expert's weights (names from WeightNamesFor), in buffers appended to `buffers`.
 StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& config, const Checkpoint& checkpoint,

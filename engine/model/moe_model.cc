@@ -64,11 +64,12 @@ StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(Backend* backend, ModelConf
 }
 
 StatusOr<std::unique_ptr<MoeModel>> MoeModel::Load(const std::string& model_dir, Backend* backend,
-                                                   bool load_routed_experts) {
+                                                   bool load_routed_experts,
+                                                   Quantization quantization) {
   SY_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
   SY_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(model_dir));
-  SY_ASSIGN_OR_RETURN(ModelWeights weights,
-                      LoadModelWeights(config, *checkpoint, backend, load_routed_experts));
+  SY_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(config, *checkpoint, backend,
+                                                             load_routed_experts, quantization));
   return Create(backend, std::move(config), std::move(weights));
 }
 

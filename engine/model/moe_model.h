@@ -33,7 +33,8 @@ class MoeModel {
   // Reads config.json and the weights of a Hugging Face model directory into `backend`. With
   // load_routed_experts false the routed experts are left out (see SetExpertDispatch).
   static StatusOr<std::unique_ptr<MoeModel>> Load(const std::string& model_dir, Backend* backend,
-                                                  bool load_routed_experts = true);
+                                                  bool load_routed_experts = true,
+                                                  Quantization quantization = Quantization::kNone);
 
   // Runs the routed experts through `dispatch` (not owned; null: all experts local). With
   // expert parallelism the model must then be driven in lockstep with the other ranks: a step

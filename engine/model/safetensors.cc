@@ -219,6 +219,8 @@ std::string_view SafetensorsDTypeName(DType dtype) {
       return "I32";
     case DType::kI64:
       return "I64";
+    case DType::kI8:  // rows with scales: a layout of ours, not a safetensors dtype
+      return "?";
   }
   return "?";
 }

@@ -31,6 +31,11 @@ Status ValidateOptions(const EngineOptions& o) {
     return Status::InvalidArgument("kv_cache_bytes must be positive when num_kv_blocks is 0");
   }
   if (o.max_model_len < 0) return Status::InvalidArgument("max_model_len must not be negative");
+  if (o.quantization != Quantization::kNone && o.communicator != nullptr &&
+      o.communicator->size() > 1) {
+    return Status::Unimplemented("--quantization " + std::string(QuantizationName(o.quantization)) +
+                                 " with expert parallelism is not supported yet");
+  }
   return Status::Ok();
 }
 
@@ -102,7 +107,7 @@ Status AgreeOnConfig(const RankModel& rm, Communicator* comm) {
 namespace {
 
 ModelSource SourceOf(const EngineOptions& o) {
-  return ModelSource{o.model_dir, o.random_weights, o.random_seed};
+  return ModelSource{o.model_dir, o.random_weights, o.random_seed, o.quantization};
 }
 
 }  // namespace
@@ -119,8 +124,8 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   if (StatusOr<DeviceMemoryInfo> mem = rm.backend->MemoryInfo(); mem.ok()) {
     SY_ASSIGN_OR_RETURN(ModelConfig config, LoadSourceConfig(source));
     SY_ASSIGN_OR_RETURN(DType dtype, ConfigWeightDType(config));
-    SY_RETURN_IF_ERROR(CheckWeightsFit(WeightBytes(config, dtype), mem->total_bytes,
-                                       mem->total_bytes - mem->free_bytes,
+    SY_RETURN_IF_ERROR(CheckWeightsFit(WeightBytes(config, dtype, options.quantization),
+                                       mem->total_bytes, mem->total_bytes - mem->free_bytes,
                                        options.gpu_memory_utilization));
   }
   SY_ASSIGN_OR_RETURN(rm.model, LoadSourceModel(source, rm.backend.get(),

@@ -12,6 +12,7 @@
 
 #include "engine/dist/communicator.h"
 #include "engine/model/config.h"
+#include "engine/model/model_weights.h"
 #include "engine/moe/placement.h"
 #include "engine/moe/routing_stats.h"
 #include "engine/sched/engine_observer.h"
@@ -24,8 +25,9 @@ struct EngineOptions {
   std::string model_dir;        // a Hugging Face model directory, or "preset:NAME" (random weights)
   bool random_weights = false;  // make the weights on the device instead of reading them
   uint64_t random_seed = 0;
-  std::string device = "cpu";  // cpu, cuda or cuda:N
-  int threads = 0;             // CPU threads; 0: all cores
+  Quantization quantization = Quantization::kNone;  // of the matmul weights, at load (CPU only)
+  std::string device = "cpu";                       // cpu, cuda or cuda:N
+  int threads = 0;                                  // CPU threads; 0: all cores
   // GPU: the share of device memory this engine may use; the KV pool gets what the weights,
   // workspace and scratch leave (when num_kv_blocks is 0).
   double gpu_memory_utilization = 0.9;

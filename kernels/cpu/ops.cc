@@ -37,6 +37,8 @@ MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
       return kt.matmul_bf16;
     case DType::kF16:
       return kt.matmul_f16;
+    case DType::kI8:
+      return kt.matmul_i8;
     default:
       return nullptr;
   }

@@ -11,6 +11,22 @@ namespace sy::cpu::ref {
 
 void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t m,
             int64_t n, int64_t k, ThreadPool* /*pool*/) {
+  if (w_dtype == DType::kI8) {
+    // Each row: its scale times the sum of x * q (the scale factors out of the sum).
+    const auto* rows = static_cast<const uint8_t*>(w);
+    const size_t row_bytes = dtype_row_bytes(DType::kI8, k);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        const uint8_t* row = rows + j * row_bytes;
+        const int8_t* q = i8_row_values(row);
+        float sum = 0.0f;
+        for (int64_t kk = 0; kk < k; ++kk) sum += x[i * k + kk] * static_cast<float>(q[kk]);
+        sum *= i8_row_scale(row);
+        y[i * n + j] = bias != nullptr ? sum + bias[j] : sum;
+      }
+    }
+    return;
+  }
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       float sum = 0.0f;

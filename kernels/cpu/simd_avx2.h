@@ -52,6 +52,17 @@ struct Avx2 {
     return _mm256_cvtph_ps(load_u16_partial(p, n));
   }
 
+  static F widen_i8(__m128i b) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)); }
+  static F load_i8(const int8_t* p) {
+    return widen_i8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+  // No masked byte loads in AVX2: copy the tail into a zeroed block first.
+  static F load_i8_partial(const int8_t* p, int n) {
+    alignas(16) int8_t block[16] = {};
+    for (int i = 0; i < n; ++i) block[i] = p[i];
+    return widen_i8(_mm_load_si128(reinterpret_cast<const __m128i*>(block)));
+  }
+
   static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
   static void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 

@@ -52,6 +52,14 @@ struct Avx512 {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(first(n), p));
   }
 
+  static F widen_i8(__m128i b) { return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)); }
+  static F load_i8(const int8_t* p) {
+    return widen_i8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_i8_partial(const int8_t* p, int n) {
+    return widen_i8(_mm_maskz_loadu_epi8(first(n), p));
+  }
+
   static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
   static void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 

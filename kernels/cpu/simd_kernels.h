@@ -12,7 +12,7 @@
 
 namespace sy::cpu::simd {
 
-enum class WeightType { kF32, kBf16, kF16 };
+enum class WeightType { kF32, kBf16, kF16, kI8 };
 
 template <WeightType kW>
 struct WeightElement {
@@ -22,6 +22,14 @@ template <>
 struct WeightElement<WeightType::kF32> {
   using type = float;
 };
+template <>
+struct WeightElement<WeightType::kI8> {
+  using type = int8_t;
+};
+
+// Elements before a weight row's values: kI8 rows start with their f32 scale (kernels/dtype.h).
+template <WeightType kW>
+inline constexpr int64_t kRowHeader = kW == WeightType::kI8 ? 4 : 0;
 
 // Loads n <= kWidth lanes (n == kWidth: a plain load; the branch folds away for constant n).
 template <class V>
@@ -44,6 +52,8 @@ inline typename V::F load_weights_n(const typename WeightElement<kW>::type* p, i
     return load_n<V>(p, n);
   } else if constexpr (kW == WeightType::kBf16) {
     return n == V::kWidth ? V::load_bf16(p) : V::load_bf16_partial(p, n);
+  } else if constexpr (kW == WeightType::kI8) {
+    return n == V::kWidth ? V::load_i8(p) : V::load_i8_partial(p, n);
   } else {
     return n == V::kWidth ? V::load_f16(p) : V::load_f16_partial(p, n);
   }
@@ -88,7 +98,9 @@ inline float exp_scalar(float x) {
 // ---------------------------------------------------------------------------------------------
 // Matmul. Output element (i, j) is always computed the same way, whatever m, the tile shape
 // around it or the thread: lane l sums x[i,kk] * w[j,kk] over kk = l (mod kWidth) in increasing
-// kk with FMAs, the lanes are then added by V::reduce_add's fixed tree, then the bias.
+// kk with FMAs, the lanes are then added by V::reduce_add's fixed tree, then the bias. For int8
+// weights the lanes sum x * q (q converted to f32 in registers) and the row's scale multiplies
+// the reduced sum once, before the bias.
 
 // The weight rows of a tile are contiguous, so a tile reads one linear region. `prefetch` (or
 // null) runs kPrefetchBytes ahead in that region at the rate it is consumed: short rows defeat the
@@ -96,9 +108,10 @@ inline float exp_scalar(float x) {
 // bf16 weight reads went from ~12 to ~20 GB/s; 8 KiB ahead beat 2, 4, 16 and 32 KiB).
 inline constexpr int64_t kPrefetchBytes = 8 << 10;
 
+// Weight row j of a tile starts at w + j * ldw; its values at kRowHeader<kW> past that.
 template <class V, WeightType kW, int kRows, int kCols>
-void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, const char* prefetch,
-                 const float* bias, float* y, int64_t ldy, int64_t k) {
+void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, int64_t ldw,
+                 const char* prefetch, const float* bias, float* y, int64_t ldy, int64_t k) {
   using T = typename WeightElement<kW>::type;
   constexpr int64_t kStepBytes = kCols * V::kWidth * static_cast<int64_t>(sizeof(T));
   typename V::F acc[kRows][kCols];
@@ -115,7 +128,9 @@ void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, cons
     }
     typename V::F wv[kCols];
 #pragma GCC unroll 8
-    for (int j = 0; j < kCols; ++j) wv[j] = load_weights_n<V, kW>(w + j * k + kk, lanes);
+    for (int j = 0; j < kCols; ++j) {
+      wv[j] = load_weights_n<V, kW>(w + j * ldw + kRowHeader<kW> + kk, lanes);
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
       const typename V::F xv = load_n<V>(x + i * k + kk, lanes);
@@ -123,9 +138,21 @@ void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, cons
       for (int j = 0; j < kCols; ++j) acc[i][j] = V::fmadd(xv, wv[j], acc[i][j]);
     }
   });
+  float scale[kCols];
+  for (int j = 0; j < kCols; ++j) {
+    scale[j] = 1.0f;
+    if constexpr (kW == WeightType::kI8) __builtin_memcpy(&scale[j], w + j * ldw, sizeof(float));
+  }
   for (int i = 0; i < kRows; ++i) {
     for (int j = 0; j < kCols; ++j) {
-      const float sum = V::reduce_add(acc[i][j]);
+      float sum = V::reduce_add(acc[i][j]);
+      if constexpr (kW == WeightType::kI8) {
+        sum *= scale[j];
+        // Opaque to the optimiser: the product is rounded before the bias is added in every
+        // tile shape (contracting the two into one FMA in some shapes only would break batch
+        // invariance).
+        __asm__("" : "+x"(sum));
+      }
       y[i * ldy + j] = bias != nullptr ? sum + bias[j] : sum;
     }
   }
@@ -134,18 +161,21 @@ void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, cons
 // Runs the rows x cols edge tile with the largest instantiated shape that fits it exactly.
 template <class V, WeightType kW, int kRows, int kCols>
 void matmul_edge_tile(int rows, int cols, const float* x, const typename WeightElement<kW>::type* w,
-                      const char* prefetch, const float* bias, float* y, int64_t ldy, int64_t k) {
+                      int64_t ldw, const char* prefetch, const float* bias, float* y, int64_t ldy,
+                      int64_t k) {
   if constexpr (kRows > 1) {
     if (rows < kRows) {
-      return matmul_edge_tile<V, kW, kRows - 1, kCols>(rows, cols, x, w, prefetch, bias, y, ldy, k);
+      return matmul_edge_tile<V, kW, kRows - 1, kCols>(rows, cols, x, w, ldw, prefetch, bias, y,
+                                                       ldy, k);
     }
   }
   if constexpr (kCols > 1) {
     if (cols < kCols) {
-      return matmul_edge_tile<V, kW, kRows, kCols - 1>(rows, cols, x, w, prefetch, bias, y, ldy, k);
+      return matmul_edge_tile<V, kW, kRows, kCols - 1>(rows, cols, x, w, ldw, prefetch, bias, y,
+                                                       ldy, k);
     }
   }
-  matmul_tile<V, kW, kRows, kCols>(x, w, prefetch, bias, y, ldy, k);
+  matmul_tile<V, kW, kRows, kCols>(x, w, ldw, prefetch, bias, y, ldy, k);
 }
 
 // Weight rows of one panel (kept in L2 while every x row passes over it); also the unit in
@@ -161,6 +191,7 @@ void matmul_columns(const detail::MatmulArgs& a, int64_t n_begin, int64_t n_end)
   constexpr int kRows = V::kMatmulRows;
   constexpr int kCols = V::kMatmulCols;
   const auto* w = static_cast<const typename WeightElement<kW>::type*>(a.w);
+  const int64_t ldw = a.k + kRowHeader<kW>;
   for (int64_t row0 = 0; row0 < a.m; row0 += kRowsPerPass) {
     const int64_t row1 = a.m - row0 > kRowsPerPass ? row0 + kRowsPerPass : a.m;
     for (int64_t p0 = n_begin; p0 < n_end; p0 += kPanelColumns<V>) {
@@ -172,10 +203,10 @@ void matmul_columns(const detail::MatmulArgs& a, int64_t n_begin, int64_t n_end)
           // Only the first pass over a panel reads weights from memory; later ones hit cache.
           // An empty inner dimension may come with no weights at all (w == nullptr).
           const char* prefetch = i == row0 && a.k > 0
-                                     ? reinterpret_cast<const char*>(w + j * a.k) + kPrefetchBytes
+                                     ? reinterpret_cast<const char*>(w + j * ldw) + kPrefetchBytes
                                      : nullptr;
-          matmul_edge_tile<V, kW, kRows, kCols>(rows, cols, a.x + i * a.k, w + j * a.k, prefetch,
-                                                a.bias != nullptr ? a.bias + j : nullptr,
+          matmul_edge_tile<V, kW, kRows, kCols>(rows, cols, a.x + i * a.k, w + j * ldw, ldw,
+                                                prefetch, a.bias != nullptr ? a.bias + j : nullptr,
                                                 a.y + i * a.n + j, a.n, a.k);
         }
       }
@@ -523,6 +554,7 @@ constexpr detail::KernelTable make_kernel_table() {
       .matmul_f32 = &matmul_columns<V, WeightType::kF32>,
       .matmul_bf16 = &matmul_columns<V, WeightType::kBf16>,
       .matmul_f16 = &matmul_columns<V, WeightType::kF16>,
+      .matmul_i8 = &matmul_columns<V, WeightType::kI8>,
       .matmul_columns_per_unit = kPanelColumns<V>,
       .paged_attention = &paged_attention_items<V>,
       .rms_norm = &rms_norm_rows<V>,

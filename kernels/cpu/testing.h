@@ -63,20 +63,35 @@ inline std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t s
 struct Weights {
   DType dtype = DType::kF32;
   std::vector<float> f32;      // used when dtype == kF32
-  std::vector<uint16_t> half;  // bf16 or f16 bits otherwise
+  std::vector<uint16_t> half;  // bf16 or f16 bits when dtype is one of those
+  std::vector<uint8_t> i8;     // kI8 rows (scale, then int8 values) when dtype == kI8
   const void* data() const {
+    if (dtype == DType::kI8) return i8.data();
     return dtype == DType::kF32 ? static_cast<const void*>(f32.data()) : half.data();
   }
 };
 
 inline Weights random_weights(DType dtype, size_t n, float lo, float hi, uint32_t seed) {
-  Weights w{dtype, random_floats(n, lo, hi, seed), {}};
+  Weights w{dtype, random_floats(n, lo, hi, seed), {}, {}};
   if (dtype != DType::kF32) {
     w.half.resize(n);
     for (size_t i = 0; i < n; ++i) {
       w.half[i] = dtype == DType::kBF16 ? f32_to_bf16(w.f32[i]) : f32_to_f16(w.f32[i]);
     }
     w.f32.clear();
+  }
+  return w;
+}
+
+// A [rows, cols] matrix of uniform values in `dtype`; kI8 quantizes each row of them.
+inline Weights random_weight_matrix(DType dtype, int64_t rows, int64_t cols, float lo, float hi,
+                                    uint32_t seed) {
+  if (dtype != DType::kI8)
+    return random_weights(dtype, static_cast<size_t>(rows * cols), lo, hi, seed);
+  const std::vector<float> values = random_floats(static_cast<size_t>(rows * cols), lo, hi, seed);
+  Weights w{dtype, {}, {}, std::vector<uint8_t>(rows * dtype_row_bytes(dtype, cols))};
+  for (int64_t r = 0; r < rows; ++r) {
+    quantize_i8_row(values.data() + r * cols, cols, w.i8.data() + r * dtype_row_bytes(dtype, cols));
   }
   return w;
 }

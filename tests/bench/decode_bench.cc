@@ -2,6 +2,7 @@
 // roofline measured in the same run. Prints a table and one JSON line. Not a test.
 //
 //   decode_bench --model DIR [--threads 2] [--prompt-len 128] [--decode 32] [--batches 1,4,16,64]
+//                [--quantization none|int8]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -74,23 +75,29 @@ int Main(int argc, char** argv) {
   int32_t decode = 32;
   std::vector<int64_t> batches = {1, 4, 16, 64};
   size_t membw_bytes = size_t{1} << 30;
+  std::string quantization_name = "none";
   app.add_option("--model", model_dir)->required();
   app.add_option("--threads", threads);
   app.add_option("--prompt-len", prompt_len);
   app.add_option("--decode", decode);
   app.add_option("--batches", batches)->delimiter(',');
   app.add_option("--membw-bytes", membw_bytes);
+  app.add_option("--quantization", quantization_name, "none or int8 (as serve --quantization)");
   CLI11_PARSE(app, argc, argv);
+  auto quantization = ParseQuantization(quantization_name);
+  if (!quantization.ok()) return Fail(quantization.status());
 
   CpuBackend backend(threads);
   auto config = LoadModelConfig(model_dir);
   if (!config.ok()) return Fail(config.status());
   auto checkpoint = Checkpoint::Open(model_dir);
   if (!checkpoint.ok()) return Fail(checkpoint.status());
-  auto weights = LoadModelWeights(*config, **checkpoint, &backend);
+  auto weights = LoadModelWeights(*config, **checkpoint, &backend, /*load_routed_experts=*/true,
+                                  *quantization);
   if (!weights.ok()) return Fail(weights.status());
   // From the weights as loaded: config.json's torch_dtype need not match the tensors.
   const double bytes_tok = DecodeBytesPerToken(*config, *weights, prompt_len + decode / 2);
+  // The matmul weights' dtype: int8 when quantized (the embedding keeps the checkpoint's).
   const std::string dtype(dtype_name(weights->layers.at(0).wq.dtype));
   auto model = MoeModel::Create(&backend, *config, std::move(*weights));
   if (!model.ok()) return Fail(model.status());

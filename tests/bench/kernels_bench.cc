@@ -80,9 +80,9 @@ struct MatmulResult {
 
 MatmulResult time_matmul(int64_t k, int64_t n, int64_t m, DType dtype, ThreadPool& pool,
                          double read_gbs, double min_seconds) {
-  const size_t weight_bytes = static_cast<size_t>(n * k) * dtype_size(dtype);
+  const size_t weight_bytes = static_cast<size_t>(n) * dtype_row_bytes(dtype, k);
   const size_t copies = std::max<size_t>(1, (kColdBytes + weight_bytes - 1) / weight_bytes);
-  const std::vector<Weights> weights(copies, random_weights(dtype, n * k, -1, 1, 1));
+  const std::vector<Weights> weights(copies, random_weight_matrix(dtype, n, k, -1, 1, 1));
   const std::vector<float> x = random_floats(m * k, -1, 1, 2);
   std::vector<float> y(m * n);
   const double seconds = best_time(2 * copies, min_seconds, [&](size_t call) {
@@ -181,7 +181,7 @@ int run(const Options& o) {
   };
   for (const Shape& s : {Shape{1024, 2816}, Shape{2816, 1024}, Shape{1024, 32000}}) {
     for (int64_t m : {1, 4, 16, 64, 128}) {
-      for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}) {
         for (size_t t = 0; t < owned.size(); ++t) {
           const MatmulResult r =
               time_matmul(s.k, s.n, m, dtype, *owned[t], read_gbs[t], min_seconds);

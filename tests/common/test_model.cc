@@ -45,7 +45,7 @@ ScratchDir::~ScratchDir() {
 }
 
 LoadedModel LoadForTest(const std::string& dir, int block_size, int64_t max_batch_tokens,
-                        int threads, const std::string& device) {
+                        int threads, const std::string& device, Quantization quantization) {
   LoadedModel m;
   auto spec = ParseDevice(device);
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
@@ -58,7 +58,7 @@ LoadedModel LoadForTest(const std::string& dir, int block_size, int64_t max_batc
   EXPECT_TRUE(backend.ok()) << backend.status().ToString();
   if (!backend.ok()) return {};
   m.backend = std::move(backend).value();
-  auto model = MoeModel::Load(dir, m.backend.get());
+  auto model = MoeModel::Load(dir, m.backend.get(), /*load_routed_experts=*/true, quantization);
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   if (!model.ok()) return {};
   m.model = std::move(model).value();

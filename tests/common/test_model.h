@@ -44,6 +44,7 @@ struct LoadedModel {
 
 // Fails the current test (and returns an empty LoadedModel) on error.
 LoadedModel LoadForTest(const std::string& dir, int block_size = 16, int64_t max_batch_tokens = 256,
-                        int threads = 2, const std::string& device = "cpu");
+                        int threads = 2, const std::string& device = "cpu",
+                        Quantization quantization = Quantization::kNone);
 
 }  // namespace sy::testing

@@ -40,6 +40,20 @@ if "$bin" generate --model "$work/m" --prompt hi --device tpu 2>"$work/err8"; th
   fail "bad device"
 fi
 grep -q "expected cpu, cuda or cuda:N" "$work/err8" || fail "device message: $(cat "$work/err8")"
+# --quantization int8: weights quantized at load, from a checkpoint or from random weights; an
+# unknown value is a clear error for generate and serve alike.
+"$bin" generate --model "$work/m" --quantization int8 --prompt "Hello there" --max-tokens 8 \
+  --ignore-eos >/dev/null 2>"$work/err10" || fail "int8 checkpoint: $(cat "$work/err10")"
+grep -q "generated 8 tokens" "$work/err10" || fail "int8 summary: $(cat "$work/err10")"
+"$bin" generate --model preset:tiny-mixtral --random-weights --quantization int8 --prompt "Hello" \
+  --max-tokens 4 --ignore-eos >/dev/null 2>"$work/err11" || fail "int8 preset: $(cat "$work/err11")"
+for cmd in "generate --prompt hi" "serve --grpc-port 0"; do
+  if "$bin" $cmd --model "$work/m" --quantization int4 >"$work/err12" 2>&1; then
+    fail "$cmd --quantization int4"
+  fi
+  grep -q "unknown --quantization 'int4' (expected none or int8)" "$work/err12" ||
+    fail "$cmd quantization message: $(cat "$work/err12")"
+done
 # Without a GPU (CI), --device cuda is a clear error, never a crash.
 if ! nvidia-smi >/dev/null 2>&1; then
   if "$bin" generate --model "$work/m" --prompt hi --device cuda 2>"$work/err9"; then

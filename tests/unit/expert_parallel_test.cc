@@ -279,6 +279,28 @@ TEST(ExpertParallelTest, RanksWithDifferentFlagsRefuseToStart) {
   EXPECT_EQ(worker_status.code(), StatusCode::kInvalidArgument);
 }
 
+// int8 experts are not exchanged yet: every rank refuses --quantization int8 up front.
+TEST(ExpertParallelTest, RefusesInt8Quantization) {
+  auto comms = InProcessGroup::Create(2, std::chrono::seconds(30));
+  EngineOptions o;
+  o.model_dir = ModelDir("olmoe").string();
+  o.threads = 1;
+  o.num_kv_blocks = 64;
+  o.quantization = Quantization::kInt8;
+  Status worker_status;
+  std::thread worker([&] {
+    EngineOptions wo = o;
+    wo.communicator = comms[1].get();
+    worker_status = Engine::RunWorker(wo);
+  });
+  o.communicator = comms[0].get();
+  auto engine = Engine::Create(o);
+  worker.join();
+  EXPECT_EQ(engine.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(engine.status().message().find("expert parallelism"), std::string::npos);
+  EXPECT_EQ(worker_status.code(), StatusCode::kUnimplemented);
+}
+
 TEST(ExpertParallelTest, RejectsPlacementThatDoesNotFitTheGroup) {
   const std::string dir = ModelDir("olmoe").string();
   auto comms = InProcessGroup::Create(1);

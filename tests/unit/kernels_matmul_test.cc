@@ -1,8 +1,11 @@
-// The fast matmul against the reference over many shapes, every weight dtype, instruction set and
-// thread count; and batch invariance: one row's output is bit-identical alone or in any batch.
+// The fast matmul against the reference over many shapes, every weight dtype (int8 included),
+// instruction set and thread count; batch invariance: one row's output is bit-identical alone or
+// in any batch; and the int8 reference against a float matmul over the dequantized weights.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -15,7 +18,8 @@ namespace {
 
 // Both sides accumulate k products in f32, in different orders, so the error grows like sqrt(k)
 // for inputs in [-1, 1]. The tolerance is the same for every weight dtype: bf16 and f16 weights
-// widen to f32 exactly, so both sides multiply by identical values.
+// widen to f32 exactly, so both sides multiply by identical values; int8 sums x * q (|q| <= 127)
+// and both sides scale the finished sum by the same per-row factor, ~1/127 here.
 Tolerance matmul_tolerance(int64_t k) { return {1e-5 * std::sqrt(static_cast<double>(k)), 1e-5}; }
 
 struct Shape {
@@ -45,10 +49,10 @@ class KernelsMatmul : public testing::Test {
 TEST_F(KernelsMatmul, MatchesReference) {
   if (vector_isas().empty()) GTEST_SKIP() << "no vector instruction set on this processor";
   uint32_t seed = 1;
-  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}) {
     for (const Shape& s : shapes()) {
       const std::vector<float> x = random_floats(s.m * s.k, -1, 1, ++seed);
-      const Weights w = random_weights(dtype, s.n * s.k, -1, 1, ++seed);
+      const Weights w = random_weight_matrix(dtype, s.n, s.k, -1, 1, ++seed);
       const std::vector<float> bias = random_floats(s.n, -1, 1, ++seed);
       const float* b = seed % 2 == 0 ? bias.data() : nullptr;
       std::vector<float> want(s.m * s.n);
@@ -77,8 +81,8 @@ TEST_F(KernelsMatmul, RowIsBitIdenticalAloneOrInAnyBatch) {
   constexpr int64_t kK = 1023;
   const std::vector<float> x = random_floats(kM * kK, -1, 1, 7);
   const std::vector<float> bias = random_floats(kN, -1, 1, 8);
-  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
-    const Weights w = random_weights(dtype, kN * kK, -1, 1, 9);
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}) {
+    const Weights w = random_weight_matrix(dtype, kN, kK, -1, 1, 9);
     for (Isa isa : supported_isas()) {
       const IsaScope scope(isa);
       std::vector<float> batch(kM * kN);
@@ -102,6 +106,55 @@ TEST_F(KernelsMatmul, RowIsBitIdenticalAloneOrInAnyBatch) {
             << win.first + win.m - 1;
       }
     }
+  }
+}
+
+// Per-row symmetric quantization: the row's largest magnitude is exact, every other value is
+// within half a step (scale / 2) of its original, and a zero row stays zero.
+TEST(KernelsInt8, QuantizeRowRoundsToTheNearestStep) {
+  const std::vector<float> row = random_floats(1000, -0.3f, 0.7f, 11);
+  std::vector<uint8_t> q(dtype_row_bytes(DType::kI8, 1000));
+  quantize_i8_row(row.data(), 1000, q.data());
+  float max_abs = 0.0f;
+  for (float v : row) max_abs = std::max(max_abs, std::fabs(v));
+  const float scale = i8_row_scale(q.data());
+  EXPECT_FLOAT_EQ(scale, max_abs / 127.0f);
+  const int8_t* values = i8_row_values(q.data());
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_LE(std::fabs(scale * values[i] - row[i]), scale * 0.5f * 1.0001f) << i;
+    ASSERT_GE(values[i], -127);
+    if (std::fabs(row[i]) == max_abs) {
+      EXPECT_EQ(std::abs(values[i]), 127);
+    }
+  }
+  const std::vector<float> zeros(5, 0.0f);
+  quantize_i8_row(zeros.data(), 5, q.data());
+  EXPECT_EQ(i8_row_scale(q.data()), 0.0f);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(i8_row_values(q.data())[i], 0);
+}
+
+// The int8 reference computes x . dequantize(w)^T: the same as an f32 matmul over the
+// dequantized matrix (scale * q per element), up to f32 summation order.
+TEST(KernelsInt8, ReferenceMatchesFloatMatmulOfDequantizedWeights) {
+  for (const Shape& s : {Shape{1, 7, 17}, Shape{5, 37, 1023}, Shape{3, 19, 4096 + 5}}) {
+    const Weights w = random_weight_matrix(DType::kI8, s.n, s.k, -0.05f, 0.05f, 21);
+    const size_t row_bytes = dtype_row_bytes(DType::kI8, s.k);
+    std::vector<float> dequantized(s.n * s.k);
+    for (int64_t j = 0; j < s.n; ++j) {
+      const uint8_t* row = w.i8.data() + j * row_bytes;
+      for (int64_t kk = 0; kk < s.k; ++kk) {
+        dequantized[j * s.k + kk] = i8_row_scale(row) * static_cast<float>(i8_row_values(row)[kk]);
+      }
+    }
+    const std::vector<float> x = random_floats(s.m * s.k, -1, 1, 22);
+    const std::vector<float> bias = random_floats(s.n, -1, 1, 23);
+    std::vector<float> want(s.m * s.n), got(s.m * s.n);
+    poison(got);
+    ref::matmul(x.data(), dequantized.data(), DType::kF32, bias.data(), want.data(), s.m, s.n, s.k,
+                nullptr);
+    ref::matmul(x.data(), w.data(), DType::kI8, bias.data(), got.data(), s.m, s.n, s.k, nullptr);
+    EXPECT_EQ(compare_close(got.data(), want.data(), got.size(), matmul_tolerance(s.k), s.n), "")
+        << "m=" << s.m << " n=" << s.n << " k=" << s.k;
   }
 }
 

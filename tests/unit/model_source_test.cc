@@ -1,7 +1,13 @@
-// `--model preset:NAME --random-weights`: real shapes, weights made by the backend.
+// `--model preset:NAME --random-weights`: real shapes, weights made by the backend, optionally
+// quantized to int8 at load (--quantization int8).
 #include "engine/model/model_source.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
 
 #include "engine/backend/cpu_backend.h"
 #include "engine/model/model_weights.h"
@@ -78,19 +84,96 @@ TEST(ModelSource, RandomWeightsAreDeterministicPerSeed) {
 }
 
 TEST(ModelSource, WeightBytesPredictsTheAllocation) {
-  for (const char* preset : {"tiny-mixtral", "tiny-olmoe", "tiny-qwen2-moe", "tiny-qwen3-moe"}) {
-    const ModelSource s{std::string("preset:") + preset, true, 0};
-    CpuBackend backend(1);
-    auto model = LoadSourceModel(s, &backend);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    const ModelConfig& c = (*model)->config();
-    // The preset's vectors (norms, biases, rotary table) are f32; rope's inv_freq is extra.
-    const size_t inv_freq = static_cast<size_t>(c.head_dim / 2) * sizeof(float);
-    EXPECT_NEAR(static_cast<double>(WeightBytes(c, ConfigWeightDType(c).value()) + inv_freq),
-                static_cast<double>((*model)->weights_bytes()),
-                static_cast<double>(c.num_layers * (c.hidden_size + c.head_dim) * 16))
-        << preset;
+  for (Quantization q : {Quantization::kNone, Quantization::kInt8}) {
+    for (const char* preset : {"tiny-mixtral", "tiny-olmoe", "tiny-qwen2-moe", "tiny-qwen3-moe"}) {
+      const ModelSource s{std::string("preset:") + preset, true, 0, q};
+      CpuBackend backend(1);
+      auto model = LoadSourceModel(s, &backend);
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      const ModelConfig& c = (*model)->config();
+      // The preset's vectors (norms, biases, rotary table) are f32; rope's inv_freq is extra.
+      const size_t inv_freq = static_cast<size_t>(c.head_dim / 2) * sizeof(float);
+      EXPECT_NEAR(static_cast<double>(WeightBytes(c, ConfigWeightDType(c).value(), q) + inv_freq),
+                  static_cast<double>((*model)->weights_bytes()),
+                  static_cast<double>(c.num_layers * (c.hidden_size + c.head_dim) * 16))
+          << preset << " " << QuantizationName(q);
+    }
   }
+}
+
+TEST(ModelSource, QuantizationNames) {
+  EXPECT_EQ(ParseQuantization("none").value(), Quantization::kNone);
+  EXPECT_EQ(ParseQuantization("int8").value(), Quantization::kInt8);
+  for (const char* bad : {"int4", "INT8", "", "fp8"}) {
+    const Status st = ParseQuantization(bad).status();
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("expected none or int8"), std::string::npos) << st.message();
+  }
+  EXPECT_EQ(QuantizationName(Quantization::kInt8), "int8");
+}
+
+// Int8 bytes: each quantized matrix is rows x (cols + 4) bytes, so a bf16 model's matmul weights
+// shrink to about half; the embedding (and router) stay bf16.
+TEST(ModelSource, Int8WeightBytesAreAboutHalf) {
+  auto c = LoadSourceConfig(ModelSource{"preset:tiny-mixtral", true});
+  ASSERT_TRUE(c.ok());
+  const size_t bf16 = WeightBytes(*c, DType::kBF16);
+  const size_t int8 = WeightBytes(*c, DType::kBF16, Quantization::kInt8);
+  const size_t embed = static_cast<size_t>(c->vocab_size * c->hidden_size) * 2;
+  EXPECT_LT(int8, bf16);
+  EXPECT_NEAR(static_cast<double>(int8 - embed), static_cast<double>(bf16 - embed) / 2,
+              static_cast<double>(bf16 - embed) * 0.05);
+}
+
+// Quantized random weights are the unquantized random weights (in the config's dtype) quantized
+// per row: the same model a user gets by quantizing the checkpoint make-model would write.
+TEST(ModelSource, RandomInt8WeightsAreTheRandomWeightsQuantized) {
+  auto c = LoadSourceConfig(ModelSource{"preset:tiny-mixtral", true});
+  ASSERT_TRUE(c.ok());
+  CpuBackend backend(1);
+  auto plain = RandomModelWeights(*c, &backend, 3, DType::kBF16);
+  auto q8 = RandomModelWeights(*c, &backend, 3, DType::kBF16, Quantization::kInt8);
+  ASSERT_TRUE(plain.ok() && q8.ok());
+  EXPECT_EQ(q8->embed.dtype, DType::kBF16);
+  EXPECT_EQ(q8->layers[0].router.dtype, DType::kBF16);
+  const LayerWeights& pl = plain->layers[0];
+  const LayerWeights& ql = q8->layers[0];
+  using Pair = std::pair<const Tensor*, const Tensor*>;
+  for (const auto& [want, got] :
+       {Pair{&pl.wq, &ql.wq}, Pair{&pl.wo, &ql.wo},
+        Pair{&pl.experts[1].gate_up, &ql.experts[1].gate_up},
+        Pair{&pl.experts[2].down, &ql.experts[2].down}, Pair{&plain->lm_head, &q8->lm_head}}) {
+    ASSERT_EQ(got->dtype, DType::kI8);
+    ASSERT_EQ(got->rows, want->rows);
+    std::vector<float> values(want->cols);
+    std::vector<uint8_t> row(got->row_bytes());
+    for (int64_t r = 0; r < want->rows; ++r) {
+      const void* src = want->Rows(r, 1).data;
+      for (int64_t i = 0; i < want->cols; ++i) values[i] = load_as_f32(src, want->dtype, i);
+      quantize_i8_row(values.data(), want->cols, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), got->Rows(r, 1).data, row.size()), 0) << "row " << r;
+    }
+  }
+}
+
+// An int8 model (random weights quantized at load) generates, deterministically, and its logits
+// stay near the unquantized model's.
+TEST(ModelSource, RandomWeightsQuantizedToInt8Run) {
+  const ModelSource none{"preset:tiny-qwen3-moe", true, 1};
+  const ModelSource int8{"preset:tiny-qwen3-moe", true, 1, Quantization::kInt8};
+  const Output a = RunModel(int8);
+  const Output b = RunModel(int8);
+  const Output ref = RunModel(none);
+  ASSERT_EQ(a.tokens.size(), 8u);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.logits, b.logits);
+  ASSERT_EQ(a.logits.size(), ref.logits.size());
+  EXPECT_NE(a.logits, ref.logits);
+  float max_diff = 0;
+  for (size_t i = 0; i < a.logits.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(a.logits[i] - ref.logits[i]));
+  }
+  EXPECT_LT(max_diff, 0.5f);
 }
 
 TEST(ModelSource, PresetTokenizerIsSynthesized) {
