@@ -20,11 +20,11 @@ ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu24.04
 # do not reinstall them).
 FROM ${DEBIAN_IMAGE} AS build-deps
 WORKDIR /src
-COPY scripts/install-deps.sh scripts/install-sentencepiece.sh scripts/
+COPY scripts/apt-install.sh scripts/install-deps.sh scripts/install-sentencepiece.sh scripts/
 RUN bash scripts/install-deps.sh --build-only && rm -rf /var/lib/apt/lists/*
 
-# ---- build: the `switchyard` binary only (tests off), Release, without CUDA.
-FROM build-deps AS build
+# ---- sources: what building the binary reads (both builds below start from here).
+FROM build-deps AS sources
 COPY CMakeLists.txt ./
 COPY cmake cmake
 COPY configs configs
@@ -33,6 +33,9 @@ COPY engine engine
 COPY proto proto
 COPY server server
 COPY scripts/build.sh scripts/
+
+# ---- build: the `switchyard` binary only (tests off), Release, without CUDA.
+FROM sources AS build
 RUN bash scripts/build.sh -DSWITCHYARD_BUILD_TESTS=OFF -DSWITCHYARD_CUDA=OFF \
  && strip build/server/switchyard \
  && install -D build/server/switchyard /out/usr/local/bin/switchyard
@@ -48,19 +51,11 @@ RUN ldd /out/usr/local/bin/switchyard | awk '$2 == "=>" && $3 ~ /^\// {print $3}
 # toolkit is distribution-independent; Debian 12's gcc 12 is a supported host compiler).
 FROM ${CUDA_DEVEL_IMAGE} AS cuda-devel
 
-FROM build-deps AS build-gpu
+FROM sources AS build-gpu
 ARG CUDA_ARCHITECTURES=90
 COPY --from=cuda-devel /usr/local/cuda/ /usr/local/cuda/
 COPY --from=cuda-devel /usr/include/nccl.h /usr/include/
 COPY --from=cuda-devel /usr/lib/x86_64-linux-gnu/libnccl.so* /usr/lib/x86_64-linux-gnu/
-COPY CMakeLists.txt ./
-COPY cmake cmake
-COPY configs configs
-COPY kernels kernels
-COPY engine engine
-COPY proto proto
-COPY server server
-COPY scripts/build.sh scripts/
 RUN bash scripts/build.sh -DSWITCHYARD_BUILD_TESTS=OFF -DSWITCHYARD_CUDA=ON \
       -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc \
       -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}" \

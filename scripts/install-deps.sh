@@ -35,21 +35,7 @@ dev_packages=(
 packages=("${build_packages[@]}")
 if ! $build_only; then packages+=("${dev_packages[@]}"); fi
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-
-if ((${#missing[@]} == 0)); then
-  echo "install-deps: all ${#packages[@]} packages present"
-else
-  sudo=""
-  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-  echo "install-deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+bash "$(dirname "$0")/apt-install.sh" install-deps "${packages[@]}"
 
 # Not from apt: Debian's libsentencepiece0 carries its own protobuf and crashes gRPC binaries.
 bash "$(dirname "$0")/install-sentencepiece.sh"

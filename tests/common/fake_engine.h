@@ -1,6 +1,7 @@
 // A scripted fake Engine for frontend tests: a byte tokenizer (ids 0..255 are bytes, 256 BOS,
 // 257 EOS) and streams that emit "t0 ", "t1 ", ... one token per FakeState::token_delay, with
-// aborts, injected faults, and a ticker that fires every stream's ready callback each ms.
+// aborts, injected faults, and a ticker that fires every stream's ready callback each ms; and the
+// ServingContext that serves it.
 #pragma once
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "engine/sched/engine.h"
+#include "server/serving_context.h"
 
 namespace sy::testing {
 
@@ -200,5 +202,14 @@ class FakeEngine : public Engine {
   ByteTokenizer tok_;
   std::string dir_ = "/models/tiny";
 };
+
+// Makes `ctx` a loaded, ready server of `engine` named "tiny", whose /metrics is "sy_up 1\n".
+inline void ServeFake(FakeEngine* engine, ServingContext* ctx) {
+  ctx->engine = engine;
+  ctx->loaded = true;
+  ctx->model_name = "tiny";
+  ctx->ready = true;
+  ctx->render_metrics = [] { return std::string("sy_up 1\n"); };
+}
 
 }  // namespace sy::testing

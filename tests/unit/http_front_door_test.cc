@@ -104,11 +104,7 @@ std::string Get(const std::string& path, const std::string& extra = "") {
 class FrontDoorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ctx_.engine = &engine_;
-    ctx_.loaded = true;
-    ctx_.model_name = "tiny";
-    ctx_.ready = true;
-    ctx_.render_metrics = [] { return std::string("sy_up 1\n"); };
+    sy::testing::ServeFake(&engine_, &ctx_);
     options_.port = 0;
     options_.limits.max_body_bytes = 4096;
     options_.limits.header_timeout = 300ms;

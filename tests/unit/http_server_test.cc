@@ -35,11 +35,7 @@ using sy::testing::FakeEngine;
 class HttpServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ctx_.engine = &engine_;
-    ctx_.loaded = true;
-    ctx_.model_name = "tiny";
-    ctx_.ready = true;
-    ctx_.render_metrics = [] { return std::string("sy_up 1\n"); };
+    sy::testing::ServeFake(&engine_, &ctx_);
     HttpServerOptions options;
     options.port = 0;
     options.limits.max_body_bytes = 1 << 20;
@@ -476,7 +472,7 @@ TEST_F(HttpServerTest, StreamIsLoggedWhenItEnds) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("X-Request-Id"), "s1");
-  // The line is written when httplib releases the stream, just after the last chunk.
+  // The line is written once the stream's last chunk has been sent.
   ASSERT_TRUE(WaitFor([&] { return capture.AccessLines().size() == 1; }));
   const std::string line = capture.AccessLines()[0];
   EXPECT_EQ(Field(line, "id"), "s1");
