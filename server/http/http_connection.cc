@@ -152,7 +152,7 @@ class Connection final : public HttpConnection {
   }
 
  private:
-  enum class Phase { kIdle, kHead, kBody, kHandling, kGenerating, kClosed };
+  enum class Phase { kIdle, kHead, kBody, kHandling, kGenerating };
   enum class AfterWrite { kNothing, kNextRequest, kClose };
 
   std::shared_ptr<Connection> Self() {
@@ -455,7 +455,6 @@ class Connection final : public HttpConnection {
   void CloseNow() {
     if (closed_) return;
     closed_ = true;
-    phase_ = Phase::kClosed;
     if (signal_) signal_->Disarm();
     read_timer_.cancel();
     write_timer_.cancel();
