@@ -4,13 +4,14 @@
 
 namespace sy {
 
-size_t KvCache::BytesPerBlock(int64_t num_layers, int block_size, int64_t kv_dim, DType dtype) {
-  return 2 * static_cast<size_t>(num_layers * block_size * kv_dim) * dtype_size(dtype);
+size_t KvCache::BytesPerBlock(int64_t num_layers, int block_size, int64_t k_dim, int64_t v_dim,
+                              DType dtype) {
+  return static_cast<size_t>(num_layers * block_size * (k_dim + v_dim)) * dtype_size(dtype);
 }
 
 StatusOr<KvCache> KvCache::Create(Backend* backend, int64_t num_layers, int64_t num_blocks,
-                                  int block_size, int64_t kv_dim, DType dtype) {
-  if (num_layers <= 0 || num_blocks <= 0 || block_size <= 0 || kv_dim <= 0) {
+                                  int block_size, int64_t k_dim, int64_t v_dim, DType dtype) {
+  if (num_layers <= 0 || num_blocks <= 0 || block_size <= 0 || k_dim <= 0 || v_dim < 0) {
     return Status::InvalidArgument("KV cache needs positive sizes (blocks " +
                                    std::to_string(num_blocks) + ", block size " +
                                    std::to_string(block_size) + ")");
@@ -18,22 +19,25 @@ StatusOr<KvCache> KvCache::Create(Backend* backend, int64_t num_layers, int64_t 
   if (dtype != DType::kF32 && dtype != DType::kBF16) {
     return Status::InvalidArgument("the KV cache holds f32 or bf16");
   }
-  const size_t bytes =
-      static_cast<size_t>(num_layers * num_blocks * block_size * kv_dim) * dtype_size(dtype);
+  const size_t rows = static_cast<size_t>(num_layers * num_blocks * block_size);
   KvCache cache;
-  SY_ASSIGN_OR_RETURN(cache.k_, backend->Allocate(bytes));
-  SY_ASSIGN_OR_RETURN(cache.v_, backend->Allocate(bytes));
+  SY_ASSIGN_OR_RETURN(cache.k_, backend->Allocate(rows * k_dim * dtype_size(dtype)));
+  if (v_dim > 0) {
+    SY_ASSIGN_OR_RETURN(cache.v_, backend->Allocate(rows * v_dim * dtype_size(dtype)));
+  }
   cache.num_layers_ = num_layers;
   cache.num_blocks_ = num_blocks;
   cache.block_size_ = block_size;
-  cache.kv_dim_ = kv_dim;
+  cache.k_dim_ = k_dim;
+  cache.v_dim_ = v_dim;
   cache.dtype_ = dtype;
   return cache;
 }
 
-Tensor KvCache::LayerView(const DeviceBuffer& buf, int64_t layer) const {
+Tensor KvCache::LayerView(const DeviceBuffer& buf, int64_t layer, int64_t dim) const {
   const int64_t rows = num_blocks_ * block_size_;
-  Tensor t{buf.data(), dtype_, num_layers_ * rows, kv_dim_};
+  if (dim == 0) return Tensor{nullptr, dtype_, rows, 0};
+  Tensor t{buf.data(), dtype_, num_layers_ * rows, dim};
   return t.Rows(layer * rows, rows);
 }
 

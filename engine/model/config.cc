@@ -10,6 +10,7 @@
 #include "engine/core/bounded_json.h"
 #include "engine/core/file_util.h"
 #include "engine/core/json_fields.h"
+#include "engine/model/config_deepseek.h"
 
 namespace sy {
 namespace {
@@ -26,11 +27,14 @@ struct ArchInfo {
   std::string_view model_type;
 };
 
-constexpr std::array<ArchInfo, 4> kArchs = {{
+constexpr std::array<ArchInfo, 7> kArchs = {{
     {Arch::kMixtral, "MixtralForCausalLM", "mixtral"},
     {Arch::kQwen2Moe, "Qwen2MoeForCausalLM", "qwen2_moe"},
     {Arch::kQwen3Moe, "Qwen3MoeForCausalLM", "qwen3_moe"},
     {Arch::kOlmoe, "OlmoeForCausalLM", "olmoe"},
+    {Arch::kDeepseekV2, "DeepseekV2ForCausalLM", "deepseek_v2"},
+    {Arch::kDeepseekV3, "DeepseekV3ForCausalLM", "deepseek_v3"},
+    {Arch::kGlm4Moe, "Glm4MoeForCausalLM", "glm4_moe"},
 }};
 
 const ArchInfo& InfoFor(Arch arch) {
@@ -61,6 +65,12 @@ ArchDefaults DefaultsFor(Arch arch) {
       return {4, 32768, 1e-6, 10000.0, 8, std::nullopt, std::nullopt};
     case Arch::kOlmoe:
       return {0, 4096, 1e-5, 10000.0, 8, std::nullopt, 50279};
+    case Arch::kDeepseekV2:  // num_experts_per_tok has no default there: 0 fails the range check
+      return {0, 2048, 1e-6, 10000.0, 0, 1, 2};
+    case Arch::kDeepseekV3:
+      return {0, 4096, 1e-6, 10000.0, 8, 0, 1};
+    case Arch::kGlm4Moe:
+      return {8, 131072, 1e-5, 10000.0, 8, std::nullopt, std::nullopt};
   }
   return {};
 }
@@ -95,13 +105,15 @@ Status ParseArch(const json& root, ModelConfig* c) {
   }
   for (const ArchInfo& info : kArchs) {
     if ((by_model_type ? info.model_type : info.name) != wanted) continue;
-    if (!model_type.empty() && model_type != info.model_type) {
+    // Kimi K2 names its own model_type over the DeepSeek-V3 architecture.
+    const bool alias = info.arch == Arch::kDeepseekV3 && model_type == "kimi_k2";
+    if (!model_type.empty() && model_type != info.model_type && !alias) {
       return Invalid("model_type '" + model_type + "' does not match architecture " +
                      std::string(info.name));
     }
     c->arch = info.arch;
     c->architecture = info.name;
-    c->model_type = info.model_type;
+    c->model_type = alias ? model_type : std::string(info.model_type);
     return Status::Ok();
   }
   std::string supported;
@@ -306,6 +318,7 @@ Status ParseArchFields(const Fields& f, ModelConfig* c) {
           f.Int("intermediate_size", qwen2 ? 5632 : 6144, &c->dense_intermediate_size));
       SY_RETURN_IF_ERROR(f.Range("intermediate_size", c->dense_intermediate_size, 1, kMaxDim));
       if (qwen2) {
+        c->shared_expert_gated = true;
         SY_RETURN_IF_ERROR(
             f.Int("shared_expert_intermediate_size", &c->shared_expert_intermediate_size));
         SY_RETURN_IF_ERROR(f.Range("shared_expert_intermediate_size",
@@ -330,6 +343,10 @@ Status ParseArchFields(const Fields& f, ModelConfig* c) {
       SY_RETURN_IF_ERROR(f.OptDouble("clip_qkv", &c->clip_qkv));
       if (c->clip_qkv.has_value()) SY_RETURN_IF_ERROR(f.Positive("clip_qkv", *c->clip_qkv));
       return Status::Ok();
+    case Arch::kDeepseekV2:
+    case Arch::kDeepseekV3:
+    case Arch::kGlm4Moe:
+      return ParseDeepseekFamilyFields(f, c);
   }
   return Status::Ok();
 }
@@ -375,7 +392,11 @@ Status ParseConfig(const json& root, ModelConfig* c) {
   }
   SY_RETURN_IF_ERROR(ParseRope(root, d, c));
   SY_RETURN_IF_ERROR(ParseArchFields(f, c));
-  SY_RETURN_IF_ERROR(f.Range(c->arch == Arch::kMixtral ? "num_local_experts" : "num_experts",
+  const bool deepseek_family =
+      c->arch == Arch::kDeepseekV2 || c->arch == Arch::kDeepseekV3 || c->arch == Arch::kGlm4Moe;
+  SY_RETURN_IF_ERROR(f.Range(c->arch == Arch::kMixtral ? "num_local_experts"
+                             : deepseek_family         ? "n_routed_experts"
+                                                       : "num_experts",
                              c->num_experts, 1, kMaxDim));
   const char* expert_size = c->arch == Arch::kMixtral || c->arch == Arch::kOlmoe
                                 ? "intermediate_size"
@@ -383,6 +404,7 @@ Status ParseConfig(const json& root, ModelConfig* c) {
   SY_RETURN_IF_ERROR(f.Range(expert_size, c->moe_intermediate_size, 1, kMaxDim));
   SY_RETURN_IF_ERROR(f.Int("num_experts_per_tok", d.num_experts_per_tok, &c->num_experts_per_tok));
   SY_RETURN_IF_ERROR(f.Range("num_experts_per_tok", c->num_experts_per_tok, 1, c->num_experts));
+  if (deepseek_family) SY_RETURN_IF_ERROR(ParseDeepseekFamilyRouter(f, c));
   SY_RETURN_IF_ERROR(ParseTokens(f, d, c));
   const char* dtype_key = f.Find("torch_dtype") != nullptr ? "torch_dtype" : "dtype";
   return f.String(dtype_key, "", &c->torch_dtype);
@@ -460,6 +482,11 @@ void AddArchFields(const ModelConfig& c, json* j) {
       (*j)["attention_bias"] = c.qkv_bias;
       (*j)["clip_qkv"] = c.clip_qkv ? json(*c.clip_qkv) : json(nullptr);
       return;
+    case Arch::kDeepseekV2:
+    case Arch::kDeepseekV3:
+    case Arch::kGlm4Moe:
+      AddDeepseekFamilyFields(c, j);
+      return;
   }
 }
 
@@ -517,6 +544,11 @@ json ModelConfigToJson(const ModelConfig& c) {
   if (!c.torch_dtype.empty()) j["torch_dtype"] = c.torch_dtype;
   AddArchFields(c, &j);
   return j;
+}
+
+KvRowShape KvRowShapeFor(const ModelConfig& c) {
+  if (IsMla(c)) return {c.mla.kv_lora_rank + c.mla.qk_rope_head_dim, 0};
+  return {c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim};
 }
 
 std::vector<int32_t> MoeLayerIndices(const ModelConfig& c) {

@@ -20,10 +20,11 @@ namespace {
 using nlohmann::json;
 
 const std::map<std::string, std::string>& ArchClasses() {
-  static const std::map<std::string, std::string> m = {{"mixtral", "MixtralForCausalLM"},
-                                                       {"qwen2_moe", "Qwen2MoeForCausalLM"},
-                                                       {"qwen3_moe", "Qwen3MoeForCausalLM"},
-                                                       {"olmoe", "OlmoeForCausalLM"}};
+  static const std::map<std::string, std::string> m = {
+      {"mixtral", "MixtralForCausalLM"},        {"qwen2_moe", "Qwen2MoeForCausalLM"},
+      {"qwen3_moe", "Qwen3MoeForCausalLM"},     {"olmoe", "OlmoeForCausalLM"},
+      {"deepseek_v2", "DeepseekV2ForCausalLM"}, {"deepseek_v3", "DeepseekV3ForCausalLM"},
+      {"glm4_moe", "Glm4MoeForCausalLM"}};
   return m;
 }
 
@@ -95,7 +96,7 @@ class RouterSkew {
     if (!names.lm_head.empty()) rules_[names.lm_head] = {Rule::kZeroColumn0, {}};
     for (int64_t layer = 0; layer < c.num_layers; ++layer) {
       const LayerWeightNames& l = names.layers[layer];
-      for (const std::string* reader : {&l.q, &l.k, &l.v, &l.shared_expert_gate}) {
+      for (const std::string* reader : {&l.q, &l.k, &l.v, &l.q_a, &l.kv_a, &l.shared_expert_gate}) {
         if (!reader->empty()) rules_[*reader] = {Rule::kZeroColumn0, {}};
       }
       if (!l.o.empty()) rules_[l.o] = {Rule::kZeroRow0, {}};
@@ -178,7 +179,8 @@ std::vector<int32_t> RouterSkewOrder(uint64_t seed, int64_t layer, int64_t num_e
 StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& o) {
   if (!o.arch.empty() && ArchClasses().count(o.arch) == 0) {
     return Status::InvalidArgument("unknown --arch '" + o.arch +
-                                   "' (use mixtral, qwen2_moe, qwen3_moe or olmoe)");
+                                   "' (use mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, "
+                                   "deepseek_v3 or glm4_moe)");
   }
   if (o.arch.empty() && o.preset.empty()) {
     return Status::InvalidArgument("give --arch, --preset or both");

@@ -14,7 +14,7 @@
 namespace sy {
 
 struct MakeModelOptions {
-  std::string arch;    // mixtral, qwen2_moe, qwen3_moe or olmoe; may be empty with a preset
+  std::string arch;    // mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2/v3, glm4_moe
   std::string preset;  // a name from configs/presets; empty: tiny-<arch>
   std::vector<std::string> overrides;  // "key=value": a config.json field; value parsed as JSON
   std::string out_dir;

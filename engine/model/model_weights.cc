@@ -1,6 +1,7 @@
 #include "engine/model/model_weights.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -52,6 +53,36 @@ class WeightSource {
     return t;
   }
 
+  // Rows `pick` of matrix `name` [rows, cols], as one matrix a matmul reads (in the stored
+  // dtype, or int8 rows when quantizing).
+  StatusOr<Tensor> LinearRows(const std::string& name, int64_t rows, int64_t cols,
+                              const std::vector<int64_t>& pick) {
+    SY_ASSIGN_OR_RETURN(RowReader read, RowsOf(name, rows, cols));
+    SY_ASSIGN_OR_RETURN(DType dtype, LinearDType(name, rows, cols));
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(dtype, static_cast<int64_t>(pick.size()), cols));
+    SY_RETURN_IF_ERROR(UploadRows([&](int64_t r, float* out) { read(pick[r], out); }, t));
+    return t;
+  }
+
+  // Matrix `name` [rows, cols] seen as `blocks` row blocks of `stride` rows: the transpose of
+  // rows [offset, offset + n) of each block, stacked as [blocks * cols, n].
+  StatusOr<Tensor> LinearTransposedBlocks(const std::string& name, int64_t rows, int64_t cols,
+                                          int64_t blocks, int64_t stride, int64_t offset,
+                                          int64_t n) {
+    SY_ASSIGN_OR_RETURN(RowReader read, RowsOf(name, rows, cols));
+    SY_ASSIGN_OR_RETURN(DType dtype, LinearDType(name, rows, cols));
+    std::vector<float> host(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r) read(r, host.data() + r * cols);
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(dtype, blocks * cols, n));
+    SY_RETURN_IF_ERROR(UploadRows(
+        [&](int64_t r, float* out) {
+          const int64_t block = r / cols, col = r % cols;
+          for (int64_t i = 0; i < n; ++i) out[i] = host[(block * stride + offset + i) * cols + col];
+        },
+        t));
+    return t;
+  }
+
   StatusOr<FfnWeights> Ffn(const FfnNames& names, int64_t inter, int64_t hidden) {
     FfnWeights f;
     SY_ASSIGN_OR_RETURN(f.gate_up, LinearStacked(names.gate, names.up, inter, hidden));
@@ -64,9 +95,23 @@ class WeightSource {
   using RowReader = std::function<void(int64_t r, float* out)>;
   virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
 
+  // The dtype a matrix stored as `name` is kept in (before quantization).
+  virtual StatusOr<DType> StoredDType(const std::string& name, int64_t rows, int64_t cols) = 0;
+
+  StatusOr<DType> LinearDType(const std::string& name, int64_t rows, int64_t cols) {
+    if (quantization_ == Quantization::kInt8) return DType::kI8;
+    return StoredDType(name, rows, cols);
+  }
+
   // Quantizes matrix `name` row by row into the kI8 tensor t through a host staging buffer.
   Status UploadQuantized(const std::string& name, const Tensor& t) {
     SY_ASSIGN_OR_RETURN(RowReader read_row, RowsOf(name, t.rows, t.cols));
+    return UploadRows(read_row, t);
+  }
+
+  // Writes the rows `read_row` gives into t (f32, bf16, f16 or kI8) through a host staging
+  // buffer, converting (or quantizing) each.
+  Status UploadRows(const RowReader& read_row, const Tensor& t) {
     constexpr size_t kStagingBytes = size_t{4} << 20;
     const size_t row_bytes = t.row_bytes();
     const int64_t rows_per_copy =
@@ -77,7 +122,22 @@ class WeightSource {
       const int64_t n = std::min(rows_per_copy, t.rows - r0);
       for (int64_t r = 0; r < n; ++r) {
         read_row(r0 + r, values.data());
-        quantize_i8_row(values.data(), t.cols, staging.data() + r * row_bytes);
+        uint8_t* row = staging.data() + r * row_bytes;
+        switch (t.dtype) {
+          case DType::kI8:
+            quantize_i8_row(values.data(), t.cols, row);
+            break;
+          case DType::kBF16:
+          case DType::kF16:
+            for (int64_t c = 0; c < t.cols; ++c) {
+              const uint16_t v =
+                  t.dtype == DType::kBF16 ? f32_to_bf16(values[c]) : f32_to_f16(values[c]);
+              std::memcpy(row + 2 * c, &v, 2);
+            }
+            break;
+          default:
+            std::memcpy(row, values.data(), t.cols * sizeof(float));
+        }
       }
       backend_->CopyToDevice(t.Rows(r0, n).data, staging.data(), n * row_bytes);
     }
@@ -141,6 +201,13 @@ class WeightUploader final : public WeightSource {
     return FromHost(host);
   }
 
+  StatusOr<DType> StoredDType(const std::string& name, int64_t rows, int64_t cols) override {
+    const int64_t shape[] = {rows, cols};
+    SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
+    SY_RETURN_IF_ERROR(CheckFloat(v));
+    return v.dtype;
+  }
+
   StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) override {
     const int64_t shape[] = {rows, cols};
     SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
@@ -191,6 +258,8 @@ class RandomWeights final : public WeightSource {
     return t;
   }
 
+  StatusOr<DType> StoredDType(const std::string&, int64_t, int64_t) override { return dtype_; }
+
   // The values FillRandom would store in dtype_ (cpu::fill_random's), read back as f32.
   StatusOr<RowReader> RowsOf(const std::string& name, int64_t /*rows*/, int64_t cols) override {
     return RowReader([seed = SeedFor(name), dtype = dtype_, cols](int64_t r, float* out) {
@@ -216,6 +285,47 @@ class RandomWeights final : public WeightSource {
   DType dtype_;
 };
 
+Status LoadMlp(const ModelConfig& c, const LayerWeightNames& n, bool load_routed_experts,
+               WeightSource& up, LayerWeights& l);
+
+// MLA's projections, rearranged for the absorbed form (see LayerWeights).
+Status LoadMla(const ModelConfig& c, const LayerWeightNames& n, WeightSource& up, LayerWeights& l) {
+  const MlaConfig& m = c.mla;
+  const int64_t h = c.hidden_size;
+  const int64_t heads = c.num_heads;
+  const int64_t latent = m.kv_lora_rank;
+  const int64_t nope = m.qk_nope_head_dim;
+  const int64_t rope = m.qk_rope_head_dim;
+  const int64_t qk = nope + rope;
+  int64_t q_in = h;
+  std::string q_name = n.q;
+  if (!n.q_a.empty()) {
+    q_in = m.q_lora_rank;
+    q_name = n.q_b;
+    SY_ASSIGN_OR_RETURN(l.wq_a, up.Linear(n.q_a, q_in, h));
+    SY_ASSIGN_OR_RETURN(l.q_a_norm, up.VectorF32(n.q_a_norm, q_in));
+  }
+  std::vector<int64_t> q_nope, q_rope, latent_rows, rope_rows, uv_rows;
+  const int64_t kvb = nope + m.v_head_dim;
+  for (int64_t head = 0; head < heads; ++head) {
+    for (int64_t i = 0; i < nope; ++i) q_nope.push_back(head * qk + i);
+    for (int64_t i = 0; i < rope; ++i) q_rope.push_back(head * qk + nope + i);
+    for (int64_t i = 0; i < m.v_head_dim; ++i) uv_rows.push_back(head * kvb + nope + i);
+  }
+  for (int64_t i = 0; i < latent; ++i) latent_rows.push_back(i);
+  for (int64_t i = 0; i < rope; ++i) rope_rows.push_back(latent + i);
+  SY_ASSIGN_OR_RETURN(l.wq_nope, up.LinearRows(q_name, heads * qk, q_in, q_nope));
+  SY_ASSIGN_OR_RETURN(l.wq_rope, up.LinearRows(q_name, heads * qk, q_in, q_rope));
+  SY_ASSIGN_OR_RETURN(l.wkv_latent, up.LinearRows(n.kv_a, latent + rope, h, latent_rows));
+  SY_ASSIGN_OR_RETURN(l.wkv_rope, up.LinearRows(n.kv_a, latent + rope, h, rope_rows));
+  SY_ASSIGN_OR_RETURN(l.kv_a_norm, up.VectorF32(n.kv_a_norm, latent));
+  SY_ASSIGN_OR_RETURN(l.w_uk_t,
+                      up.LinearTransposedBlocks(n.kv_b, heads * kvb, latent, heads, kvb, 0, nope));
+  SY_ASSIGN_OR_RETURN(l.w_uv, up.LinearRows(n.kv_b, heads * kvb, latent, uv_rows));
+  SY_ASSIGN_OR_RETURN(l.wo, up.Linear(n.o, h, heads * m.v_head_dim));
+  return Status::Ok();
+}
+
 Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_routed_experts,
                  WeightSource& up, LayerWeights& l) {
   const int64_t h = c.hidden_size;
@@ -223,6 +333,10 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_rout
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
   SY_ASSIGN_OR_RETURN(l.input_norm, up.VectorF32(n.input_norm, h));
   SY_ASSIGN_OR_RETURN(l.post_attn_norm, up.VectorF32(n.post_attn_norm, h));
+  if (IsMla(c)) {
+    SY_RETURN_IF_ERROR(LoadMla(c, n, up, l));
+    return LoadMlp(c, n, load_routed_experts, up, l);
+  }
   SY_ASSIGN_OR_RETURN(l.wq, up.Linear(n.q, q_dim, h));
   SY_ASSIGN_OR_RETURN(l.wk, up.Linear(n.k, kv_dim, h));
   SY_ASSIGN_OR_RETURN(l.wv, up.Linear(n.v, kv_dim, h));
@@ -240,12 +354,21 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_rout
     SY_ASSIGN_OR_RETURN(l.q_norm, up.VectorF32(n.q_norm, full ? q_dim : c.head_dim));
     SY_ASSIGN_OR_RETURN(l.k_norm, up.VectorF32(n.k_norm, full ? kv_dim : c.head_dim));
   }
+  return LoadMlp(c, n, load_routed_experts, up, l);
+}
+
+Status LoadMlp(const ModelConfig& c, const LayerWeightNames& n, bool load_routed_experts,
+               WeightSource& up, LayerWeights& l) {
+  const int64_t h = c.hidden_size;
   l.is_moe = !n.router.empty();
   if (!l.is_moe) {
     SY_ASSIGN_OR_RETURN(l.dense, up.Ffn(n.dense, c.dense_intermediate_size, h));
     return Status::Ok();
   }
   SY_ASSIGN_OR_RETURN(l.router, up.Matrix(n.router, c.num_experts, h));
+  if (!n.router_bias.empty()) {
+    SY_ASSIGN_OR_RETURN(l.router_bias, up.VectorF32(n.router_bias, c.num_experts));
+  }
   l.experts.resize(n.experts.size());
   for (size_t e = 0; load_routed_experts && e < n.experts.size(); ++e) {
     SY_ASSIGN_OR_RETURN(l.experts[e], up.Ffn(n.experts[e], c.moe_intermediate_size, h));
@@ -253,6 +376,8 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_rout
   if (!n.shared_expert.gate.empty()) {
     SY_ASSIGN_OR_RETURN(l.shared_expert,
                         up.Ffn(n.shared_expert, c.shared_expert_intermediate_size, h));
+  }
+  if (!n.shared_expert_gate.empty()) {
     SY_ASSIGN_OR_RETURN(l.shared_expert_gate, up.Matrix(n.shared_expert_gate, 1, h));
   }
   return Status::Ok();
@@ -325,13 +450,24 @@ size_t WeightBytes(const ModelConfig& c, DType dtype, Quantization quantization)
   auto ffn = [&](int64_t inter) { return inter > 0 ? linear(2 * inter, h) + linear(h, inter) : 0; };
   size_t bytes = plain(c.vocab_size, h) + (c.tie_word_embeddings ? 0 : linear(c.vocab_size, h));
   int64_t vector = h;
+  const MlaConfig& m = c.mla;
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    bytes += linear(q_dim, h) + 2 * linear(kv_dim, h) + linear(h, q_dim);
-    vector += 2 * h + 2 * c.head_dim;
+    if (IsMla(c)) {
+      const int64_t heads = c.num_heads;
+      const int64_t q_in = m.q_lora_rank > 0 ? m.q_lora_rank : h;
+      bytes += (m.q_lora_rank > 0 ? linear(q_in, h) : 0) + linear(heads * c.head_dim, q_in) +
+               linear(m.kv_lora_rank + m.qk_rope_head_dim, h) +
+               linear(heads * m.kv_lora_rank, m.qk_nope_head_dim) +
+               linear(heads * m.v_head_dim, m.kv_lora_rank) + linear(h, heads * m.v_head_dim);
+      vector += 2 * h + m.q_lora_rank + m.kv_lora_rank;
+    } else {
+      bytes += linear(q_dim, h) + 2 * linear(kv_dim, h) + linear(h, q_dim);
+      vector += 2 * h + 2 * c.head_dim;
+    }
     if (c.layer_is_moe[i]) {
       bytes += plain(c.num_experts, h) + c.num_experts * ffn(c.moe_intermediate_size) +
-               ffn(c.shared_expert_intermediate_size) +
-               (c.shared_expert_intermediate_size > 0 ? plain(1, h) : 0);
+               ffn(c.shared_expert_intermediate_size) + (c.shared_expert_gated ? plain(1, h) : 0);
+      if (c.router.correction_bias) vector += c.num_experts;
     } else {
       bytes += ffn(c.dense_intermediate_size);
     }

@@ -31,11 +31,20 @@ struct LayerWeights {
   Tensor wq, wk, wv, wo;  // [out, in]
   Tensor bq, bk, bv, bo;  // [1, out]; data == nullptr when the model has no such bias
   Tensor q_norm, k_norm;  // [1, head_dim] (per head) or [1, q/k width] (full); empty if none
+  // MLA (DeepSeek), rearranged at load for the absorbed form (H heads, L = kv_lora_rank, R =
+  // qk_rope_head_dim); wq/wk/wv are then empty and wo is [hidden, H * v_head_dim].
+  Tensor wq_a, q_a_norm;        // query LoRA [q_lora, hidden] and its norm; empty without one
+  Tensor wq_nope, wq_rope;      // the nope and rope rows of q_b_proj (or q_proj), per head
+  Tensor wkv_latent, wkv_rope;  // kv_a_proj_with_mqa rows [0, L) and [L, L + R)
+  Tensor kv_a_norm;             // [1, L]
+  Tensor w_uk_t;                // [H * L, nope]: each head's key up-projection, transposed
+  Tensor w_uv;                  // [H * v, L]: each head's value up-projection
   bool is_moe = false;
   Tensor router;                    // [experts, hidden]
+  Tensor router_bias;               // [1, experts] e_score_correction_bias; empty if none
   std::vector<FfnWeights> experts;  // one per expert
   FfnWeights shared_expert;         // empty unless shared_expert_intermediate_size > 0
-  Tensor shared_expert_gate;        // [1, hidden]
+  Tensor shared_expert_gate;        // [1, hidden]; empty unless the shared expert is gated
   FfnWeights dense;                 // the MLP of a non-MoE layer
 };
 

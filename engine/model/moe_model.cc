@@ -26,6 +26,15 @@ struct MoeModel::Activations {
   Tensor shared_gate;  // [T, 1]
   Tensor scratch;      // FFN intermediates
   Tensor selected;     // [T, hidden]: rows whose logits are wanted
+  // MLA (zero-width otherwise): H heads, L = kv_lora_rank, R = qk_rope_head_dim.
+  Tensor q_a;          // [T, q_lora]
+  Tensor q_nope;       // [T, H * nope]
+  Tensor q_rope;       // [T, H * R]
+  Tensor latent;       // [T, L]: the normed compressed KV this step writes to the cache
+  Tensor k_rope;       // [T, R]
+  Tensor q_latent;     // [T, H * L]: the query with W_UK absorbed
+  Tensor attn_latent;  // [T, H * L]: attention-weighted latents
+  Tensor attn_v;       // [T, H * v]
 };
 
 namespace {
@@ -51,10 +60,40 @@ int64_t MaxIntermediate(const ModelConfig& c) {
       {c.moe_intermediate_size, c.shared_expert_intermediate_size, c.dense_intermediate_size});
 }
 
+// The softmax scale: 1/sqrt(query/key head width), times DeepSeek's YaRN correction mscale^2
+// when rope_scaling gives mscale_all_dim (as transformers' DeepseekV3 and DeepSeek's own V2 code
+// do; transformers' DeepseekV2 port omits it).
+float AttentionScale(const ModelConfig& c) {
+  if (!IsMla(c)) return 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  double scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const RopeScaling& r = c.rope_scaling;
+  if (r.type != "default" && r.mscale_all_dim && *r.mscale_all_dim != 0 && r.factor > 1) {
+    const double mscale = 0.1 * *r.mscale_all_dim * std::log(r.factor) + 1.0;
+    scale *= mscale * mscale;
+  }
+  return static_cast<float>(scale);
+}
+
+RouterParams RouterParamsFor(const ModelConfig& c) {
+  RouterParams p;
+  p.k = static_cast<int>(c.num_experts_per_tok);
+  p.scoring = c.router.sigmoid ? RouterScoring::kSigmoid : RouterScoring::kSoftmax;
+  p.renormalize = c.norm_topk_prob;
+  p.scaling = static_cast<float>(c.router.routed_scaling_factor);
+  p.n_group = static_cast<int>(c.router.n_group);
+  p.topk_group = static_cast<int>(c.router.topk_group);
+  p.group_scoring = c.router.group_top2_sum ? GroupScoring::kTopTwoSum : GroupScoring::kMax;
+  return p;
+}
+
 }  // namespace
 
 MoeModel::MoeModel(Backend* backend, ModelConfig config, ModelWeights weights)
-    : backend_(backend), config_(std::move(config)), w_(std::move(weights)) {}
+    : backend_(backend),
+      config_(std::move(config)),
+      w_(std::move(weights)),
+      attention_scale_(AttentionScale(config_)),
+      router_params_(RouterParamsFor(config_)) {}
 
 StatusOr<std::unique_ptr<MoeModel>> MoeModel::Create(Backend* backend, ModelConfig config,
                                                      ModelWeights weights) {
@@ -114,8 +153,9 @@ MoeModel::Activations MoeModel::Carve(void* base, int64_t tokens, size_t* bytes)
   const ModelConfig& c = config_;
   const int64_t t = tokens;
   const int64_t tk = t * std::max<int64_t>(c.num_experts_per_tok, 1);
-  const int64_t q_dim = c.num_heads * c.head_dim;
-  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  const bool mla = IsMla(c);
+  const int64_t q_dim = mla ? 0 : c.num_heads * c.head_dim;
+  const int64_t kv_dim = mla ? 0 : c.num_kv_heads * c.head_dim;
   Carver cv(base);
   Activations a;
   a.tokens = t;
@@ -137,6 +177,16 @@ MoeModel::Activations MoeModel::Carve(void* base, int64_t tokens, size_t* bytes)
   a.shared_gate = cv.Take(DType::kF32, t, 1);
   a.scratch = cv.Take(DType::kF32, 1, std::max(tk, t) * 3 * MaxIntermediate(c));
   a.selected = cv.Take(DType::kF32, t, c.hidden_size);
+  const MlaConfig& m = c.mla;
+  const int64_t heads = IsMla(c) ? c.num_heads : 0;
+  a.q_a = cv.Take(DType::kF32, t, m.q_lora_rank);
+  a.q_nope = cv.Take(DType::kF32, t, heads * m.qk_nope_head_dim);
+  a.q_rope = cv.Take(DType::kF32, t, heads * m.qk_rope_head_dim);
+  a.latent = cv.Take(DType::kF32, t, m.kv_lora_rank);
+  a.k_rope = cv.Take(DType::kF32, t, m.qk_rope_head_dim);
+  a.q_latent = cv.Take(DType::kF32, t, heads * m.kv_lora_rank);
+  a.attn_latent = cv.Take(DType::kF32, t, heads * m.kv_lora_rank);
+  a.attn_v = cv.Take(DType::kF32, t, heads * m.v_head_dim);
   *bytes = cv.used();
   return a;
 }
@@ -197,7 +247,11 @@ Status MoeModel::Enqueue(const ForwardInputs& in, const KvCache& kv, const Tenso
     } else {
       backend_->AddRmsNorm(a.x, a.out, l.input_norm, eps, a.h);
     }
-    Attention(i, in, kv, a);
+    if (IsMla(c)) {
+      MlaAttention(i, in, kv, a);
+    } else {
+      Attention(i, in, kv, a);
+    }
     backend_->AddRmsNorm(a.x, a.out, l.post_attn_norm, eps, a.h);
     if (l.is_moe) {
       SY_RETURN_IF_ERROR(Moe(i, a, load));
@@ -231,16 +285,51 @@ void MoeModel::Attention(int64_t layer, const ForwardInputs& in, const KvCache& 
     backend_->RmsNorm(a.q, l.q_norm, eps, a.q);
     backend_->RmsNorm(a.k, l.k_norm, eps, a.k);
   }
-  backend_->Rope(a.q, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq,
-                 w_.rope_attention_scale);
-  backend_->Rope(a.k, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq,
-                 w_.rope_attention_scale);
+  backend_->Rope(a.q, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq, w_.rope_attention_scale,
+                 /*interleaved=*/false);
+  backend_->Rope(a.k, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq, w_.rope_attention_scale,
+                 /*interleaved=*/false);
   backend_->KvWrite(a.k, a.v, in.attn, kv.k(layer), kv.v(layer));
   const int window = c.layer_uses_sliding_window[layer] ? static_cast<int>(c.sliding_window) : 0;
   backend_->PagedAttention(a.q, in.attn, kv.k(layer), kv.v(layer), static_cast<int>(c.num_heads),
                            static_cast<int>(c.num_kv_heads), static_cast<int>(c.head_dim), window,
-                           1.0f / std::sqrt(static_cast<float>(c.head_dim)), a.attn);
+                           attention_scale_, a.attn);
   backend_->MatMul(a.attn, l.wo, l.bo.data != nullptr ? &l.bo : nullptr, a.out);
+}
+
+// Absorbed multi-head latent attention: the cache holds one normed latent + roped key per token;
+// W_UK folds into the query and W_UV applies after attention, so keys and values are never
+// expanded per head (prefill and decode alike).
+void MoeModel::MlaAttention(int64_t layer, const ForwardInputs& in, const KvCache& kv,
+                            const Activations& a) {
+  const ModelConfig& c = config_;
+  const MlaConfig& m = c.mla;
+  const LayerWeights& l = w_.layers[layer];
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  Tensor q_in = a.h;
+  if (l.wq_a.data != nullptr) {
+    backend_->MatMul(a.h, l.wq_a, nullptr, a.q_a);
+    backend_->RmsNorm(a.q_a, l.q_a_norm, eps, a.q_a);
+    q_in = a.q_a;
+  }
+  backend_->MatMul(q_in, l.wq_nope, nullptr, a.q_nope);
+  backend_->MatMul(q_in, l.wq_rope, nullptr, a.q_rope);
+  backend_->MatMul(a.h, l.wkv_latent, nullptr, a.latent);
+  backend_->RmsNorm(a.latent, l.kv_a_norm, eps, a.latent);
+  backend_->MatMul(a.h, l.wkv_rope, nullptr, a.k_rope);
+  const int64_t rope = m.qk_rope_head_dim;
+  backend_->Rope(a.q_rope, rope, rope, in.positions, w_.inv_freq, w_.rope_attention_scale,
+                 m.rope_interleave);
+  backend_->Rope(a.k_rope, rope, rope, in.positions, w_.inv_freq, w_.rope_attention_scale,
+                 m.rope_interleave);
+  backend_->LatentKvWrite(a.latent, a.k_rope, in.attn, kv.k(layer));
+  const int heads = static_cast<int>(c.num_heads);
+  backend_->HeadMatMul(a.q_nope, l.w_uk_t, a.q_latent, heads);
+  backend_->LatentAttention(a.q_latent, a.q_rope, in.attn, kv.k(layer), heads,
+                            static_cast<int>(m.kv_lora_rank), static_cast<int>(rope),
+                            attention_scale_, a.attn_latent);
+  backend_->HeadMatMul(a.attn_latent, l.w_uv, a.attn_v, heads);
+  backend_->MatMul(a.attn_v, l.wo, nullptr, a.out);
 }
 
 Status MoeModel::DispatchExperts(int64_t layer, const Activations& a, ExpertLoad* load) {
@@ -289,7 +378,8 @@ Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
   const Tensor router = a.router.Rows(0, t);
   const Tensor ids = a.topk_ids.Rows(layer, 1).Reshaped(t, k);
   backend_->MatMul(a.h, l.router, nullptr, router);
-  backend_->RouteTopK(router, static_cast<int>(k), c.norm_topk_prob, ids, a.topk_w);
+  backend_->Route(router, router_params_, l.router_bias.data != nullptr ? &l.router_bias : nullptr,
+                  ids, a.topk_w);
   // Group the (token, choice) pairs by expert on the device; within an expert, by token.
   backend_->SortByExpert(ids, experts, a.offsets, a.sorted);
   const Tensor sorted_tok = a.sorted.Rows(0, 1);
@@ -304,9 +394,13 @@ Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
   backend_->CombineExperts(ys, a.sorted.Rows(2, 1).Reshaped(t, k), a.topk_w, a.out);
   if (c.shared_expert_intermediate_size > 0) {
     backend_->Ffn(a.h, l.shared_expert, a.scratch, a.shared_out);
-    backend_->MatMul(a.h, l.shared_expert_gate, nullptr, a.shared_gate);
-    backend_->Sigmoid(a.shared_gate);
-    backend_->AddGatedRows(a.shared_out, a.shared_gate, a.out);
+    if (c.shared_expert_gated) {
+      backend_->MatMul(a.h, l.shared_expert_gate, nullptr, a.shared_gate);
+      backend_->Sigmoid(a.shared_gate);
+      backend_->AddGatedRows(a.shared_out, a.shared_gate, a.out);
+    } else {
+      backend_->Add(a.shared_out, a.out);
+    }
   }
   return Status::Ok();
 }

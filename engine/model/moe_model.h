@@ -68,6 +68,8 @@ class MoeModel {
   // Views of the workspace at `base` for a step of `tokens`; `bytes` gets the size they span.
   Activations Carve(void* base, int64_t tokens, size_t* bytes) const;
   void Attention(int64_t layer, const ForwardInputs& in, const KvCache& kv, const Activations& a);
+  void MlaAttention(int64_t layer, const ForwardInputs& in, const KvCache& kv,
+                    const Activations& a);
   Status Moe(int64_t layer, const Activations& a, ExpertLoad* load);
   // The routed experts of `layer` through the expert dispatch (host-planned exchange).
   Status DispatchExperts(int64_t layer, const Activations& a, ExpertLoad* load);
@@ -77,6 +79,8 @@ class MoeModel {
   Backend* backend_;
   ModelConfig config_;
   ModelWeights w_;
+  float attention_scale_;
+  RouterParams router_params_;
   ExpertDispatch* dispatch_ = nullptr;
   std::vector<ExpertTable> tables_;  // per layer; empty for dense layers and EP ranks
   DeviceBuffer table_buffer_;

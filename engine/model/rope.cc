@@ -85,7 +85,9 @@ void ApplyLlama3(const ModelConfig& c, RopeTables* t) {
 
 StatusOr<RopeTables> ComputeRopeTables(const ModelConfig& c) {
   RopeTables t;
-  t.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * c.partial_rotary_factor);
+  t.rotary_dim =
+      IsMla(c) ? c.mla.qk_rope_head_dim
+               : static_cast<int64_t>(static_cast<double>(c.head_dim) * c.partial_rotary_factor);
   t.rotary_dim -= t.rotary_dim % 2;
   if (t.rotary_dim <= 0) return Status::InvalidArgument("rotary dimension must be positive");
   t.inv_freq = DefaultInvFreq(c.rope_theta, t.rotary_dim);

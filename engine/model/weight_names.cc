@@ -20,10 +20,23 @@ ModelWeightNames WeightNamesFor(const ModelConfig& c) {
     l.input_norm = p + "input_layernorm.weight";
     l.post_attn_norm = p + "post_attention_layernorm.weight";
     const std::string a = p + "self_attn.";
-    l.q = a + "q_proj.weight";
-    l.k = a + "k_proj.weight";
-    l.v = a + "v_proj.weight";
     l.o = a + "o_proj.weight";
+    if (IsMla(c)) {
+      if (c.mla.q_lora_rank > 0) {
+        l.q_a = a + "q_a_proj.weight";
+        l.q_a_norm = a + "q_a_layernorm.weight";
+        l.q_b = a + "q_b_proj.weight";
+      } else {
+        l.q = a + "q_proj.weight";
+      }
+      l.kv_a = a + "kv_a_proj_with_mqa.weight";
+      l.kv_a_norm = a + "kv_a_layernorm.weight";
+      l.kv_b = a + "kv_b_proj.weight";
+    } else {
+      l.q = a + "q_proj.weight";
+      l.k = a + "k_proj.weight";
+      l.v = a + "v_proj.weight";
+    }
     if (c.qkv_bias) {
       l.q_bias = a + "q_proj.bias";
       l.k_bias = a + "k_proj.bias";
@@ -40,9 +53,12 @@ ModelWeightNames WeightNamesFor(const ModelConfig& c) {
       for (int64_t e = 0; e < c.num_experts; ++e) {
         l.experts.push_back(Ffn(moe + "experts." + std::to_string(e) + ".", mixtral));
       }
-      if (c.shared_expert_intermediate_size > 0) {
+      if (c.router.correction_bias) l.router_bias = moe + "gate.e_score_correction_bias";
+      if (c.shared_expert_intermediate_size > 0 && c.shared_expert_gated) {
         l.shared_expert = Ffn(moe + "shared_expert.", false);
         l.shared_expert_gate = moe + "shared_expert_gate.weight";
+      } else if (c.shared_expert_intermediate_size > 0) {
+        l.shared_expert = Ffn(moe + "shared_experts.", false);
       }
     } else {
       l.dense = Ffn(p + "mlp.", false);
@@ -68,9 +84,18 @@ std::vector<WeightSpec> ListWeights(const ModelConfig& c) {
     add(f.up, {inter, h});
     add(f.down, {h, inter});
   };
+  const MlaConfig& mla = c.mla;
+  const int64_t q_lora = mla.q_lora_rank;
+  const int64_t latent = mla.kv_lora_rank;
   add(m.embed, {c.vocab_size, h});
   for (const LayerWeightNames& l : m.layers) {
     add(l.input_norm, {h});
+    add(l.q_a, {q_lora, h});
+    add(l.q_a_norm, {q_lora});
+    add(l.q_b, {q_dim, q_lora});
+    add(l.kv_a, {latent + mla.qk_rope_head_dim, h});
+    add(l.kv_a_norm, {latent});
+    add(l.kv_b, {c.num_heads * (mla.qk_nope_head_dim + mla.v_head_dim), latent});
     add(l.q, {q_dim, h});
     add(l.k, {kv_dim, h});
     add(l.v, {kv_dim, h});
@@ -79,10 +104,11 @@ std::vector<WeightSpec> ListWeights(const ModelConfig& c) {
     add(l.v_bias, {kv_dim});
     add(l.q_norm, {full_norm ? q_dim : c.head_dim});
     add(l.k_norm, {full_norm ? kv_dim : c.head_dim});
-    add(l.o, {h, q_dim});
+    add(l.o, {h, IsMla(c) ? c.num_heads * mla.v_head_dim : q_dim});
     add(l.o_bias, {h});
     add(l.post_attn_norm, {h});
     add(l.router, {c.num_experts, h});
+    add(l.router_bias, {c.num_experts});
     for (const FfnNames& e : l.experts) add_ffn(e, c.moe_intermediate_size);
     add_ffn(l.shared_expert, c.shared_expert_intermediate_size);
     add(l.shared_expert_gate, {1, h});

@@ -20,11 +20,15 @@ struct LayerWeightNames {
   std::string q_bias, k_bias, v_bias;  // empty without qkv bias
   std::string o_bias;                  // empty without an o_proj bias
   std::string q_norm, k_norm;          // empty without q/k norm
-  std::string router;                  // empty in a dense layer
+  // MLA (then k and v are empty, and q is set only without a query LoRA).
+  std::string q_a, q_a_norm, q_b;     // query LoRA: [q_lora, hidden], [q_lora], [H*qk, q_lora]
+  std::string kv_a, kv_a_norm, kv_b;  // [L + R, hidden], [L], [H*(nope + v), L]
+  std::string router;                 // empty in a dense layer
+  std::string router_bias;            // e_score_correction_bias; empty without one
   std::vector<FfnNames> experts;
-  FfnNames shared_expert;  // gate empty without a shared expert
-  std::string shared_expert_gate;
-  FfnNames dense;  // gate empty in an MoE layer
+  FfnNames shared_expert;          // gate empty without a shared expert
+  std::string shared_expert_gate;  // empty unless the shared expert is gated (Qwen2Moe)
+  FfnNames dense;                  // gate empty in an MoE layer
 };
 
 struct ModelWeightNames {

@@ -69,11 +69,11 @@ StepBatch ModelRunner::DummyDecodeStep(int64_t n) const {
 Status ModelRunner::PlanKvCache() {
   const ModelConfig& c = model_->config();
   Backend* backend = model_->backend();
-  const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+  const KvRowShape row = KvRowShapeFor(c);
   const DType kv_dtype = backend->kv_cache_dtype();
   if (options_.num_kv_blocks > 0) {
     SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, options_.num_kv_blocks,
-                                             options_.block_size, kv_dim, kv_dtype));
+                                             options_.block_size, row.k_dim, row.v_dim, kv_dtype));
     if (!options_.use_graphs) return Status::Ok();
     ZeroFirstKvBlock();
     // Graphs capture the scratch's address: it must be at its peak before the first capture.
@@ -86,8 +86,8 @@ Status ModelRunner::PlanKvCache() {
   }
   // Over a one-block cache first, so the backend's scratch reaches its peak before the KV pool
   // takes what is left.
-  SY_ASSIGN_OR_RETURN(
-      kv_, KvCache::Create(backend, c.num_layers, 1, options_.block_size, kv_dim, kv_dtype));
+  SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, 1, options_.block_size, row.k_dim,
+                                           row.v_dim, kv_dtype));
   ZeroFirstKvBlock();
   SY_RETURN_IF_ERROR(Profile());
   kv_.reset();
@@ -96,7 +96,8 @@ Status ModelRunner::PlanKvCache() {
   in.total_bytes = mem.total_bytes;
   in.used_bytes = mem.total_bytes - mem.free_bytes;
   in.utilization = options_.gpu_memory_utilization;
-  in.bytes_per_block = KvCache::BytesPerBlock(c.num_layers, options_.block_size, kv_dim, kv_dtype);
+  in.bytes_per_block =
+      KvCache::BytesPerBlock(c.num_layers, options_.block_size, row.k_dim, row.v_dim, kv_dtype);
   in.min_blocks = options_.max_blocks_per_seq;
   in.weights_bytes = model_->weights_bytes();
   SY_ASSIGN_OR_RETURN(options_.num_kv_blocks, PlanKvBlocks(in));
@@ -106,7 +107,7 @@ Status ModelRunner::PlanKvCache() {
                FormatGiB(options_.num_kv_blocks * in.bytes_per_block), dtype_name(kv_dtype),
                FormatGiB(in.total_bytes));
   SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, options_.num_kv_blocks,
-                                           options_.block_size, kv_dim, kv_dtype));
+                                           options_.block_size, row.k_dim, row.v_dim, kv_dtype));
   ZeroFirstKvBlock();
   return Status::Ok();
 }
@@ -145,7 +146,7 @@ void ModelRunner::ZeroFirstKvBlock() {
   Backend* backend = model_->backend();
   for (int64_t layer = 0; layer < model_->config().num_layers; ++layer) {
     backend->Zero(kv_->k(layer).Rows(0, options_.block_size));
-    backend->Zero(kv_->v(layer).Rows(0, options_.block_size));
+    if (kv_->v(layer).data != nullptr) backend->Zero(kv_->v(layer).Rows(0, options_.block_size));
   }
 }
 

@@ -152,8 +152,8 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   const bool plan_from_device = rm.backend->MemoryInfo().ok();
   int64_t num_blocks = options.num_kv_blocks;
   if (num_blocks == 0 && !plan_from_device) {
-    const size_t per_block =
-        KvCache::BytesPerBlock(c.num_layers, options.block_size, c.num_kv_heads * c.head_dim);
+    const size_t per_block = KvCache::BytesPerBlock(c.num_layers, options.block_size,
+                                                    KvRowShapeFor(c).k_dim, KvRowShapeFor(c).v_dim);
     num_blocks = options.kv_cache_bytes / static_cast<int64_t>(per_block);
     if (num_blocks == 0) {
       return Status::InvalidArgument("kv_cache_bytes " + std::to_string(options.kv_cache_bytes) +

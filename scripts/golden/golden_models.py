@@ -10,12 +10,15 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from transformers import (AutoModelForCausalLM, AutoTokenizer, MixtralConfig, MixtralForCausalLM,
+from transformers import (AutoModelForCausalLM, AutoTokenizer, DeepseekV2Config,
+                          DeepseekV2ForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM,
+                          Glm4MoeConfig, Glm4MoeForCausalLM, MixtralConfig, MixtralForCausalLM,
                           OlmoeConfig, OlmoeForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
 from corpus import PROMPT_TEXTS
 from golden_json import write_json
+from router_gaps import router_gaps
 
 NEW_TOKENS = 32
 # Selection robustness is a gap in router logits (= log-probabilities) between the k-th and
@@ -126,6 +129,53 @@ SPECS = [
                                                 "model.layers.{L}.self_attn.k_norm.weight"]),
 ]
 
+# The DeepSeek family and GLM-4.5: eight routed experts in four groups of two, two groups
+# eligible per token, three of their four experts chosen; a dense first layer; shared experts.
+# v_head_dim differs from qk_nope_head_dim so that a swap of the two would show.
+DEEPSEEK = dict(COMMON, num_hidden_layers=3, num_key_value_heads=4, intermediate_size=32,
+                moe_intermediate_size=16, n_routed_experts=8, num_experts_per_tok=3, n_group=4,
+                topk_group=2, first_k_dense_replace=1, kv_lora_rank=32, qk_nope_head_dim=16,
+                qk_rope_head_dim=8, v_head_dim=12, rms_norm_eps=1e-6, tie_word_embeddings=False)
+MLA_NAMES = ["model.layers.{L}.self_attn.kv_a_proj_with_mqa.weight",
+             "model.layers.{L}.self_attn.kv_a_layernorm.weight",
+             "model.layers.{L}.self_attn.kv_b_proj.weight",
+             "model.layers.{S}.mlp.shared_experts.gate_proj.weight",
+             "model.layers.{D}.mlp.gate_proj.weight", "lm_head.weight"]
+BIAS_NAMES = ["model.layers.{S}.mlp.gate.e_score_correction_bias"]
+# yarn with DeepSeek's mscale / mscale_all_dim: the rotary tables get attention factor
+# get_mscale(4, 1.5) / get_mscale(4, 0.5) and the softmax scale get_mscale(4, 0.5)^2.
+DEEPSEEK_YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
+                 "beta_fast": 4.0, "beta_slow": 1.0, "mscale": 1.5, "mscale_all_dim": 0.5}
+DEEPSEEK_SPECS = [
+    ModelSpec("deepseek_v3", DeepseekV3Config, DeepseekV3ForCausalLM, "bpe_qwen",
+              dict(DEEPSEEK, q_lora_rank=24, n_shared_experts=1, norm_topk_prob=True,
+                   routed_scaling_factor=2.5, rope_theta=1e4, rope_scaling=DEEPSEEK_YARN),
+              seed=7000, expected_tensors=MOE_MLP_NAMES + MLA_NAMES + BIAS_NAMES + [
+                  "model.layers.{L}.self_attn.q_a_proj.weight",
+                  "model.layers.{L}.self_attn.q_a_layernorm.weight",
+                  "model.layers.{L}.self_attn.q_b_proj.weight"]),
+    ModelSpec("deepseek_v3_bf16", DeepseekV3Config, DeepseekV3ForCausalLM, "bpe_qwen",
+              dict(DEEPSEEK, q_lora_rank=24, n_shared_experts=1, norm_topk_prob=True,
+                   routed_scaling_factor=2.5, rope_theta=1e4, rope_scaling=DEEPSEEK_YARN),
+              dtype="bfloat16", weights_from="deepseek_v3",
+              expected_tensors=MOE_MLP_NAMES + MLA_NAMES + BIAS_NAMES),
+    ModelSpec("deepseek_v2", DeepseekV2Config, DeepseekV2ForCausalLM, "bpe_gpt2",
+              dict(DEEPSEEK, q_lora_rank=None, n_shared_experts=2, topk_method="group_limited_greedy",
+                   routed_scaling_factor=1.5, rope_theta=1e4),
+              seed=8000, expected_tensors=MOE_MLP_NAMES + MLA_NAMES + [
+                  "model.layers.{L}.self_attn.q_proj.weight"]),
+    ModelSpec("glm4_moe", Glm4MoeConfig, Glm4MoeForCausalLM, "bpe_qwen",
+              dict(DEEPSEEK, head_dim=16, num_key_value_heads=2, partial_rotary_factor=0.5,
+                   attention_bias=True, use_qk_norm=True, n_shared_experts=1,
+                   norm_topk_prob=True, routed_scaling_factor=1.8, rope_theta=1e4),
+              seed=9000, expected_tensors=MOE_MLP_NAMES + BIAS_NAMES + [
+                  "model.layers.{L}.self_attn.q_proj.bias",
+                  "model.layers.{L}.self_attn.q_norm.weight",
+                  "model.layers.{S}.mlp.shared_experts.gate_proj.weight",
+                  "model.layers.{D}.mlp.gate_proj.weight", "lm_head.weight"]),
+]
+SPECS += DEEPSEEK_SPECS
+
 
 # ----------------------------------------------------------------------------- building
 
@@ -162,6 +212,10 @@ def _init_weights(model, seed):
         for name, param in model.named_parameters():
             mean, std = _init_std(name, param, tied)
             param.copy_(torch.randn(param.shape, generator=gen) * std + mean)
+        # DeepSeek-V3 / GLM's correction bias is a buffer (zero at init): make it matter.
+        for name, buf in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                buf.copy_(torch.randn(buf.shape, generator=gen) * 0.5)
 
 
 def build_model(spec, tok, seed):
@@ -189,7 +243,7 @@ def _check_tensor_names(model_dir, spec, config):
         if missing or not expanded:
             raise RuntimeError(f"{spec.name}: saved checkpoint lacks {missing or pattern}; "
                                f"it has e.g. {sorted(names)[:12]}")
-    if any("gate_up_proj" in n or re.search(r"experts\.(down_proj|gate_proj|w1)", n) for n in names):
+    if any("gate_up_proj" in n or re.search(r"\.experts\.(down_proj|gate_proj|w1)", n) for n in names):
         raise RuntimeError(f"{spec.name}: fused expert tensors found, not the per-expert layout")
     if config.tie_word_embeddings and "lm_head.weight" in names:
         raise RuntimeError(f"{spec.name}: tied lm_head was saved")
@@ -197,6 +251,8 @@ def _check_tensor_names(model_dir, spec, config):
 
 
 def _is_sparse_layer(config, layer):
+    if hasattr(config, "first_k_dense_replace"):
+        return layer >= config.first_k_dense_replace
     step = getattr(config, "decoder_sparse_step", 1)
     return layer not in getattr(config, "mlp_only_layers", []) and (layer + 1) % step == 0
 
@@ -249,26 +305,32 @@ def greedy(model, ids, eos_id):
 
 
 class RouterRecorder:
-    """Captures the router logits of every MoE layer during forward passes."""
+    """Captures each MoE layer's router logits (and correction bias) during forward passes.
+    Plain routers are nn.Linear (their output is the logits); DeepSeek's and GLM's router
+    modules return their choices, so their logits are recomputed from the input."""
 
     def __init__(self, model):
-        self.logits, self.handles = [], []
+        self.config = model.config
+        self.layers, self.handles = [], []
         for name, module in model.named_modules():
             if re.search(r"\.(mlp|block_sparse_moe)\.gate$", name):
-                self.handles.append(module.register_forward_hook(
-                    lambda _m, _i, out: self.logits.append(out.detach().float())))
+                self.handles.append(module.register_forward_hook(self._record))
         if not self.handles:
             raise RuntimeError("no router modules found")
 
-    def min_topk_gaps(self, k):
-        """(min logit gap, min probability gap) between the k-th and (k+1)-th expert."""
-        logit_gaps, prob_gaps = [], []
-        for logits in self.logits:
-            ranked = logits.sort(dim=-1, descending=True).values
-            probs = torch.softmax(ranked, dim=-1)
-            logit_gaps.append((ranked[:, k - 1] - ranked[:, k]).min().item())
-            prob_gaps.append((probs[:, k - 1] - probs[:, k]).min().item())
-        return min(logit_gaps), min(prob_gaps)
+    def _record(self, module, inputs, out):
+        if isinstance(out, torch.Tensor):
+            self.layers.append((out.detach().float(), None))
+            return
+        hidden = inputs[0].detach().reshape(-1, module.weight.shape[1]).float()
+        bias = getattr(module, "e_score_correction_bias", None)
+        self.layers.append((hidden @ module.weight.detach().float().T,
+                            None if bias is None else bias.detach().float()))
+
+    def min_topk_gaps(self):
+        """(min selection gap, min probability gap) over every recorded layer."""
+        gaps = [router_gaps(self.config, logits, bias) for logits, bias in self.layers]
+        return min(g[0] for g in gaps), min(g[1] for g in gaps)
 
     def close(self):
         for h in self.handles:
@@ -280,7 +342,7 @@ def check_prompt(model, ids, new_ids, eos_id):
     continuation) and returns ({gap name: value}, problems)."""
     recorder = RouterRecorder(model)
     logits = forward_logits(model, ids + new_ids)[len(ids) - 1:-1]
-    router_gap, router_prob_gap = recorder.min_topk_gaps(model.config.num_experts_per_tok)
+    router_gap, router_prob_gap = recorder.min_topk_gaps()
     recorder.close()
     problems = []
     if eos_id is not None and (logits.argmax(-1) == eos_id).any():
@@ -368,7 +430,8 @@ def _write_outputs(spec, seed, fields, tok, model_dir, versions):
     config = json.loads((model_dir / "config.json").read_text())
     print(f"  {spec.name}: seed {seed}, {fields['tensors']} tensors, prompt lengths "
           f"{[len(p['ids']) for p in fields['prompts']]}, checks {fields['checks']}")
-    experts = config.get("num_experts", config.get("num_local_experts"))
+    experts = config.get("num_experts", config.get("num_local_experts",
+                                                   config.get("n_routed_experts")))
     return {"name": spec.name, "path": f"models/{spec.name}",
             "architecture": config["architectures"][0], "dtype": spec.dtype,
             "tokenizer": spec.tokenizer,

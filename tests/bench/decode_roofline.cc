@@ -12,10 +12,20 @@ double Bytes(const FfnWeights& f) { return Bytes(f.gate_up) + Bytes(f.down); }
 
 double DecodeBytesPerToken(const ModelConfig& c, const ModelWeights& w, int64_t context) {
   double bytes = Bytes(w.embed) / static_cast<double>(w.embed.rows);
-  const double kv_dim = static_cast<double>(c.num_kv_heads * c.head_dim);
+  const KvRowShape kv_row = KvRowShapeFor(c);
+  const double kv_dim = static_cast<double>(kv_row.k_dim + kv_row.v_dim);
   for (const LayerWeights& l : w.layers) {
-    for (const Tensor* t : {&l.input_norm, &l.post_attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq,
-                            &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm}) {
+    for (const Tensor* t : {&l.input_norm, &l.post_attn_norm,
+                            &l.wq,         &l.wk,
+                            &l.wv,         &l.wo,
+                            &l.bq,         &l.bk,
+                            &l.bv,         &l.bo,
+                            &l.q_norm,     &l.k_norm,
+                            &l.wq_a,       &l.q_a_norm,
+                            &l.wq_nope,    &l.wq_rope,
+                            &l.wkv_latent, &l.wkv_rope,
+                            &l.kv_a_norm,  &l.w_uk_t,
+                            &l.w_uv,       &l.router_bias}) {
       bytes += Bytes(*t);
     }
     if (l.is_moe) {
@@ -27,7 +37,7 @@ double DecodeBytesPerToken(const ModelConfig& c, const ModelWeights& w, int64_t 
     } else {
       bytes += Bytes(l.dense);
     }
-    bytes += 2 * kv_dim * sizeof(float) * static_cast<double>(context);
+    bytes += kv_dim * sizeof(float) * static_cast<double>(context);
   }
   return bytes + Bytes(w.final_norm) + Bytes(w.lm_head);
 }

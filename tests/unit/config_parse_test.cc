@@ -386,7 +386,8 @@ TEST(ModelConfig, ArchitectureErrors) {
   EXPECT_EQ(c.status().code(), StatusCode::kUnimplemented);
   EXPECT_EQ(c.status().message(),
             "unsupported architecture 'LlamaForCausalLM' (supported: MixtralForCausalLM, "
-            "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM)");
+            "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, "
+            "DeepseekV3ForCausalLM, Glm4MoeForCausalLM)");
   ExpectError(Patched(kMixtral, {{"architectures", nullptr}, {"model_type", "llama"}}),
               StatusCode::kUnimplemented, "unsupported architecture 'llama'");
   ExpectError(Patched(kMixtral, {{"architectures", nullptr}, {"model_type", nullptr}}),
@@ -550,6 +551,9 @@ TEST(ModelConfig, ArchNames) {
   EXPECT_EQ(ArchName(Arch::kQwen2Moe), "Qwen2MoeForCausalLM");
   EXPECT_EQ(ArchName(Arch::kQwen3Moe), "Qwen3MoeForCausalLM");
   EXPECT_EQ(ArchName(Arch::kOlmoe), "OlmoeForCausalLM");
+  EXPECT_EQ(ArchName(Arch::kDeepseekV2), "DeepseekV2ForCausalLM");
+  EXPECT_EQ(ArchName(Arch::kDeepseekV3), "DeepseekV3ForCausalLM");
+  EXPECT_EQ(ArchName(Arch::kGlm4Moe), "Glm4MoeForCausalLM");
 }
 
 }  // namespace
