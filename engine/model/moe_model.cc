@@ -231,10 +231,10 @@ void MoeModel::Attention(int64_t layer, const ForwardInputs& in, const KvCache& 
     backend_->RmsNorm(a.q, l.q_norm, eps, a.q);
     backend_->RmsNorm(a.k, l.k_norm, eps, a.k);
   }
-  backend_->Rope(a.q, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq,
-                 w_.rope_attention_scale);
-  backend_->Rope(a.k, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq,
-                 w_.rope_attention_scale);
+  backend_->Rope(a.q, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq, w_.rope_attention_scale,
+                 /*interleaved=*/false);
+  backend_->Rope(a.k, c.head_dim, w_.rotary_dim, in.positions, w_.inv_freq, w_.rope_attention_scale,
+                 /*interleaved=*/false);
   backend_->KvWrite(a.k, a.v, in.attn, kv.k(layer), kv.v(layer));
   const int window = c.layer_uses_sliding_window[layer] ? static_cast<int>(c.sliding_window) : 0;
   backend_->PagedAttention(a.q, in.attn, kv.k(layer), kv.v(layer), static_cast<int>(c.num_heads),
@@ -289,7 +289,11 @@ Status MoeModel::Moe(int64_t layer, const Activations& a, ExpertLoad* load) {
   const Tensor router = a.router.Rows(0, t);
   const Tensor ids = a.topk_ids.Rows(layer, 1).Reshaped(t, k);
   backend_->MatMul(a.h, l.router, nullptr, router);
-  backend_->RouteTopK(router, static_cast<int>(k), c.norm_topk_prob, ids, a.topk_w);
+  // Mixtral, Qwen2/3-MoE, OLMoE: softmax top-k (the config parser sets norm_topk_prob for Mixtral).
+  RouterParams router_params;
+  router_params.k = static_cast<int>(k);
+  router_params.renormalize = c.norm_topk_prob;
+  backend_->Route(router, router_params, nullptr, ids, a.topk_w);
   // Group the (token, choice) pairs by expert on the device; within an expert, by token.
   backend_->SortByExpert(ids, experts, a.offsets, a.sorted);
   const Tensor sorted_tok = a.sorted.Rows(0, 1);
