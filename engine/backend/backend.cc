@@ -22,6 +22,18 @@ Tensor Tensor::Reshaped(int64_t new_rows, int64_t new_cols) const {
   return t;
 }
 
+void CheckRouteShapes(const Tensor& logits, const RouterParams& params,
+                      const Tensor* correction_bias, const Tensor& ids, const Tensor& weights) {
+  const int64_t experts = logits.cols;
+  SY_CHECK(ids.rows == logits.rows && ids.cols == params.k && weights.numel() == ids.numel());
+  SY_CHECK(params.k >= 1 && params.k <= experts);
+  SY_CHECK(params.n_group >= 1 && params.n_group <= 32 && experts % params.n_group == 0);
+  SY_CHECK(params.topk_group >= 1 && params.topk_group <= params.n_group);
+  SY_CHECK(params.n_group == 1 || params.group_scoring == cpu::GroupScoring::kMax ||
+           experts / params.n_group >= 2);
+  SY_CHECK(correction_bias == nullptr || correction_bias->numel() == experts);
+}
+
 DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
     : owner_(std::exchange(other.owner_, nullptr)),
       data_(std::exchange(other.data_, nullptr)),

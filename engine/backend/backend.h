@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "engine/core/status.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/dtype.h"
 
 namespace sy {
@@ -86,6 +87,26 @@ struct ExpertTable {
   int64_t inter = 0;
 };
 
+// A MoE router's settings: sy::cpu::RouterArgs without the bias pointer (the bias is a device
+// tensor passed to Backend::Route). sy::cpu::ref::route documents each rule.
+struct RouterParams {
+  int k = 1;
+  cpu::RouterScoring scoring = cpu::RouterScoring::kSoftmax;
+  bool renormalize = false;  // norm_topk_prob (DeepSeek-V2: false, see sy::cpu::ref::route)
+  float scaling = 1.0f;      // routed_scaling_factor
+  int n_group = 1;
+  int topk_group = 1;
+  cpu::GroupScoring group_scoring = cpu::GroupScoring::kMax;
+
+  cpu::RouterArgs args(const float* correction_bias) const {
+    return {k, scoring, renormalize, scaling, correction_bias, n_group, topk_group, group_scoring};
+  }
+};
+
+// Aborts (SY_CHECK) unless the arguments of Backend::Route fit together as documented there.
+void CheckRouteShapes(const Tensor& logits, const RouterParams& params,
+                      const Tensor* correction_bias, const Tensor& ids, const Tensor& weights);
+
 // Device memory as the backend sees it at the time of the call.
 struct DeviceMemoryInfo {
   size_t free_bytes = 0;
@@ -139,9 +160,11 @@ class Backend {
   // residual += x; y = rms_norm(residual) * w.
   virtual void AddRmsNorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                           const Tensor& y) = 0;
-  // In-place rotate-half rotary embedding of x [tokens, heads*head_dim] at int32 positions.
+  // In-place rotary embedding of the first rotary_dim of each head of x [tokens,
+  // heads*head_dim] at int32 positions: rotate-half pairs (i, i + rotary_dim/2), or with
+  // `interleaved` adjacent pairs (2i, 2i+1) (DeepSeek-V2/V3; sy::cpu::ref::rope_interleaved).
   virtual void Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim, const Tensor& positions,
-                    const Tensor& inv_freq, float attn_scale) = 0;
+                    const Tensor& inv_freq, float attn_scale, bool interleaved) = 0;
   // Writes K and V rows of the batch into a layer's paged cache at md.slots.
   virtual void KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md,
                        const Tensor& k_cache, const Tensor& v_cache) = 0;
@@ -149,9 +172,11 @@ class Backend {
   virtual void PagedAttention(const Tensor& q, const AttentionMetadata& md, const Tensor& k_cache,
                               const Tensor& v_cache, int n_heads, int n_kv_heads, int head_dim,
                               int sliding_window, float scale, const Tensor& out) = 0;
-  // Softmax router: ids/weights [tokens, k] (int32 / f32) from logits [tokens, experts].
-  virtual void RouteTopK(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
-                         const Tensor& weights) = 0;
+  // Router: ids/weights [tokens, k] (int32 / f32) from logits [tokens, experts] as
+  // sy::cpu::ref::route; correction_bias: f32 [1, experts] or null. experts % n_group == 0,
+  // 1 <= topk_group <= n_group <= 32, k <= experts; kTopTwoSum groups hold >= 2 experts.
+  virtual void Route(const Tensor& logits, const RouterParams& params,
+                     const Tensor* correction_bias, const Tensor& ids, const Tensor& weights) = 0;
   // Experts of one layer over tokens sorted by expert: rows [offsets[e], offsets[e+1]) of x go
   // through experts[e]; y gets the results in the same order. `scratch` holds at least
   // x.rows * (3 * max inter) floats. offsets live on the host (num_experts + 1 entries).
@@ -169,6 +194,8 @@ class Backend {
   virtual void Sigmoid(const Tensor& x) = 0;
   // dst[r,:] += gate[r] * src[r,:] for gate [rows, 1].
   virtual void AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) = 0;
+  // y += x elementwise (same element count).
+  virtual void Add(const Tensor& x, const Tensor& y) = 0;
 
   // --- MoE on the device (no host round trip, so a step can be captured in a graph) ---
   // Groups the (token, choice) pairs of ids int32 [tokens, k] by expert: offsets int32

@@ -76,10 +76,12 @@ void CpuBackend::AddRmsNorm(const Tensor& residual, const Tensor& x, const Tenso
 }
 
 void CpuBackend::Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim,
-                      const Tensor& positions, const Tensor& inv_freq, float attn_scale) {
+                      const Tensor& positions, const Tensor& inv_freq, float attn_scale,
+                      bool interleaved) {
   SY_CHECK(x.cols % head_dim == 0 && positions.numel() == x.rows);
-  cpu::rope_neox(ptr<float>(x), x.rows, x.cols / head_dim, head_dim, rotary_dim,
-                 ptr<int32_t>(positions), ptr<float>(inv_freq), attn_scale, pool_.get());
+  (interleaved ? cpu::rope_interleaved : cpu::rope_neox)(
+      ptr<float>(x), x.rows, x.cols / head_dim, head_dim, rotary_dim, ptr<int32_t>(positions),
+      ptr<float>(inv_freq), attn_scale, pool_.get());
 }
 
 void CpuBackend::KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md,
@@ -111,11 +113,12 @@ void CpuBackend::PagedAttention(const Tensor& q, const AttentionMetadata& md, co
   cpu::paged_attention(a, pool_.get());
 }
 
-void CpuBackend::RouteTopK(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
-                           const Tensor& weights) {
-  SY_CHECK(ids.rows == logits.rows && ids.cols == k && weights.numel() == ids.numel());
-  cpu::route_topk(ptr<float>(logits), logits.rows, logits.cols, k, renormalize, ptr<int32_t>(ids),
-                  ptr<float>(weights));
+void CpuBackend::Route(const Tensor& logits, const RouterParams& params,
+                       const Tensor* correction_bias, const Tensor& ids, const Tensor& weights) {
+  CheckRouteShapes(logits, params, correction_bias, ids, weights);
+  const float* bias = correction_bias != nullptr ? ptr<float>(*correction_bias) : nullptr;
+  cpu::route(ptr<float>(logits), logits.rows, logits.cols, params.args(bias), ptr<int32_t>(ids),
+             ptr<float>(weights));
 }
 
 void CpuBackend::Ffn(const Tensor& x, const FfnWeights& w, const Tensor& scratch, const Tensor& y) {
@@ -151,6 +154,11 @@ void CpuBackend::Sigmoid(const Tensor& x) { cpu::sigmoid(ptr<float>(x), x.numel(
 void CpuBackend::AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) {
   SY_CHECK(src.numel() == dst.numel() && gate.numel() == src.rows);
   cpu::add_gated_rows(ptr<float>(src), ptr<float>(gate), src.rows, src.cols, ptr<float>(dst));
+}
+
+void CpuBackend::Add(const Tensor& x, const Tensor& y) {
+  SY_CHECK(x.numel() == y.numel());
+  cpu::add(ptr<float>(x), ptr<float>(y), ptr<float>(y), y.numel());
 }
 
 void CpuBackend::SortByExpert(const Tensor& ids, int64_t num_experts, const Tensor& offsets,

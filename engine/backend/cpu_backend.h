@@ -31,14 +31,14 @@ class CpuBackend final : public Backend {
   void AddRmsNorm(const Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                   const Tensor& y) override;
   void Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim, const Tensor& positions,
-            const Tensor& inv_freq, float attn_scale) override;
+            const Tensor& inv_freq, float attn_scale, bool interleaved) override;
   void KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md, const Tensor& k_cache,
                const Tensor& v_cache) override;
   void PagedAttention(const Tensor& q, const AttentionMetadata& md, const Tensor& k_cache,
                       const Tensor& v_cache, int n_heads, int n_kv_heads, int head_dim,
                       int sliding_window, float scale, const Tensor& out) override;
-  void RouteTopK(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
-                 const Tensor& weights) override;
+  void Route(const Tensor& logits, const RouterParams& params, const Tensor* correction_bias,
+             const Tensor& ids, const Tensor& weights) override;
   void ExpertFfn(const Tensor& x, std::span<const int64_t> offsets,
                  std::span<const FfnWeights> experts, const Tensor& scratch,
                  const Tensor& y) override;
@@ -47,6 +47,7 @@ class CpuBackend final : public Backend {
   void Zero(const Tensor& x) override;
   void Sigmoid(const Tensor& x) override;
   void AddGatedRows(const Tensor& src, const Tensor& gate, const Tensor& dst) override;
+  void Add(const Tensor& x, const Tensor& y) override;
   void SortByExpert(const Tensor& ids, int64_t num_experts, const Tensor& offsets,
                     const Tensor& sorted) override;
   void GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const ExpertTable& table,

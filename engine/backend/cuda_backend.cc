@@ -325,13 +325,15 @@ void CudaBackend::AddRmsNorm(const Tensor& residual, const Tensor& x, const Tens
 }
 
 void CudaBackend::Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim,
-                       const Tensor& positions, const Tensor& inv_freq, float attn_scale) {
+                       const Tensor& positions, const Tensor& inv_freq, float attn_scale,
+                       bool interleaved) {
   Use();
   SY_CHECK(positions.numel() == x.rows && x.cols % head_dim == 0);
   if (failed()) return;
-  Check(cuda::rope_neox(ptr<float>(x), x.rows, x.cols / head_dim, head_dim, rotary_dim,
-                        ptr<int32_t>(positions), ptr<float>(inv_freq), attn_scale, impl_->stream),
-        "rope_neox");
+  Check((interleaved ? cuda::rope_interleaved : cuda::rope_neox)(
+            ptr<float>(x), x.rows, x.cols / head_dim, head_dim, rotary_dim, ptr<int32_t>(positions),
+            ptr<float>(inv_freq), attn_scale, impl_->stream),
+        interleaved ? "rope_interleaved" : "rope_neox");
 }
 
 void CudaBackend::KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md,
@@ -374,14 +376,15 @@ void CudaBackend::PagedAttention(const Tensor& q, const AttentionMetadata& md,
   Check(cuda::paged_attention(a, impl_->stream), "paged_attention");
 }
 
-void CudaBackend::RouteTopK(const Tensor& logits, int k, bool renormalize, const Tensor& ids,
-                            const Tensor& weights) {
+void CudaBackend::Route(const Tensor& logits, const RouterParams& params,
+                        const Tensor* correction_bias, const Tensor& ids, const Tensor& weights) {
   Use();
-  SY_CHECK(ids.rows == logits.rows && ids.cols == k && weights.numel() == ids.numel());
+  CheckRouteShapes(logits, params, correction_bias, ids, weights);
   if (failed()) return;
-  Check(cuda::route_topk(ptr<float>(logits), logits.rows, logits.cols, k, renormalize,
-                         ptr<int32_t>(ids), ptr<float>(weights), impl_->stream),
-        "route_topk");
+  const float* bias = correction_bias != nullptr ? ptr<float>(*correction_bias) : nullptr;
+  Check(cuda::route(ptr<float>(logits), logits.rows, logits.cols, params.args(bias),
+                    ptr<int32_t>(ids), ptr<float>(weights), impl_->stream),
+        "route");
 }
 
 void CudaBackend::Ffn(const Tensor& x, const FfnWeights& w, const Tensor& scratch,
@@ -472,6 +475,13 @@ void CudaBackend::AddGatedRows(const Tensor& src, const Tensor& gate, const Tens
   Check(cuda::add_gated_rows(ptr<float>(src), ptr<float>(gate), src.rows, src.cols, ptr<float>(dst),
                              impl_->stream),
         "add_gated_rows");
+}
+
+void CudaBackend::Add(const Tensor& x, const Tensor& y) {
+  Use();
+  SY_CHECK(x.numel() == y.numel());
+  if (failed()) return;
+  Check(cuda::add(ptr<float>(x), ptr<float>(y), ptr<float>(y), y.numel(), impl_->stream), "add");
 }
 
 void CudaBackend::SortByExpert(const Tensor& ids, int64_t num_experts, const Tensor& offsets,

@@ -44,6 +44,38 @@ MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
   }
 }
 
+// Ranks NaN as -inf (as sy::cpu::ref::route).
+float rank_key(float v) { return std::isnan(v) ? -INFINITY : v; }
+
+// The index of the largest of values[0, n) that comes after (prev, prev_id) in the order
+// (value descending, index ascending).
+int32_t next_best(const float* values, int64_t n, float prev, int32_t prev_id) {
+  int32_t best = -1;
+  float best_value = -INFINITY;
+  for (int32_t i = 0; i < n; ++i) {
+    const float v = rank_key(values[i]);
+    const bool after_prev = v < prev || (v == prev && i > prev_id);
+    if (after_prev && (best < 0 || v > best_value)) {
+      best = i;
+      best_value = v;
+    }
+  }
+  return best;
+}
+
+// Bit i set for the `count` largest of values[0, n) (n <= 64), ties to the lower index.
+uint64_t top_mask(const float* values, int64_t n, int64_t count) {
+  uint64_t mask = 0;
+  float prev = INFINITY;
+  int32_t prev_id = -1;
+  for (int64_t j = 0; j < count; ++j) {
+    prev_id = next_best(values, n, prev, prev_id);
+    prev = rank_key(values[prev_id]);
+    mask |= uint64_t{1} << prev_id;
+  }
+  return mask;
+}
+
 }  // namespace
 
 void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t m,
@@ -129,6 +161,43 @@ void rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_
       });
 }
 
+void rope_interleaved(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                      const int32_t* positions, const float* inv_freq, float attn_scale,
+                      ThreadPool* pool) {
+  const KernelTable* kt = detail::active_kernels();
+  if (kt == nullptr) {
+    return ref::rope_interleaved(x, tokens, heads, head_dim, rotary_dim, positions, inv_freq,
+                                 attn_scale, pool);
+  }
+  // As rope_neox, with the pairs adjacent: a plain loop (DeepSeek rotates 64 dimensions a head).
+  const int64_t half = rotary_dim / 2;
+  run_parallel(pool_for(pool, tokens * heads * rotary_dim), tokens,
+               [&](int64_t begin, int64_t end) {
+                 float cos[kRopeSlice];
+                 float sin[kRopeSlice];
+                 for (int64_t t = begin; t < end; ++t) {
+                   const auto position = static_cast<float>(positions[t]);
+                   for (int64_t i0 = 0; i0 < half; i0 += kRopeSlice) {
+                     const int64_t count = std::min(kRopeSlice, half - i0);
+                     for (int64_t i = 0; i < count; ++i) {
+                       const float angle = position * inv_freq[i0 + i];
+                       cos[i] = std::cos(angle) * attn_scale;
+                       sin[i] = std::sin(angle) * attn_scale;
+                     }
+                     for (int64_t h = 0; h < heads; ++h) {
+                       float* pairs = x + (t * heads + h) * head_dim + 2 * i0;
+                       for (int64_t i = 0; i < count; ++i) {
+                         const float x1 = pairs[2 * i];
+                         const float x2 = pairs[2 * i + 1];
+                         pairs[2 * i] = x1 * cos[i] - x2 * sin[i];
+                         pairs[2 * i + 1] = x2 * cos[i] + x1 * sin[i];
+                       }
+                     }
+                   }
+                 }
+               });
+}
+
 void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter, ThreadPool* pool) {
   const KernelTable* kt = detail::active_kernels();
   if (kt == nullptr) return ref::silu_mul(gate_up, out, rows, inter, pool);
@@ -143,39 +212,72 @@ void softmax(float* x, int64_t rows, int64_t n) {
   kt->softmax(x, rows, n);
 }
 
-void route_topk(const float* logits, int64_t tokens, int64_t experts, int k, bool renormalize,
-                int32_t* ids, float* weights) {
+void route(const float* logits, int64_t tokens, int64_t experts, const RouterArgs& args,
+           int32_t* ids, float* weights) {
   const KernelTable* kt = detail::active_kernels();
-  if (kt == nullptr) return ref::route_topk(logits, tokens, experts, k, renormalize, ids, weights);
-  thread_local std::vector<float> probs;  // grows once; no allocation in steady state
-  probs.resize(experts);
+  if (kt == nullptr || args.n_group > 64) {
+    return ref::route(logits, tokens, experts, args, ids, weights);
+  }
+  const int k = args.k;
+  const int64_t group_size = experts / args.n_group;
+  // Grow once; no allocation in steady state.
+  thread_local std::vector<float> scores;
+  thread_local std::vector<float> choice;
+  thread_local std::vector<float> group_scores;
+  scores.resize(experts);
+  choice.resize(experts);
+  group_scores.resize(args.n_group);
   for (int64_t t = 0; t < tokens; ++t) {
-    std::memcpy(probs.data(), logits + t * experts, experts * sizeof(float));
-    kt->softmax(probs.data(), 1, experts);
-    // Pick by (probability descending, id ascending): each pick is the best expert that comes
-    // after the previous pick in that order, so nothing needs marking. NaN ranks as -inf.
-    float total = 0.0f;
-    float prev_prob = INFINITY;
-    int32_t prev_id = -1;
-    for (int j = 0; j < k; ++j) {
-      int32_t best = -1;
-      float best_prob = -INFINITY;
-      for (int32_t e = 0; e < experts; ++e) {
-        const float p = std::isnan(probs[e]) ? -INFINITY : probs[e];
-        const bool after_prev = p < prev_prob || (p == prev_prob && e > prev_id);
-        if (after_prev && (best < 0 || p > best_prob)) {
-          best = e;
-          best_prob = p;
+    std::memcpy(scores.data(), logits + t * experts, experts * sizeof(float));
+    if (args.scoring == RouterScoring::kSoftmax) {
+      kt->softmax(scores.data(), 1, experts);
+    } else {
+      kt->sigmoid(scores.data(), experts);
+    }
+    const float* bias = args.correction_bias;
+    for (int64_t e = 0; e < experts; ++e) {
+      choice[e] = bias != nullptr ? scores[e] + bias[e] : scores[e];
+    }
+    if (args.n_group > 1) {
+      for (int64_t g = 0; g < args.n_group; ++g) {
+        // The two largest of the group (NaN as -inf); equal values count twice.
+        float first = -INFINITY;
+        float second = -INFINITY;
+        for (int64_t e = g * group_size; e < (g + 1) * group_size; ++e) {
+          const float c = rank_key(choice[e]);
+          if (c > first) {
+            second = first;
+            first = c;
+          } else if (c > second) {
+            second = c;
+          }
+        }
+        group_scores[g] = args.group_scoring == GroupScoring::kMax ? first : first + second;
+      }
+      const uint64_t kept = top_mask(group_scores.data(), args.n_group, args.topk_group);
+      for (int64_t g = 0; g < args.n_group; ++g) {
+        if ((kept >> g & 1) == 0) {
+          std::fill(choice.begin() + g * group_size, choice.begin() + (g + 1) * group_size, 0.0f);
         }
       }
+    }
+    // Pick by (choice descending, id ascending): each pick is the best expert that comes after
+    // the previous pick in that order, so nothing needs marking.
+    float total = 0.0f;
+    float prev = INFINITY;
+    int32_t prev_id = -1;
+    for (int j = 0; j < k; ++j) {
+      const int32_t best = next_best(choice.data(), experts, prev, prev_id);
       ids[t * k + j] = best;
-      weights[t * k + j] = probs[best];
-      total += probs[best];
-      prev_prob = best_prob;
+      weights[t * k + j] = scores[best];
+      total += scores[best];
+      prev = rank_key(choice[best]);
       prev_id = best;
     }
-    if (renormalize) {
-      for (int j = 0; j < k; ++j) weights[t * k + j] /= total;
+    if (args.scoring == RouterScoring::kSigmoid) total += 1e-20f;
+    for (int j = 0; j < k; ++j) {
+      const float w = weights[t * k + j];
+      weights[t * k + j] = (args.renormalize ? w / total : w) * args.scaling;
     }
   }
 }

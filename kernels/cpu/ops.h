@@ -36,6 +36,25 @@ struct PagedAttentionArgs {
   float scale = 1.0f;      // usually 1/sqrt(head_dim)
 };
 
+// How a router turns logits into expert scores.
+enum class RouterScoring : uint8_t { kSoftmax, kSigmoid };
+// How a group of experts is scored for the group limit: DeepSeek-V2's group_limited_greedy takes
+// the max; DeepSeek-V3 and GLM-4.5 the sum of the top 2.
+enum class GroupScoring : uint8_t { kMax, kTopTwoSum };
+
+// Arguments of the router (ref::route documents each rule).
+struct RouterArgs {
+  int k = 1;
+  RouterScoring scoring = RouterScoring::kSoftmax;
+  bool renormalize = false;  // norm_topk_prob
+  float scaling = 1.0f;      // routed_scaling_factor: multiplies the final weights
+  // [experts] e_score_correction_bias, added for selection only.
+  const float* correction_bias = nullptr;
+  int n_group = 1;     // experts split in n_group equal groups
+  int topk_group = 1;  // groups kept (n_group == 1: no group limit)
+  GroupScoring group_scoring = GroupScoring::kMax;
+};
+
 // The reference: plain scalar loops, obviously correct, slow. Documentation of each op is here.
 namespace ref {
 
@@ -55,14 +74,39 @@ void add_rms_norm(float* residual, const float* x, const float* w, float* y, int
 // angle = positions[t] * inv_freq[i], cos/sin multiplied by attn_scale (YaRN), i<rot/2.
 void rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
                const int32_t* positions, const float* inv_freq, float attn_scale, ThreadPool* pool);
+// rope_neox with interleaved pairs (x[2i], x[2i+1]), i < rotary_dim/2, rotated by the same angle
+// and in place (DeepSeek-V2's view_as_complex; DeepSeek-V3's rope_interleave de-interleaves
+// first, which moves the results but gives q.k the same terms, since q and k move alike).
+void rope_interleaved(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                      const int32_t* positions, const float* inv_freq, float attn_scale,
+                      ThreadPool* pool);
 // out[r,i] = silu(gate_up[r,i]) * gate_up[r,inter+i].
 void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter, ThreadPool* pool);
 // In place softmax of each row.
 void softmax(float* x, int64_t rows, int64_t n);
-// Router: softmax over each token's expert logits, top-k by probability (descending; ties
-// to the lower expert id), optionally renormalised to sum to 1.
-void route_topk(const float* logits, int64_t tokens, int64_t experts, int k, bool renormalize,
-                int32_t* ids, float* weights);
+// The MoE router of every supported architecture, per token (see RouterArgs), as transformers
+// 4.57.6 computes it (MixtralSparseMoeBlock, Qwen2/3-MoE, OLMoE, DeepseekV2MoEGate,
+// DeepseekV3TopkRouter, Glm4MoeTopkRouter), in f32:
+//  1. scores = softmax(logits) over the experts (as ref::softmax) or sigmoid(logits) each
+//     (as ref::sigmoid).
+//  2. choice = scores + correction_bias (when given). The bias only picks experts and groups.
+//  3. Groups (n_group > 1): the experts split into n_group equal consecutive groups; a group's
+//     score is the max of its choices (kMax, DeepSeek-V2 group_limited_greedy) or the sum of its
+//     two largest, largest first (kTopTwoSum, DeepSeek-V3 / GLM-4.5; needs >= 2 experts a
+//     group). The topk_group best groups are kept (ties: lower group id); the choices of every
+//     other group's experts become 0.0 (masked_fill(..., 0.0), not -inf: a kept expert whose
+//     biased choice is below 0 ranks below a masked one and can lose to it).
+//  4. ids: the k best choices, descending, ties to the lower expert id (transformers calls
+//     topk(sorted=False), whose order is unspecified; this order is ours). A NaN choice ranks
+//     as -inf.
+//  5. weights: the unbiased scores of the chosen experts. renormalize: divided by their sum
+//     (summed in the order of ids) plus 1e-20 for kSigmoid (DeepSeek-V3 / GLM-4.5 add it;
+//     Mixtral / Qwen / OLMoE's softmax renormalisation adds nothing). Then multiplied by
+//     `scaling` (routed_scaling_factor; x 1.0 is exact). DeepSeek-V2 in transformers 4.57.6
+//     never renormalises (it ignores norm_topk_prob) and always scales: pass
+//     renormalize = false there.
+void route(const float* logits, int64_t tokens, int64_t experts, const RouterArgs& args,
+           int32_t* ids, float* weights);
 // Writes new tokens' K and V rows ([tokens, kv_dim]) into the paged cache at slot
 // = block * block_size + offset (rows of kv_dim); slots < 0 are skipped.
 void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
@@ -73,7 +117,7 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool* pool);
 void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst);
 // dst[r,:] += gate[r] * src[r,:] (a shared expert's output scaled by its sigmoid gate).
 void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst);
-// y = a + b elementwise.
+// y = a + b elementwise; y may be a or b (y += x is add(x, y, y, n)).
 void add(const float* a, const float* b, float* y, int64_t n);
 // x = 1 / (1 + exp(-x)) elementwise, in place.
 void sigmoid(float* x, int64_t n);
@@ -102,10 +146,13 @@ void add_rms_norm(float* residual, const float* x, const float* w, float* y, int
                   int64_t dim, float eps, ThreadPool* pool);
 void rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
                const int32_t* positions, const float* inv_freq, float attn_scale, ThreadPool* pool);
+void rope_interleaved(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                      const int32_t* positions, const float* inv_freq, float attn_scale,
+                      ThreadPool* pool);
 void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter, ThreadPool* pool);
 void softmax(float* x, int64_t rows, int64_t n);
-void route_topk(const float* logits, int64_t tokens, int64_t experts, int k, bool renormalize,
-                int32_t* ids, float* weights);
+void route(const float* logits, int64_t tokens, int64_t experts, const RouterArgs& args,
+           int32_t* ids, float* weights);
 void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
               float* k_cache, float* v_cache);
 void paged_attention(const PagedAttentionArgs& a, ThreadPool* pool);

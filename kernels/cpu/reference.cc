@@ -82,6 +82,25 @@ void rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_
   }
 }
 
+void rope_interleaved(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                      const int32_t* positions, const float* inv_freq, float attn_scale,
+                      ThreadPool* /*pool*/) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t h = 0; h < heads; ++h) {
+      float* xh = x + (t * heads + h) * head_dim;
+      for (int64_t i = 0; i < rotary_dim / 2; ++i) {
+        const float angle = static_cast<float>(positions[t]) * inv_freq[i];
+        const float c = std::cos(angle) * attn_scale;
+        const float s = std::sin(angle) * attn_scale;
+        const float x1 = xh[2 * i];
+        const float x2 = xh[2 * i + 1];
+        xh[2 * i] = x1 * c - x2 * s;
+        xh[2 * i + 1] = x2 * c + x1 * s;
+      }
+    }
+  }
+}
+
 void silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter, ThreadPool* /*pool*/) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < inter; ++i) {
@@ -105,22 +124,67 @@ void softmax(float* x, int64_t rows, int64_t n) {
   }
 }
 
-void route_topk(const float* logits, int64_t tokens, int64_t experts, int k, bool renormalize,
-                int32_t* ids, float* weights) {
-  std::vector<float> probs(experts);
-  std::vector<int32_t> order(experts);
+namespace {
+
+// Ranks NaN as -inf, so that every comparison below is a strict weak order.
+float rank_key(float v) { return std::isnan(v) ? -INFINITY : v; }
+
+// The n indices of `values` in descending order, ties to the lower index.
+std::vector<int32_t> descending_order(const std::vector<float>& values) {
+  std::vector<int32_t> order(values.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return rank_key(values[a]) > rank_key(values[b]); });
+  return order;
+}
+
+}  // namespace
+
+void route(const float* logits, int64_t tokens, int64_t experts, const RouterArgs& args,
+           int32_t* ids, float* weights) {
+  const int k = args.k;
+  const int64_t group_size = experts / args.n_group;
+  std::vector<float> scores(experts);
+  std::vector<float> choice(experts);
+  std::vector<float> group_scores(args.n_group);
   for (int64_t t = 0; t < tokens; ++t) {
-    std::copy(logits + t * experts, logits + (t + 1) * experts, probs.begin());
-    ref::softmax(probs.data(), 1, experts);
-    std::iota(order.begin(), order.end(), 0);
-    // Stable: equal probabilities keep ascending expert ids.
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int32_t a, int32_t b) { return probs[a] > probs[b]; });
+    // 1. Scores.
+    std::copy(logits + t * experts, logits + (t + 1) * experts, scores.begin());
+    if (args.scoring == RouterScoring::kSoftmax) {
+      ref::softmax(scores.data(), 1, experts);
+    } else {
+      ref::sigmoid(scores.data(), experts);
+    }
+    // 2. Choice = scores + bias.
+    for (int64_t e = 0; e < experts; ++e) {
+      choice[e] = args.correction_bias != nullptr ? scores[e] + args.correction_bias[e] : scores[e];
+    }
+    // 3. Group limit: zero the choices of every group but the topk_group best.
+    if (args.n_group > 1) {
+      for (int g = 0; g < args.n_group; ++g) {
+        const std::vector<float> group(choice.begin() + g * group_size,
+                                       choice.begin() + (g + 1) * group_size);
+        const std::vector<int32_t> order = descending_order(group);
+        group_scores[g] = args.group_scoring == GroupScoring::kMax
+                              ? group[order[0]]
+                              : group[order[0]] + group[order[1]];
+      }
+      const std::vector<int32_t> group_order = descending_order(group_scores);
+      for (int j = args.topk_group; j < args.n_group; ++j) {
+        const int64_t g = group_order[j];
+        std::fill(choice.begin() + g * group_size, choice.begin() + (g + 1) * group_size, 0.0f);
+      }
+    }
+    // 4. The k best choices.
+    const std::vector<int32_t> order = descending_order(choice);
+    // 5. Weights from the unbiased scores.
     float total = 0.0f;
-    for (int j = 0; j < k; ++j) total += probs[order[j]];
+    for (int j = 0; j < k; ++j) total += scores[order[j]];
+    if (args.scoring == RouterScoring::kSigmoid) total += 1e-20f;
     for (int j = 0; j < k; ++j) {
+      const float w = scores[order[j]];
       ids[t * k + j] = order[j];
-      weights[t * k + j] = renormalize ? probs[order[j]] / total : probs[order[j]];
+      weights[t * k + j] = (args.renormalize ? w / total : w) * args.scaling;
     }
   }
 }

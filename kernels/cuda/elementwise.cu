@@ -212,11 +212,13 @@ cudaError_t rms_norm_any(float* residual, const float* x, const float* w, float*
              : launch_rms_norm<1, kAdd>(residual, x, w, y, rows, dim, eps, stream);
 }
 
-// --- rope_neox: one block per token; cos/sin computed once per token in shared memory ---
+// --- rope_neox, rope_interleaved: one block per token; cos/sin computed once per token in shared
+// memory. Pair i is (i, i + half) or, interleaved, (2i, 2i + 1). ---
 
-__global__ void rope_neox_kernel(float* x, int64_t heads, int64_t head_dim, int64_t half,
-                                 const int32_t* __restrict__ positions,
-                                 const float* __restrict__ inv_freq, float attn_scale) {
+template <bool kInterleaved>
+__global__ void rope_kernel(float* x, int64_t heads, int64_t head_dim, int64_t half,
+                            const int32_t* __restrict__ positions,
+                            const float* __restrict__ inv_freq, float attn_scale) {
   extern __shared__ float cos_sin[];  // [2 * half]: cos then sin, both times attn_scale
   const int64_t t = blockIdx.x;
   const float pos = static_cast<float>(positions[t]);
@@ -238,11 +240,13 @@ __global__ void rope_neox_kernel(float* x, int64_t heads, int64_t head_dim, int6
     float* xh = xt + h * head_dim;
     const float c = cos_sin[i];
     const float s = cos_sin[half + i];
-    const float x1 = xh[i];
-    const float x2 = xh[i + half];
+    const int64_t i1 = kInterleaved ? 2 * i : i;
+    const int64_t i2 = kInterleaved ? 2 * i + 1 : i + half;
+    const float x1 = xh[i1];
+    const float x2 = xh[i2];
     // Unfused products, as the reference computes them.
-    xh[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-    xh[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    xh[i1] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+    xh[i2] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
   }
 }
 
@@ -305,6 +309,19 @@ __global__ void sigmoid_kernel(float* __restrict__ x, int64_t n) {
     if (tail < n) x[tail] = sigmoid_f32(x[tail]);
   } else {
     for (int64_t i = flat_index(); i < n; i += flat_stride()) x[i] = sigmoid_f32(x[i]);
+  }
+}
+
+template <int kVec>
+__global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t u = flat_index(); u < n / kVec; u += flat_stride()) {
+    float va[kVec];
+    float vb[kVec];
+    load_floats<kVec>(a + u * kVec, va);
+    load_floats<kVec>(b + u * kVec, vb);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) va[i] = __fadd_rn(va[i], vb[i]);
+    store_floats<kVec>(y + u * kVec, va);
   }
 }
 
@@ -381,9 +398,12 @@ cudaError_t add_rms_norm(float* residual, const float* x, const float* w, float*
   return rms_norm_any<true>(residual, x, w, y, rows, dim, eps, stream);
 }
 
-cudaError_t rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
-                      const int32_t* positions, const float* inv_freq, float attn_scale,
-                      cudaStream_t stream) {
+namespace {
+
+template <bool kInterleaved>
+cudaError_t launch_rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
+                        int64_t rotary_dim, const int32_t* positions, const float* inv_freq,
+                        float attn_scale, cudaStream_t stream) {
   const int64_t half = rotary_dim / 2;
   // cos/sin of one token must fit the default 48 KiB of shared memory.
   if (tokens < 0 || heads < 0 || rotary_dim < 0 || rotary_dim > head_dim || tokens > INT32_MAX ||
@@ -392,9 +412,26 @@ cudaError_t rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
   }
   if (tokens == 0 || heads == 0 || half == 0) return cudaSuccess;
   const size_t shared = static_cast<size_t>(half) * 2 * sizeof(float);
-  rope_neox_kernel<<<static_cast<unsigned>(tokens), row_threads(heads * half), shared, stream>>>(
-      x, heads, head_dim, half, positions, inv_freq, attn_scale);
+  rope_kernel<kInterleaved>
+      <<<static_cast<unsigned>(tokens), row_threads(heads * half), shared, stream>>>(
+          x, heads, head_dim, half, positions, inv_freq, attn_scale);
   return launch_result();
+}
+
+}  // namespace
+
+cudaError_t rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
+                      const int32_t* positions, const float* inv_freq, float attn_scale,
+                      cudaStream_t stream) {
+  return launch_rope<false>(x, tokens, heads, head_dim, rotary_dim, positions, inv_freq, attn_scale,
+                            stream);
+}
+
+cudaError_t rope_interleaved(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
+                             int64_t rotary_dim, const int32_t* positions, const float* inv_freq,
+                             float attn_scale, cudaStream_t stream) {
+  return launch_rope<true>(x, tokens, heads, head_dim, rotary_dim, positions, inv_freq, attn_scale,
+                           stream);
 }
 
 cudaError_t silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter,
@@ -452,6 +489,17 @@ cudaError_t sigmoid(float* x, int64_t n, cudaStream_t stream) {
             x, n);
   } else {
     sigmoid_kernel<false><<<static_cast<unsigned>(flat_blocks(n)), kThreads, 0, stream>>>(x, n);
+  }
+  return launch_result();
+}
+
+cudaError_t add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  if (n % 4 == 0 && is_aligned16(a) && is_aligned16(b) && is_aligned16(y)) {
+    add_kernel<4><<<static_cast<unsigned>(flat_blocks(n / 4)), kThreads, 0, stream>>>(a, b, y, n);
+  } else {
+    add_kernel<1><<<static_cast<unsigned>(flat_blocks(n)), kThreads, 0, stream>>>(a, b, y, n);
   }
   return launch_result();
 }

@@ -1,6 +1,7 @@
-// MoE routing: the fused softmax top-k router, the stable counting sort of (token, choice) pairs
-// by expert, and the weighted combine of expert outputs back into token order. Each reproduces
-// sy::cpu::ref's arithmetic order so that ids and sorted positions match it exactly.
+// MoE routing: the fused router (softmax or sigmoid scores, bias, group limit, top-k), the stable
+// counting sort of (token, choice) pairs by expert, and the weighted combine of expert outputs
+// back into token order. Each reproduces sy::cpu::ref's arithmetic order so that ids and sorted
+// positions match it exactly.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -14,99 +15,164 @@ namespace {
 
 constexpr int kMaxExperts = 512;
 constexpr int kMaxTopK = 16;
-constexpr int kSlots = kMaxExperts / 32;  // logits per lane in route_topk
+constexpr int kSlots = kMaxExperts / 32;  // experts per lane in route
 
-// --- route_topk: one warp per token ---
+// --- route: one warp per token ---
 
 constexpr int kRouteWarps = 4;
+constexpr int kMaxGroups = 32;  // one lane per group
 
-// The softmax is computed as the reference does: max, exp(x - max), a sequential sum in
-// ascending expert order (one lane, from shared memory), one division per expert. Top-k then
-// takes k rounds of a warp arg-max on (probability desc, expert id asc), which is the order of
-// the reference's stable sort. Blocks hold whole warps and never use __syncthreads, so a warp
-// past the last token may return at once.
+// The best (value desc, id asc) over the warp of each lane's candidate; lanes without one hold
+// (-inf, INT_MAX). Every lane gets the winner.
+__device__ __forceinline__ void warp_arg_max(float& value, int& id) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float other_value = __shfl_xor_sync(0xffffffffu, value, o);
+    const int other_id = __shfl_xor_sync(0xffffffffu, id, o);
+    if (other_value > value || (other_value == value && other_id < id)) {
+      value = other_value;
+      id = other_id;
+    }
+  }
+}
+
+__device__ __forceinline__ float rank_key(float v) { return v == v ? v : -INFINITY; }
+
+// Lane e % 32 holds expert e in slot e / 32. The softmax is computed as the reference does: max,
+// exp(x - max), a sequential sum in ascending expert order (one lane, from shared memory), one
+// division per expert; the sigmoid as 1 / (1 + exp(-x)). The group scores: lane g scans group g's
+// choices in shared memory. Group and expert top-k: rounds of a warp arg-max on (value desc, id
+// asc), the order of the reference's stable sort. Blocks hold whole warps and never use
+// __syncthreads, so a warp past the last token may return at once.
 __global__ void __launch_bounds__(kRouteWarps * 32)
-    route_topk_kernel(const float* __restrict__ logits, int64_t tokens, int experts, int k,
-                      bool renormalize, int32_t* __restrict__ ids, float* __restrict__ weights) {
-  __shared__ float exps[kRouteWarps][kMaxExperts];
+    route_kernel(const float* __restrict__ logits, int64_t tokens, int experts,
+                 cpu::RouterArgs args, int32_t* __restrict__ ids, float* __restrict__ weights) {
+  __shared__ float scores[kRouteWarps][kMaxExperts];
+  __shared__ float choices[kRouteWarps][kMaxExperts];
   const int lane = threadIdx.x % 32;
   const int warp = threadIdx.x / 32;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kRouteWarps + warp;
   if (t >= tokens) return;
   const float* row = logits + t * experts;
+  const int k = args.k;
 
-  float p[kSlots];
-  float row_max = -INFINITY;
+  // 1. Scores.
+  float s[kSlots];
+  if (args.scoring == cpu::RouterScoring::kSoftmax) {
+    float row_max = -INFINITY;
 #pragma unroll
-  for (int j = 0; j < kSlots; ++j) {
-    const int e = lane + 32 * j;
-    p[j] = e < experts ? row[e] : -INFINITY;
-    row_max = fmaxf(row_max, p[j]);
+    for (int j = 0; j < kSlots; ++j) {
+      const int e = lane + 32 * j;
+      s[j] = e < experts ? row[e] : -INFINITY;
+      row_max = fmaxf(row_max, s[j]);
+    }
+    row_max = warp_max(row_max);
+#pragma unroll
+    for (int j = 0; j < kSlots; ++j) {
+      const int e = lane + 32 * j;
+      if (e < experts) {
+        s[j] = expf(s[j] - row_max);
+        scores[warp][e] = s[j];
+      }
+    }
+    __syncwarp();
+    float sum = 0.0f;
+    if (lane == 0) {
+      for (int e = 0; e < experts; ++e) sum += scores[warp][e];
+    }
+    sum = __shfl_sync(0xffffffffu, sum, 0);
+#pragma unroll
+    for (int j = 0; j < kSlots; ++j) s[j] /= sum;
+  } else {
+#pragma unroll
+    for (int j = 0; j < kSlots; ++j) {
+      const int e = lane + 32 * j;
+      s[j] = e < experts ? 1.0f / (1.0f + expf(-row[e])) : 0.0f;
+    }
   }
-  row_max = warp_max(row_max);
+
+  // 2. Choices: scores + bias, NaN as -inf.
+  float c[kSlots];
+  __syncwarp();  // lane 0 has read the exps
 #pragma unroll
   for (int j = 0; j < kSlots; ++j) {
     const int e = lane + 32 * j;
     if (e < experts) {
-      p[j] = expf(p[j] - row_max);
-      exps[warp][e] = p[j];
+      c[j] = rank_key(args.correction_bias != nullptr ? s[j] + args.correction_bias[e] : s[j]);
+      scores[warp][e] = s[j];
+      choices[warp][e] = c[j];
     }
   }
   __syncwarp();
-  float sum = 0.0f;
-  if (lane == 0) {
-    for (int e = 0; e < experts; ++e) sum += exps[warp][e];
-  }
-  sum = __shfl_sync(0xffffffffu, sum, 0);
-  // Probabilities are >= 0; -1 marks slots past the last expert and experts already taken. A NaN
-  // (from NaN logits) becomes -0.5: still chosen after every real probability, so the ids stay
-  // valid experts whatever the input (downstream kernels index by them).
+
+  // 3. Group limit.
+  if (args.n_group > 1) {
+    const int group_size = experts / args.n_group;
+    float group_score = -INFINITY;
+    if (lane < args.n_group) {
+      float first = -INFINITY;
+      float second = -INFINITY;
+      for (int e = lane * group_size; e < (lane + 1) * group_size; ++e) {
+        const float v = choices[warp][e];
+        if (v > first) {
+          second = first;
+          first = v;
+        } else if (v > second) {
+          second = v;
+        }
+      }
+      group_score =
+          rank_key(args.group_scoring == cpu::GroupScoring::kMax ? first : first + second);
+    }
+    unsigned kept = 0;
+    bool taken = lane >= args.n_group;
+    for (int r = 0; r < args.topk_group; ++r) {
+      float best = taken ? -INFINITY : group_score;
+      int best_group = taken ? INT_MAX : lane;
+      warp_arg_max(best, best_group);
+      kept |= 1u << best_group;
+      taken = taken || lane == best_group;
+    }
 #pragma unroll
-  for (int j = 0; j < kSlots; ++j) {
-    const float q = p[j] / sum;
-    p[j] = lane + 32 * j < experts ? (q == q ? q : -0.5f) : -1.0f;
+    for (int j = 0; j < kSlots; ++j) {
+      const int e = lane + 32 * j;
+      if (e < experts && (kept >> (e / group_size) & 1u) == 0) c[j] = 0.0f;
+    }
   }
 
-  float top_p[kMaxTopK] = {};
+  // 4. The k best choices; 5. their scores as weights.
+  unsigned taken_slots = 0;
+  float top_s[kMaxTopK] = {};
   int top_e[kMaxTopK] = {};
 #pragma unroll
   for (int r = 0; r < kMaxTopK; ++r) {
     if (r >= k) break;  // k is the same for the whole warp
-    float best_p = -2.0f;
+    float best = -INFINITY;
     int best_e = INT_MAX;
 #pragma unroll
     for (int j = 0; j < kSlots; ++j) {  // ascending ids: strict > keeps the lowest among ties
-      if (p[j] > best_p) {
-        best_p = p[j];
-        best_e = lane + 32 * j;
+      const int e = lane + 32 * j;
+      if (e < experts && (taken_slots >> j & 1u) == 0 && (best_e == INT_MAX || c[j] > best)) {
+        best = c[j];
+        best_e = e;
       }
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float other_p = __shfl_xor_sync(0xffffffffu, best_p, o);
-      const int other_e = __shfl_xor_sync(0xffffffffu, best_e, o);
-      if (other_p > best_p || (other_p == best_p && other_e < best_e)) {
-        best_p = other_p;
-        best_e = other_e;
-      }
-    }
-    top_p[r] = best_p;
+    warp_arg_max(best, best_e);
+    if (lane == best_e % 32) taken_slots |= 1u << (best_e / 32);
     top_e[r] = best_e;
-#pragma unroll
-    for (int j = 0; j < kSlots; ++j) {
-      if (lane + 32 * j == best_e) p[j] = -1.0f;
-    }
+    top_s[r] = scores[warp][best_e];
   }
   float total = 0.0f;
 #pragma unroll
   for (int r = 0; r < kMaxTopK; ++r) {
-    if (r < k) total += top_p[r];
+    if (r < k) total += top_s[r];
   }
+  if (args.scoring == cpu::RouterScoring::kSigmoid) total += 1e-20f;
 #pragma unroll
   for (int r = 0; r < kMaxTopK; ++r) {
     if (r < k && lane == r) {
       ids[t * k + r] = top_e[r];
-      weights[t * k + r] = renormalize ? top_p[r] / total : top_p[r];
+      weights[t * k + r] = (args.renormalize ? top_s[r] / total : top_s[r]) * args.scaling;
     }
   }
 }
@@ -239,16 +305,20 @@ __global__ void combine_experts_kernel(const float* __restrict__ ys,
 
 }  // namespace
 
-cudaError_t route_topk(const float* logits, int64_t tokens, int64_t experts, int k,
-                       bool renormalize, int32_t* ids, float* weights, cudaStream_t stream) {
-  if (tokens < 0 || experts < 1 || experts > kMaxExperts || k < 1 || k > kMaxTopK || k > experts) {
+cudaError_t route(const float* logits, int64_t tokens, int64_t experts, const cpu::RouterArgs& args,
+                  int32_t* ids, float* weights, cudaStream_t stream) {
+  if (tokens < 0 || experts < 1 || experts > kMaxExperts || args.k < 1 || args.k > kMaxTopK ||
+      args.k > experts || args.n_group < 1 || args.n_group > kMaxGroups ||
+      experts % args.n_group != 0 || args.topk_group < 1 || args.topk_group > args.n_group ||
+      (args.n_group > 1 && args.group_scoring == cpu::GroupScoring::kTopTwoSum &&
+       experts / args.n_group < 2)) {
     return cudaErrorInvalidValue;
   }
   if (tokens == 0) return cudaSuccess;
   const int64_t blocks = ceil_div(tokens, kRouteWarps);
   if (blocks > INT32_MAX) return cudaErrorInvalidValue;
-  route_topk_kernel<<<static_cast<unsigned>(blocks), kRouteWarps * 32, 0, stream>>>(
-      logits, tokens, static_cast<int>(experts), k, renormalize, ids, weights);
+  route_kernel<<<static_cast<unsigned>(blocks), kRouteWarps * 32, 0, stream>>>(
+      logits, tokens, static_cast<int>(experts), args, ids, weights);
   return launch_result();
 }
 

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/ops.h"
 #include "kernels/dtype.h"
 
 namespace sy::cuda {
@@ -32,6 +33,10 @@ cudaError_t add_rms_norm(float* residual, const float* x, const float* w, float*
 cudaError_t rope_neox(float* x, int64_t tokens, int64_t heads, int64_t head_dim, int64_t rotary_dim,
                       const int32_t* positions, const float* inv_freq, float attn_scale,
                       cudaStream_t stream);
+// In-place rotary embedding of adjacent pairs, as sy::cpu::ref::rope_interleaved.
+cudaError_t rope_interleaved(float* x, int64_t tokens, int64_t heads, int64_t head_dim,
+                             int64_t rotary_dim, const int32_t* positions, const float* inv_freq,
+                             float attn_scale, cudaStream_t stream);
 // out[r,i] = silu(gate_up[r,i]) * gate_up[r,inter+i].
 cudaError_t silu_mul(const float* gate_up, float* out, int64_t rows, int64_t inter,
                      cudaStream_t stream);
@@ -43,14 +48,17 @@ cudaError_t add_gated_rows(const float* src, const float* gate, int64_t rows, in
                            float* dst, cudaStream_t stream);
 // x = 1 / (1 + exp(-x)).
 cudaError_t sigmoid(float* x, int64_t n, cudaStream_t stream);
+// y = a + b elementwise; y may be a or b.
+cudaError_t add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream);
 // y[i] = x[i] converted to `dtype` (bf16 or f16 round to nearest even, as kernels/dtype.h).
 cudaError_t convert_f32(const float* x, int64_t n, DType dtype, void* y, cudaStream_t stream);
 
 // --- MoE routing (kernels/cuda/moe_routing.cu) ---
-// Softmax router, fused: per token softmax over experts, top-k by probability (descending;
-// ties to the lower id), optional renormalisation; as sy::cpu::ref::route_topk.
-cudaError_t route_topk(const float* logits, int64_t tokens, int64_t experts, int k,
-                       bool renormalize, int32_t* ids, float* weights, cudaStream_t stream);
+// The router, fused, as sy::cpu::ref::route (args.correction_bias in device memory or null).
+// experts <= 512, k <= 16, n_group <= 32 with experts % n_group == 0 and 1 <= topk_group <=
+// n_group; others: InvalidValue.
+cudaError_t route(const float* logits, int64_t tokens, int64_t experts, const cpu::RouterArgs& args,
+                  int32_t* ids, float* weights, cudaStream_t stream);
 // Groups the tokens*k (token, choice) pairs of ids [tokens, k] by expert, as
 // sy::cpu::ref::sort_by_expert: offsets [experts + 1]; sorted [3, tokens*k]: row 0 the token of
 // each position, row 1 its flat (token, choice) index, row 2 the inverse (position of flat

@@ -6,11 +6,12 @@
         [--tokenizers-only | --only NAME ...]
 
 Writes tokenizers/{bpe_qwen,bpe_gpt2,sp,sp_unigram}/, tokenizers/cases.json, models/<name>/
-(checkpoint, tokenizer files, golden.json), models/index.json and rope/cases.json.
+(checkpoint, tokenizer files, golden.json), models/index.json, rope/cases.json and
+routing/cases.json.
 Deterministic: fixed seeds, one thread. --tokenizers-only writes just the tokenizers and needs
-no torch. --only regenerates just the named models (with the other models of their families)
-and rope/cases.json, reusing the committed tokenizers and keeping every other entry of
-index.json.
+no torch. --only regenerates just the named models (with the other models of their families),
+rope/cases.json and routing/cases.json, reusing the committed tokenizers and keeping every other
+entry of index.json.
 See tests/golden/README.md for the format."""
 
 import os
@@ -112,6 +113,15 @@ def generate_rope(out: Path):
     print(f"  {len(rope['cases'])} cases")
 
 
+def generate_routing(out: Path):
+    import golden_routing  # needs torch
+    routing = golden_routing.build_cases()
+    (out / "routing").mkdir(parents=True, exist_ok=True)
+    golden_json.write_json(out / "routing" / "cases.json", {**model_versions(), **routing},
+                           compact=True)
+    print(f"  {len(routing['cases'])} cases")
+
+
 def check_size(out: Path):
     """tests/golden/ must stay under 6 MiB as du counts it."""
     du = subprocess.run(["du", "-sk", str(out)], capture_output=True, text=True, check=True)
@@ -128,8 +138,8 @@ def main():
     which.add_argument("--tokenizers-only", action="store_true",
                        help="regenerate tokenizers/ only (no torch needed)")
     which.add_argument("--only", nargs="+", metavar="NAME",
-                       help="regenerate only these models (and the RoPE tables); the tokenizers "
-                            "are not rewritten")
+                       help="regenerate only these models (and the RoPE and router cases); the "
+                            "tokenizers are not rewritten")
     args = parser.parse_args()
     if transformers.__version__ != EXPECTED_TRANSFORMERS:
         sys.exit(f"transformers {transformers.__version__} found, {EXPECTED_TRANSFORMERS} "
@@ -146,6 +156,8 @@ def main():
         generate_models(args.out, tok_root, args.only)
         print("rope tables:")
         generate_rope(args.out)
+        print("routers:")
+        generate_routing(args.out)
     check_size(args.out)
     print(f"done in {time.time() - start:.0f} s")
 

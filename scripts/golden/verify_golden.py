@@ -96,6 +96,31 @@ def verify_rope(golden: Path):
     return failures
 
 
+def verify_routing(golden: Path):
+    """Each case's stored logits and bias, routed again by its transformers router class, give
+    the recorded experts (as sets) and weights."""
+    import torch
+    import golden_routing
+    data = json.loads((golden / "routing" / "cases.json").read_text())
+    failures = 0
+    specs = {spec[0]: spec for spec in golden_routing.CASES}
+    for case in data["cases"]:
+        name, kind, fields = specs[case["name"]][:3]
+        router = golden_routing._router(kind, fields)
+        if case["bias"] is not None:
+            router.e_score_correction_bias.copy_(torch.tensor(case["bias"]))
+        ids, weights = golden_routing._route(kind, router, torch.tensor(case["logits"]))
+        for t in range(ids.shape[0]):
+            got = sorted(zip(ids[t].tolist(), weights[t].tolist()))
+            if [i for i, _ in got] != case["ids"][t] or \
+                    torch.tensor([w for _, w in got]).tolist() != \
+                    torch.tensor(case["weights"][t]).tolist():
+                failures += 1
+                print(f"FAIL routing {name} token {t}")
+    print(f"routing: {len(data['cases'])} cases checked")
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--golden", type=Path,
@@ -108,6 +133,7 @@ def main():
         import torch
         torch.set_num_threads(1)
         failures += verify_rope(args.golden)
+        failures += verify_routing(args.golden)
         index = json.loads((args.golden / "models" / "index.json").read_text())
         for entry in index["models"]:
             failures += verify_model(args.golden / entry["path"])

@@ -229,6 +229,9 @@ StatusOr<json> RunMoe(Backend* be, const MoeShape& s, const std::vector<int64_t>
               static_cast<long long>(s.k), static_cast<long long>(s.inter));
   std::printf("%7s %8s | %10s %8s %8s | %10s %8s %8s\n", "tokens", "experts", "eager us", "GB/s",
               "TFLOP/s", "graph us", "GB/s", "TFLOP/s");
+  RouterParams router_params;
+  router_params.k = static_cast<int>(s.k);
+  router_params.renormalize = s.renormalize;
   for (int64_t t : tokens) {
     const int64_t tk = t * s.k;
     const Tensor xt = x.Rows(0, t);
@@ -241,7 +244,7 @@ StatusOr<json> RunMoe(Backend* be, const MoeShape& s, const std::vector<int64_t>
     const Tensor ot = out.Rows(0, t);
     auto layer = [&](int l) {
       be->MatMul(xt, router, nullptr, lt);
-      be->RouteTopK(lt, static_cast<int>(s.k), s.renormalize, it, wt_t);
+      be->Route(lt, router_params, nullptr, it, wt_t);
       be->SortByExpert(it, s.experts, offsets, sorted);
       be->GatherRows(xt, sorted.Rows(0, 1), xst);
       be->GroupedExpertFfn(xst, offsets, tables[l], scratch, yst);

@@ -204,5 +204,92 @@ TEST(CudaBackendTest, FillRandomMatchesCpuBitForBit) {
   }
 }
 
+// Route (with a bias tensor and groups), interleaved Rope and Add through both backends: the
+// CUDA backend passes the same arguments to its kernels as the CPU backend.
+TEST(CudaBackendTest, RouteRopeAndAddMatchCpu) {
+  SY_REQUIRE_GPU();
+  auto gpu = CreateBackend(ParseDevice("cuda").value(), BackendOptions{});
+  auto cpu = CreateBackend(ParseDevice("cpu").value(), BackendOptions{});
+  ASSERT_TRUE(gpu.ok() && cpu.ok());
+  std::vector<DeviceBuffer> buffers;
+  // The same host values on both backends.
+  auto both = [&](const void* host, DType dtype, int64_t rows, int64_t cols) {
+    Tensor t{nullptr, dtype, rows, cols};
+    std::pair<Tensor, Tensor> out{t, t};
+    for (auto [backend, tensor] :
+         {std::pair{gpu->get(), &out.first}, std::pair{cpu->get(), &out.second}}) {
+      auto buf = backend->Allocate(t.nbytes());
+      EXPECT_TRUE(buf.ok());
+      tensor->data = buf->data();
+      backend->CopyToDevice(tensor->data, host, t.nbytes());
+      buffers.push_back(std::move(*buf));
+    }
+    return out;
+  };
+  auto host_of = [&](Backend* backend, const Tensor& t) {
+    std::vector<char> host(t.nbytes());
+    backend->CopyToHost(host.data(), t.data, host.size());
+    return host;
+  };
+  const int64_t tokens = 50;
+  const int64_t experts = 256;
+  // No near-ties for the GPU's expf to decide differently: logits on a grid of 1/8 in
+  // [-1.3, 2.2] (scores in (0.21, 0.91), no two pairs with sums equal by symmetry); one integer
+  // bias per group of 32, so biased choices and group sums of different biases are far apart.
+  std::vector<float> logits(tokens * experts);
+  std::vector<float> bias(experts);
+  for (size_t i = 0; i < logits.size(); ++i) {
+    logits[i] = static_cast<float>(i * 37 % 29) / 8 - 1.3f;
+  }
+  for (size_t e = 0; e < bias.size(); ++e) bias[e] = static_cast<float>(e / 32 % 3) - 1;
+  RouterParams params;
+  params.k = 8;
+  params.scoring = cpu::RouterScoring::kSigmoid;
+  params.renormalize = true;
+  params.scaling = 2.5f;
+  params.n_group = 8;
+  params.topk_group = 4;
+  params.group_scoring = cpu::GroupScoring::kTopTwoSum;
+  const auto [logits_g, logits_c] = both(logits.data(), DType::kF32, tokens, experts);
+  const auto [bias_g, bias_c] = both(bias.data(), DType::kF32, 1, experts);
+  const std::vector<float> zeros(tokens * params.k);
+  const auto [ids_g, ids_c] = both(zeros.data(), DType::kI32, tokens, params.k);
+  const auto [w_g, w_c] = both(zeros.data(), DType::kF32, tokens, params.k);
+  (*gpu)->Route(logits_g, params, &bias_g, ids_g, w_g);
+  (*cpu)->Route(logits_c, params, &bias_c, ids_c, w_c);
+  EXPECT_EQ(host_of(gpu->get(), ids_g), host_of(cpu->get(), ids_c));
+  std::vector<float> w_gpu(tokens * params.k);
+  (*gpu)->CopyToHost(w_gpu.data(), w_g.data, w_g.nbytes());
+  const float* w_cpu = static_cast<const float*>(w_c.data);
+  for (size_t i = 0; i < w_gpu.size(); ++i) EXPECT_NEAR(w_gpu[i], w_cpu[i], 1e-5f) << i;
+
+  const int64_t heads = 4;
+  const int64_t head_dim = 64;
+  const std::vector<float> x = cpu::random_floats(tokens * heads * head_dim, -1, 1, 5);
+  std::vector<int32_t> positions(tokens);
+  std::iota(positions.begin(), positions.end(), 100);
+  std::vector<float> inv_freq(head_dim / 2);
+  for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(1e4f, -2.0f * i / head_dim);
+  const auto [x_g, x_c] = both(x.data(), DType::kF32, tokens, heads * head_dim);
+  const auto [pos_g, pos_c] = both(positions.data(), DType::kI32, 1, tokens);
+  const auto [freq_g, freq_c] = both(inv_freq.data(), DType::kF32, 1, head_dim / 2);
+  (*gpu)->Rope(x_g, head_dim, head_dim, pos_g, freq_g, 1.25f, /*interleaved=*/true);
+  (*cpu)->Rope(x_c, head_dim, head_dim, pos_c, freq_c, 1.25f, /*interleaved=*/true);
+  std::vector<float> rotated(x.size());
+  (*gpu)->CopyToHost(rotated.data(), x_g.data, x_g.nbytes());
+  const float* rotated_cpu = static_cast<const float*>(x_c.data);
+  for (size_t i = 0; i < rotated.size(); ++i) EXPECT_NEAR(rotated[i], rotated_cpu[i], 1e-5f) << i;
+
+  // y += x: one f32 addition per element on both.
+  const std::vector<float> y = cpu::random_floats(x.size(), -1, 1, 6);
+  const auto [a_g, a_c] = both(x.data(), DType::kF32, tokens, heads * head_dim);
+  const auto [y_g, y_c] = both(y.data(), DType::kF32, tokens, heads * head_dim);
+  (*gpu)->Add(a_g, y_g);
+  (*cpu)->Add(a_c, y_c);
+  EXPECT_EQ(host_of(gpu->get(), y_g), host_of(cpu->get(), y_c));
+  (*gpu)->Synchronize();
+  EXPECT_TRUE((*gpu)->status().ok()) << (*gpu)->status().ToString();
+}
+
 }  // namespace
 }  // namespace sy

@@ -229,20 +229,21 @@ TEST(CudaRmsNorm, DeterministicAndBatchInvariant) {
   }
 }
 
-// --- rope_neox ---
+// --- rope_neox, rope_interleaved ---
 
 struct RopeCase {
   int64_t tokens, heads, head_dim, rotary_dim;
 };
 
 std::vector<float> RunRope(const std::vector<float>& x, const std::vector<int32_t>& positions,
-                           const std::vector<float>& inv_freq, const RopeCase& c,
-                           float attn_scale) {
+                           const std::vector<float>& inv_freq, const RopeCase& c, float attn_scale,
+                           bool interleaved = false) {
   DeviceArray<float> d_x(x);
   DeviceArray<int32_t> d_pos(positions);
   DeviceArray<float> d_freq(inv_freq);
-  const cudaError_t err = cuda::rope_neox(d_x.get(), c.tokens, c.heads, c.head_dim, c.rotary_dim,
-                                          d_pos.get(), d_freq.get(), attn_scale, nullptr);
+  const cudaError_t err = (interleaved ? cuda::rope_interleaved : cuda::rope_neox)(
+      d_x.get(), c.tokens, c.heads, c.head_dim, c.rotary_dim, d_pos.get(), d_freq.get(), attn_scale,
+      nullptr);
   EXPECT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
   EXPECT_TRUE(DeviceOk());
   return d_x.Download();
@@ -282,6 +283,29 @@ TEST(CudaRopeNeox, MatchesReference) {
       cpu::ref::rope_neox(want.data(), c.tokens, c.heads, c.head_dim, c.rotary_dim, pos.data(),
                           inv_freq.data(), attn_scale, nullptr);
       EXPECT_TRUE(Close(RunRope(x, pos, inv_freq, c, attn_scale), want, kF32Tol, c.head_dim));
+    }
+  }
+}
+
+TEST(CudaRopeInterleaved, MatchesReference) {
+  SY_REQUIRE_GPU();
+  // DeepSeek's rope part (64 of a 192-wide head as its own tensor, or the leading 64) and others.
+  const RopeCase cases[] = {{1, 1, 2, 2},    {5, 16, 64, 64}, {7, 3, 192, 64},
+                            {33, 1, 64, 64}, {2, 5, 80, 40},  {1, 1, 6, 5}};
+  uint32_t seed = 450;
+  for (const RopeCase& c : cases) {
+    for (float attn_scale : {1.0f, 1.3f}) {
+      SCOPED_TRACE(::testing::Message()
+                   << "tokens " << c.tokens << " heads " << c.heads << " head_dim " << c.head_dim
+                   << " rotary " << c.rotary_dim << " attn_scale " << attn_scale);
+      const std::vector<float> x =
+          cpu::random_floats(c.tokens * c.heads * c.head_dim, -1, 1, seed++);
+      const std::vector<int32_t> pos = RandomPositions(c.tokens, seed++);
+      const std::vector<float> inv_freq = InvFreq(c.rotary_dim, 10000.0f);
+      std::vector<float> want = x;
+      cpu::ref::rope_interleaved(want.data(), c.tokens, c.heads, c.head_dim, c.rotary_dim,
+                                 pos.data(), inv_freq.data(), attn_scale, nullptr);
+      EXPECT_TRUE(Close(RunRope(x, pos, inv_freq, c, attn_scale, true), want, kF32Tol, c.head_dim));
     }
   }
 }
@@ -391,6 +415,29 @@ TEST(CudaAddGatedRows, MatchesReferenceExactly) {
         cuda::add_gated_rows(d_src.get(), d_gate.get(), c.rows, c.dim, d_dst.get(), nullptr));
     ASSERT_TRUE(DeviceOk());
     EXPECT_TRUE(BitEqual(d_dst.Download(), want));
+  }
+}
+
+// --- add ---
+
+TEST(CudaAdd, MatchesReferenceExactlyInPlace) {
+  SY_REQUIRE_GPU();
+  uint32_t seed = 850;
+  for (int64_t n : {1, 3, 4, 5, 1000, 1025, (1 << 20) + 3}) {
+    for (int64_t offset : {int64_t{0}, int64_t{1}}) {  // 1: not 16-byte aligned
+      SCOPED_TRACE(::testing::Message() << "n " << n << " offset " << offset);
+      const std::vector<float> x = cpu::random_floats(n, -1, 1, seed++);
+      const std::vector<float> y = cpu::random_floats(offset + n, -1, 1, seed++);
+      std::vector<float> want(y.begin() + offset, y.end());
+      cpu::ref::add(x.data(), want.data(), want.data(), n);
+      DeviceArray<float> d_x(x);
+      DeviceArray<float> d_y(y);
+      SY_CUDA_OK(cuda::add(d_x.get(), d_y.get() + offset, d_y.get() + offset, n, nullptr));
+      ASSERT_TRUE(DeviceOk());
+      const std::vector<float> all = d_y.Download();
+      EXPECT_EQ(std::memcmp(all.data(), y.data(), offset * sizeof(float)), 0);
+      EXPECT_TRUE(BitEqual(std::vector<float>(all.begin() + offset, all.end()), want));
+    }
   }
 }
 
@@ -559,6 +606,9 @@ TEST(CudaElementwise, RejectsUnsupportedArguments) {
   EXPECT_EQ(cuda::convert_f32(p, 4, DType::kI64, p, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(cuda::fill_random(p, DType::kI32, 4, 1, 1.0f, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(cuda::rope_neox(p, 1, 1, 4, 6, ids.get(), p, 1.0f, nullptr), cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::rope_interleaved(p, 1, 1, 4, 6, ids.get(), p, 1.0f, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::add(p, p, p, -1, nullptr), cudaErrorInvalidValue);
   EXPECT_EQ(cuda::copy_bytes(p, p + 8, 24, nullptr), cudaErrorInvalidValue);      // bytes % 16
   EXPECT_EQ(cuda::copy_bytes(p + 1, p + 8, 32, nullptr), cudaErrorInvalidValue);  // unaligned
   EXPECT_TRUE(DeviceOk());
@@ -575,6 +625,9 @@ TEST(CudaElementwise, ZeroSizeCallsDoNothing) {
   EXPECT_EQ(cuda::gather_rows(nullptr, nullptr, 0, 8, nullptr, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::add_gated_rows(nullptr, nullptr, 0, 8, nullptr, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::sigmoid(nullptr, 0, nullptr), cudaSuccess);
+  EXPECT_EQ(cuda::rope_interleaved(nullptr, 0, 4, 64, 64, nullptr, nullptr, 1.0f, nullptr),
+            cudaSuccess);
+  EXPECT_EQ(cuda::add(nullptr, nullptr, nullptr, 0, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::convert_f32(nullptr, 0, DType::kF16, nullptr, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::fill_random(nullptr, DType::kF32, 0, 1, 1.0f, nullptr), cudaSuccess);
   EXPECT_EQ(cuda::fill_f32(nullptr, 0, 1.0f, nullptr), cudaSuccess);

@@ -1,12 +1,14 @@
-// The MoE routing kernels of kernels/cuda/moe_routing.cu against sy::cpu::ref: route_topk (same
-// ids, weights within kWeightTol), sort_by_expert (bit for bit) and combine_experts, over many
-// shapes with poisoned outputs, determinism and batch invariance. Skipped without a GPU.
+// The MoE routing kernels of kernels/cuda/moe_routing.cu against sy::cpu::ref: route (same ids,
+// weights within kWeightTol; softmax, and sigmoid with bias and group limits), sort_by_expert
+// (bit for bit) and combine_experts, over many shapes with poisoned outputs, determinism and
+// batch invariance. Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -53,7 +55,7 @@ template <typename T>
   return ::testing::AssertionFailure() << diff;
 }
 
-// --- route_topk ---
+// --- route ---
 
 // Router logits on a grid of 2^-8: equal logits are exact ties (broken by the lower id on both
 // sides), and different ones are far apart, so no probability is within rounding of another
@@ -77,18 +79,38 @@ struct Routed {
   std::vector<float> weights;
 };
 
-Routed RunRouteTopk(const std::vector<float>& logits, int64_t tokens, int64_t experts, int k,
-                    bool renormalize) {
+// args.correction_bias, when set, points to host memory: it is uploaded for the GPU.
+Routed RunRoute(const std::vector<float>& logits, int64_t tokens, int64_t experts,
+                const cpu::RouterArgs& args) {
   DeviceArray<float> d_logits(logits);
-  DeviceArray<int32_t> d_ids(tokens * k);
-  DeviceArray<float> d_weights(tokens * k);
+  const int64_t bias_size = args.correction_bias != nullptr ? experts : 0;
+  DeviceArray<float> d_bias(
+      std::vector<float>(args.correction_bias, args.correction_bias + bias_size));
+  DeviceArray<int32_t> d_ids(tokens * args.k);
+  DeviceArray<float> d_weights(tokens * args.k);
   d_ids.Poison();
   d_weights.Poison();
-  const cudaError_t err = cuda::route_topk(d_logits.get(), tokens, experts, k, renormalize,
-                                           d_ids.get(), d_weights.get(), nullptr);
+  cpu::RouterArgs device_args = args;
+  device_args.correction_bias = args.correction_bias != nullptr ? d_bias.get() : nullptr;
+  const cudaError_t err = cuda::route(d_logits.get(), tokens, experts, device_args, d_ids.get(),
+                                      d_weights.get(), nullptr);
   EXPECT_EQ(err, cudaSuccess) << cudaGetErrorString(err);
   EXPECT_TRUE(DeviceOk());
   return {d_ids.Download(), d_weights.Download()};
+}
+
+Routed RunReference(const std::vector<float>& logits, int64_t tokens, int64_t experts,
+                    const cpu::RouterArgs& args) {
+  Routed want{std::vector<int32_t>(tokens * args.k), std::vector<float>(tokens * args.k)};
+  cpu::ref::route(logits.data(), tokens, experts, args, want.ids.data(), want.weights.data());
+  return want;
+}
+
+cpu::RouterArgs Softmax(int k, bool renormalize) {
+  cpu::RouterArgs args;
+  args.k = k;
+  args.renormalize = renormalize;
+  return args;
 }
 
 struct RouteCase {
@@ -100,7 +122,7 @@ constexpr RouteCase kRouteCases[] = {{1, 8, 2},     {37, 8, 2},    {100, 64, 6},
                                      {1000, 60, 4}, {7, 33, 3},    {3, 512, 1},  {129, 32, 8},
                                      {2, 511, 16},  {4096, 64, 8}, {9, 100, 12}};
 
-TEST(CudaRouteTopk, MatchesReference) {
+TEST(CudaRoute, SoftmaxMatchesReference) {
   SY_REQUIRE_GPU();
   uint32_t seed = 1;
   for (const RouteCase& c : kRouteCases) {
@@ -110,10 +132,9 @@ TEST(CudaRouteTopk, MatchesReference) {
                      << "tokens " << c.tokens << " experts " << c.experts << " k " << c.k
                      << " levels " << levels << " renormalize " << renormalize);
         const std::vector<float> logits = RouterLogits(c.tokens, c.experts, levels, seed++);
-        Routed want{std::vector<int32_t>(c.tokens * c.k), std::vector<float>(c.tokens * c.k)};
-        cpu::ref::route_topk(logits.data(), c.tokens, c.experts, c.k, renormalize, want.ids.data(),
-                             want.weights.data());
-        const Routed got = RunRouteTopk(logits, c.tokens, c.experts, c.k, renormalize);
+        const cpu::RouterArgs args = Softmax(c.k, renormalize);
+        const Routed want = RunReference(logits, c.tokens, c.experts, args);
+        const Routed got = RunRoute(logits, c.tokens, c.experts, args);
         EXPECT_TRUE(BitEqual(got.ids, want.ids));
         EXPECT_TRUE(Close(got.weights, want.weights, kWeightTol, c.k));
       }
@@ -121,7 +142,155 @@ TEST(CudaRouteTopk, MatchesReference) {
   }
 }
 
-TEST(CudaRouteTopk, UnderflowedProbabilitiesTieByLowerId) {
+// The DeepSeek-V2/V3, GLM-4.5 and Kimi K2 settings: sigmoid scores with a correction bias (on a
+// grid of 1/64 in [-1/4, 1/4]), group limits, scaling.
+struct RouterSetting {
+  const char* name;
+  int64_t experts;
+  cpu::RouterArgs args;
+  bool bias;
+};
+
+std::vector<RouterSetting> RouterSettings() {
+  std::vector<RouterSetting> settings;
+  cpu::RouterArgs v3;  // DeepSeek-V3 (GLM-4.5 has the same rules at 160 experts, 1 group)
+  v3.k = 8;
+  v3.scoring = cpu::RouterScoring::kSigmoid;
+  v3.renormalize = true;
+  v3.scaling = 2.5f;
+  v3.n_group = 8;
+  v3.topk_group = 4;
+  v3.group_scoring = cpu::GroupScoring::kTopTwoSum;
+  settings.push_back({"deepseek_v3", 256, v3, true});
+  cpu::RouterArgs kimi = v3;  // Kimi K2
+  kimi.n_group = 1;
+  kimi.topk_group = 1;
+  kimi.scaling = 2.827f;
+  settings.push_back({"kimi_k2", 384, kimi, true});
+  cpu::RouterArgs glm = kimi;  // GLM-4.5
+  glm.scaling = 1.0f;
+  settings.push_back({"glm4_moe", 160, glm, true});
+  cpu::RouterArgs sigmoid_plain = kimi;
+  sigmoid_plain.renormalize = false;
+  settings.push_back({"sigmoid_no_bias", 64, sigmoid_plain, false});
+  cpu::RouterArgs masked = v3;  // 16 experts, 1 of 4 groups kept, k 8: masked experts chosen
+  masked.n_group = 4;
+  masked.topk_group = 1;
+  settings.push_back({"masked_picks", 16, masked, true});
+  cpu::RouterArgs v2;  // DeepSeek-V2: softmax, group max, scaled, not renormalised
+  v2.k = 6;
+  v2.scaling = 16.0f;
+  v2.n_group = 8;
+  v2.topk_group = 3;
+  settings.push_back({"deepseek_v2", 160, v2, false});
+  cpu::RouterArgs v2_lite = v2;  // DeepSeek-V2-Lite: greedy
+  v2_lite.n_group = 1;
+  v2_lite.topk_group = 1;
+  v2_lite.scaling = 1.0f;
+  settings.push_back({"deepseek_v2_lite", 64, v2_lite, false});
+  return settings;
+}
+
+// The closest call in one token's routing, in double precision: the smallest nonzero gap
+// between the last kept and the first dropped group score (n_group > 1) and between the k-th and
+// (k+1)-th choice. Sigmoid scores plus a bias, and sums of two of them, have no grid: a gap
+// within a few ulp is a near-tie that the GPU's expf (2 ulp from the CPU's) may decide the other
+// way. Exact ties (gap 0: equal inputs) must still match, so they do not count.
+double DecisionMargin(const float* logits, int64_t experts, const cpu::RouterArgs& args) {
+  std::vector<double> scores(logits, logits + experts);
+  if (args.scoring == cpu::RouterScoring::kSoftmax) {
+    const double max = *std::max_element(scores.begin(), scores.end());
+    double sum = 0;
+    for (double& v : scores) sum += (v = std::exp(v - max));
+    for (double& v : scores) v /= sum;
+  } else {
+    for (double& v : scores) v = 1 / (1 + std::exp(-v));
+  }
+  std::vector<double> choice(experts);
+  for (int64_t e = 0; e < experts; ++e) {
+    choice[e] = scores[e] + (args.correction_bias != nullptr ? args.correction_bias[e] : 0.0);
+  }
+  double margin = INFINITY;
+  auto gap_at = [&margin](std::vector<double> values, int keep) {
+    if (keep >= static_cast<int>(values.size())) return;
+    std::sort(values.begin(), values.end(), std::greater<>());
+    const double gap = values[keep - 1] - values[keep];
+    if (gap > 0) margin = std::min(margin, gap);
+  };
+  if (args.n_group > 1) {
+    const int64_t size = experts / args.n_group;
+    std::vector<double> group_scores(args.n_group);
+    for (int g = 0; g < args.n_group; ++g) {
+      std::vector<double> group(choice.begin() + g * size, choice.begin() + (g + 1) * size);
+      std::sort(group.begin(), group.end(), std::greater<>());
+      group_scores[g] =
+          args.group_scoring == cpu::GroupScoring::kMax ? group[0] : group[0] + group[1];
+    }
+    gap_at(group_scores, args.topk_group);
+    std::vector<int> order(args.n_group);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return group_scores[a] > group_scores[b]; });
+    for (int j = args.topk_group; j < args.n_group; ++j) {
+      std::fill(choice.begin() + order[j] * size, choice.begin() + (order[j] + 1) * size, 0.0);
+    }
+  }
+  gap_at(choice, args.k);
+  return margin;
+}
+
+template <typename T>
+std::vector<T> TokenRow(const std::vector<T>& v, int64_t t, int k) {
+  return std::vector<T>(v.begin() + t * k, v.begin() + (t + 1) * k);
+}
+
+// GPU and reference routings agree: equal ids and close weights on every token, except tokens
+// whose decision margin is a near-tie (at most 1% of them).
+::testing::AssertionResult SameRouting(const Routed& got, const Routed& want,
+                                       const std::vector<float>& logits, int64_t tokens,
+                                       int64_t experts, const cpu::RouterArgs& args) {
+  const int k = args.k;
+  int64_t near_ties = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (TokenRow(got.ids, t, k) != TokenRow(want.ids, t, k)) {
+      if (DecisionMargin(logits.data() + t * experts, experts, args) < 1e-5) {
+        ++near_ties;
+        continue;
+      }
+      return ::testing::AssertionFailure() << "token " << t << ": ids differ";
+    }
+    const ::testing::AssertionResult close =
+        Close(TokenRow(got.weights, t, k), TokenRow(want.weights, t, k), kWeightTol, k);
+    if (!close) return ::testing::AssertionFailure() << "token " << t << ": " << close.message();
+  }
+  if (near_ties > tokens / 100) {
+    return ::testing::AssertionFailure() << near_ties << " near-ties of " << tokens << " tokens";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST(CudaRoute, GroupsBiasAndSigmoidMatchReference) {
+  SY_REQUIRE_GPU();
+  uint32_t seed = 100;
+  for (const RouterSetting& s : RouterSettings()) {
+    for (int64_t tokens : {int64_t{1}, int64_t{77}, int64_t{1000}}) {
+      for (int levels : {3, 1000}) {
+        SCOPED_TRACE(::testing::Message()
+                     << s.name << " tokens " << tokens << " levels " << levels);
+        const std::vector<float> logits = RouterLogits(tokens, s.experts, levels, seed++);
+        std::vector<float> bias = RouterLogits(1, s.experts, 16, seed++);
+        for (float& b : bias) b *= 4.0f;  // multiples of 1/64 in [-1/4, 1/4]
+        cpu::RouterArgs args = s.args;
+        args.correction_bias = s.bias ? bias.data() : nullptr;
+        const Routed want = RunReference(logits, tokens, s.experts, args);
+        const Routed got = RunRoute(logits, tokens, s.experts, args);
+        EXPECT_TRUE(SameRouting(got, want, logits, tokens, s.experts, args));
+      }
+    }
+  }
+}
+
+TEST(CudaRoute, UnderflowedProbabilitiesTieByLowerId) {
   SY_REQUIRE_GPU();
   // Three experts per token dominate by ~200, so every other probability underflows to exactly
   // zero on both sides: the rest of the top-k are then the lowest ids among those, in order.
@@ -135,49 +304,66 @@ TEST(CudaRouteTopk, UnderflowedProbabilitiesTieByLowerId) {
     for (float boost : {200.0f, 200.5f, 201.0f}) logits[t * experts + pick(rng)] = boost;
   }
   for (bool renormalize : {false, true}) {
-    Routed want{std::vector<int32_t>(tokens * k), std::vector<float>(tokens * k)};
-    cpu::ref::route_topk(logits.data(), tokens, experts, k, renormalize, want.ids.data(),
-                         want.weights.data());
-    const Routed got = RunRouteTopk(logits, tokens, experts, k, renormalize);
+    const Routed want = RunReference(logits, tokens, experts, Softmax(k, renormalize));
+    const Routed got = RunRoute(logits, tokens, experts, Softmax(k, renormalize));
     EXPECT_TRUE(BitEqual(got.ids, want.ids));
     EXPECT_TRUE(Close(got.weights, want.weights, kWeightTol, k));
   }
 }
 
-TEST(CudaRouteTopk, DeterministicAndBatchInvariant) {
+TEST(CudaRoute, DeterministicAndBatchInvariant) {
   SY_REQUIRE_GPU();
   const int64_t tokens = 77;
-  const int64_t experts = 128;
-  const int k = 8;
-  const std::vector<float> logits = RouterLogits(tokens, experts, 300, 9);
-  const Routed batch = RunRouteTopk(logits, tokens, experts, k, true);
-  const Routed again = RunRouteTopk(logits, tokens, experts, k, true);
-  EXPECT_TRUE(BitEqual(again.ids, batch.ids));
-  EXPECT_TRUE(BitEqual(again.weights, batch.weights));
-  for (int64_t t : {int64_t{0}, int64_t{5}, tokens - 1}) {
-    const std::vector<float> row(logits.begin() + t * experts, logits.begin() + (t + 1) * experts);
-    const Routed one = RunRouteTopk(row, 1, experts, k, true);
-    EXPECT_TRUE(BitEqual(
-        one.ids, std::vector<int32_t>(batch.ids.begin() + t * k, batch.ids.begin() + (t + 1) * k)));
-    EXPECT_TRUE(BitEqual(one.weights, std::vector<float>(batch.weights.begin() + t * k,
-                                                         batch.weights.begin() + (t + 1) * k)));
+  for (const RouterSetting& s : RouterSettings()) {
+    SCOPED_TRACE(s.name);
+    const int k = s.args.k;
+    const std::vector<float> logits = RouterLogits(tokens, s.experts, 300, 9);
+    std::vector<float> bias = RouterLogits(1, s.experts, 16, 10);
+    cpu::RouterArgs args = s.args;
+    args.correction_bias = s.bias ? bias.data() : nullptr;
+    const Routed batch = RunRoute(logits, tokens, s.experts, args);
+    const Routed again = RunRoute(logits, tokens, s.experts, args);
+    EXPECT_TRUE(BitEqual(again.ids, batch.ids));
+    EXPECT_TRUE(BitEqual(again.weights, batch.weights));
+    for (int64_t t : {int64_t{0}, int64_t{5}, tokens - 1}) {
+      const std::vector<float> row(logits.begin() + t * s.experts,
+                                   logits.begin() + (t + 1) * s.experts);
+      const Routed one = RunRoute(row, 1, s.experts, args);
+      EXPECT_TRUE(BitEqual(one.ids, std::vector<int32_t>(batch.ids.begin() + t * k,
+                                                         batch.ids.begin() + (t + 1) * k)));
+      EXPECT_TRUE(BitEqual(one.weights, std::vector<float>(batch.weights.begin() + t * k,
+                                                           batch.weights.begin() + (t + 1) * k)));
+    }
   }
 }
 
-TEST(CudaRouteTopk, RejectsUnsupportedShapes) {
+TEST(CudaRoute, RejectsUnsupportedShapes) {
   SY_REQUIRE_GPU();
   DeviceArray<float> logits(1024);
   DeviceArray<int32_t> ids(64);
   DeviceArray<float> weights(64);
-  auto call = [&](int64_t experts, int k) {
-    return cuda::route_topk(logits.get(), 1, experts, k, true, ids.get(), weights.get(), nullptr);
+  auto call = [&](int64_t experts, cpu::RouterArgs args) {
+    return cuda::route(logits.get(), 1, experts, args, ids.get(), weights.get(), nullptr);
   };
-  EXPECT_EQ(call(513, 2), cudaErrorInvalidValue);
-  EXPECT_EQ(call(64, 17), cudaErrorInvalidValue);
-  EXPECT_EQ(call(4, 5), cudaErrorInvalidValue);
-  EXPECT_EQ(call(0, 1), cudaErrorInvalidValue);
-  EXPECT_EQ(call(8, 0), cudaErrorInvalidValue);
-  EXPECT_EQ(cuda::route_topk(nullptr, 0, 8, 2, true, nullptr, nullptr, nullptr), cudaSuccess);
+  auto grouped = [](int k, int n_group, int topk_group, cpu::GroupScoring scoring) {
+    cpu::RouterArgs args = Softmax(k, true);
+    args.n_group = n_group;
+    args.topk_group = topk_group;
+    args.group_scoring = scoring;
+    return args;
+  };
+  EXPECT_EQ(call(513, Softmax(2, true)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(64, Softmax(17, true)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(4, Softmax(5, true)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(0, Softmax(1, true)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(8, Softmax(0, true)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(60, grouped(2, 8, 2, cpu::GroupScoring::kMax)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(64, grouped(2, 8, 9, cpu::GroupScoring::kMax)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(64, grouped(2, 8, 0, cpu::GroupScoring::kMax)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(128, grouped(2, 64, 2, cpu::GroupScoring::kMax)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(8, grouped(2, 8, 2, cpu::GroupScoring::kTopTwoSum)), cudaErrorInvalidValue);
+  EXPECT_EQ(call(8, grouped(2, 8, 2, cpu::GroupScoring::kMax)), cudaSuccess);
+  EXPECT_EQ(cuda::route(nullptr, 0, 8, Softmax(2, true), nullptr, nullptr, nullptr), cudaSuccess);
   EXPECT_TRUE(DeviceOk());
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/ops.h"
@@ -84,7 +85,7 @@ TEST_P(KernelsOps, AddRmsNorm) {
   }
 }
 
-TEST_P(KernelsOps, RopeNeox) {
+TEST_P(KernelsOps, RopeNeoxAndInterleaved) {
   struct Layout {
     int64_t heads, head_dim, rotary_dim;
   };
@@ -99,19 +100,22 @@ TEST_P(KernelsOps, RopeNeox) {
       std::mt19937 rng(static_cast<uint32_t>(tokens));
       for (int32_t& p : positions) p = static_cast<int32_t>(rng() % 5000);
       const auto x = random_floats(tokens * l.heads * l.head_dim, -2, 2, 6);
-      for (float attn_scale : {1.0f, 1.25f}) {
+      for (auto [attn_scale, interleaved] : {std::pair{1.0f, false}, std::pair{1.25f, false},
+                                             std::pair{1.0f, true}, std::pair{1.25f, true}}) {
         std::vector<float> want = x;
-        ref::rope_neox(want.data(), tokens, l.heads, l.head_dim, l.rotary_dim, positions.data(),
-                       inv_freq.data(), attn_scale, nullptr);
+        (interleaved ? ref::rope_interleaved : ref::rope_neox)(
+            want.data(), tokens, l.heads, l.head_dim, l.rotary_dim, positions.data(),
+            inv_freq.data(), attn_scale, nullptr);
         for (ThreadPool* pool : pools()) {
           std::vector<float> got = x;
-          rope_neox(got.data(), tokens, l.heads, l.head_dim, l.rotary_dim, positions.data(),
-                    inv_freq.data(), attn_scale, pool);
+          (interleaved ? rope_interleaved : rope_neox)(got.data(), tokens, l.heads, l.head_dim,
+                                                       l.rotary_dim, positions.data(),
+                                                       inv_freq.data(), attn_scale, pool);
           ASSERT_EQ(
               compare_close(got.data(), want.data(), got.size(), kElementwiseTolerance, l.head_dim),
               "")
-              << "tokens=" << tokens << " heads=" << l.heads << " head_dim=" << l.head_dim
-              << " rotary_dim=" << l.rotary_dim << at(pool);
+              << "interleaved=" << interleaved << " tokens=" << tokens << " heads=" << l.heads
+              << " head_dim=" << l.head_dim << " rotary_dim=" << l.rotary_dim << at(pool);
         }
       }
     }
@@ -161,38 +165,88 @@ TEST_P(KernelsOps, SoftmaxAndSigmoid) {
   }
 }
 
-TEST_P(KernelsOps, RouteTopK) {
+// A router setting of one architecture (sy::cpu::ref::route).
+struct RouterCase {
+  const char* name;
+  int64_t experts;
+  RouterArgs args;
+  bool bias;
+};
+
+std::vector<RouterCase> router_cases() {
+  std::vector<RouterCase> cases;
   for (int64_t experts : {8, 60, 64, 128, 256}) {
     for (int k : {1, 2, 6, 8}) {
-      constexpr int64_t kTokens = 40;
-      // Distinct logits 0.05 apart (no near-ties that rounding could reorder), and logits from
-      // a handful of integers (exact ties, which must go to the lower id on both sides).
-      std::vector<float> distinct(kTokens * experts);
-      std::mt19937 rng(static_cast<uint32_t>(experts * 10 + k));
-      for (int64_t t = 0; t < kTokens; ++t) {
-        std::vector<int> order(experts);
-        std::iota(order.begin(), order.end(), 0);
-        std::shuffle(order.begin(), order.end(), rng);
-        for (int64_t e = 0; e < experts; ++e) distinct[t * experts + e] = 0.05f * order[e] - 3;
+      for (bool renormalize : {false, true}) {
+        RouterArgs softmax;
+        softmax.k = k;
+        softmax.renormalize = renormalize;
+        cases.push_back({"softmax", experts, softmax, false});
       }
-      std::vector<float> tied(kTokens * experts);
-      for (float& v : tied) v = static_cast<float>(rng() % 4);
-      for (const auto* logits : {&distinct, &tied}) {
-        for (bool renormalize : {false, true}) {
-          std::vector<int32_t> want_ids(kTokens * k), got_ids(kTokens * k, -1);
-          std::vector<float> want_w(kTokens * k), got_w(kTokens * k);
-          poison(got_w);
-          ref::route_topk(logits->data(), kTokens, experts, k, renormalize, want_ids.data(),
-                          want_w.data());
-          route_topk(logits->data(), kTokens, experts, k, renormalize, got_ids.data(),
-                     got_w.data());
-          ASSERT_EQ(got_ids, want_ids) << "experts=" << experts << " k=" << k << at(nullptr);
-          ASSERT_EQ(compare_close(got_w.data(), want_w.data(), got_w.size(), kReduceTolerance, k),
-                    "")
-              << "experts=" << experts << " k=" << k << " renormalize=" << renormalize
-              << at(nullptr);
-        }
-      }
+    }
+  }
+  RouterArgs v2;  // DeepSeek-V2: softmax, group max, scaled
+  v2.k = 6;
+  v2.scaling = 16.0f;
+  v2.n_group = 8;
+  v2.topk_group = 3;
+  cases.push_back({"deepseek_v2", 160, v2, false});
+  RouterArgs v3;  // DeepSeek-V3 / GLM-4.5: sigmoid, bias, group top-2 sum
+  v3.k = 8;
+  v3.scoring = RouterScoring::kSigmoid;
+  v3.renormalize = true;
+  v3.scaling = 2.5f;
+  v3.n_group = 8;
+  v3.topk_group = 4;
+  v3.group_scoring = GroupScoring::kTopTwoSum;
+  cases.push_back({"deepseek_v3", 256, v3, true});
+  RouterArgs v3_tight = v3;  // k > experts in the kept groups: masked experts get picked
+  v3_tight.n_group = 4;
+  v3_tight.topk_group = 1;
+  cases.push_back({"v3_masked_picks", 16, v3_tight, true});
+  RouterArgs kimi = v3;  // Kimi K2: no groups
+  kimi.n_group = 1;
+  kimi.topk_group = 1;
+  kimi.scaling = 2.827f;
+  cases.push_back({"kimi_k2", 384, kimi, true});
+  RouterArgs sigmoid_plain = kimi;
+  sigmoid_plain.renormalize = false;
+  cases.push_back({"sigmoid_no_bias", 64, sigmoid_plain, false});
+  return cases;
+}
+
+TEST_P(KernelsOps, Route) {
+  for (const RouterCase& c : router_cases()) {
+    const int64_t experts = c.experts;
+    const int k = c.args.k;
+    constexpr int64_t kTokens = 40;
+    // Distinct logits 0.05 apart (no near-ties that rounding could reorder), and logits from
+    // a handful of integers (exact ties, which must go to the lower id on both sides).
+    std::vector<float> distinct(kTokens * experts);
+    std::mt19937 rng(static_cast<uint32_t>(experts * 10 + k));
+    for (int64_t t = 0; t < kTokens; ++t) {
+      std::vector<int> order(experts);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int64_t e = 0; e < experts; ++e) distinct[t * experts + e] = 0.05f * order[e] - 3;
+    }
+    std::vector<float> tied(kTokens * experts);
+    for (float& v : tied) v = static_cast<float>(rng() % 4);
+    // Biases on a grid of 1/8 in [-0.5, 0.5].
+    std::vector<float> bias(experts);
+    for (float& b : bias) b = static_cast<float>(static_cast<int>(rng() % 9) - 4) / 8.0f;
+    RouterArgs args = c.args;
+    args.correction_bias = c.bias ? bias.data() : nullptr;
+    for (const auto* logits : {&distinct, &tied}) {
+      std::vector<int32_t> want_ids(kTokens * k), got_ids(kTokens * k, -1);
+      std::vector<float> want_w(kTokens * k), got_w(kTokens * k);
+      poison(got_w);
+      ref::route(logits->data(), kTokens, experts, args, want_ids.data(), want_w.data());
+      route(logits->data(), kTokens, experts, args, got_ids.data(), got_w.data());
+      ASSERT_EQ(got_ids, want_ids) << c.name << " experts=" << experts << " k=" << k << at(nullptr);
+      ASSERT_EQ(compare_close(got_w.data(), want_w.data(), got_w.size(), kReduceTolerance, k), "")
+          << c.name << " experts=" << experts << " k=" << k << " renormalize=" << args.renormalize
+          << at(nullptr);
     }
   }
 }

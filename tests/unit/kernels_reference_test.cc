@@ -117,6 +117,22 @@ TEST_P(KernelsHandWorked, RopeRotatesByNinetyDegrees) {
   expect_near_all(y, {1, 5, 2, 7});
 }
 
+TEST_P(KernelsHandWorked, RopeInterleavedRotatesAdjacentPairs) {
+  // The case above with the pairs adjacent: (0, 1) turns by 90 degrees, (2, 3) by 0; dims 4, 5
+  // are past rotary_dim. attn_scale 2 doubles what rotates.
+  std::vector<float> x = {1, 2, 5, 7, 9, 11};
+  const std::vector<float> inv_freq = {std::numbers::pi_v<float> / 2, 0.0f};
+  const std::vector<int32_t> positions = {1};
+  rope_interleaved(x.data(), 1, 1, 6, 4, positions.data(), inv_freq.data(), 2.0f, &pool_);
+  expect_near_all(x, {-4, 2, 10, 14, 9, 11}, 1e-5f);
+  // Two heads, position 2 at inv_freq pi/4: 90 degrees again, in each head.
+  std::vector<float> two = {1, 0, 0, 1, 3, 4, 5, 6};
+  const std::vector<float> quarter = {std::numbers::pi_v<float> / 4};
+  const std::vector<int32_t> at2 = {2};
+  rope_interleaved(two.data(), 1, 2, 4, 2, at2.data(), quarter.data(), 1.0f, nullptr);
+  expect_near_all(two, {0, 1, 0, 1, -4, 3, 5, 6}, 1e-5f);
+}
+
 TEST_P(KernelsHandWorked, SiluMulAndSigmoid) {
   // silu(g) = g * sigmoid(g); sigmoid(ln 3) = 3/4, sigmoid(0) = 1/2, sigmoid(-ln 3) = 1/4.
   const float ln3 = std::log(3.0f);
@@ -140,25 +156,29 @@ TEST_P(KernelsHandWorked, SoftmaxRows) {
   expect_near_all(x, {1 / total, 3 / total, e / total, e / total, 0.125f, 0.125f, 0.375f, 0.375f});
 }
 
-TEST_P(KernelsHandWorked, RouteTopKBreaksTiesToLowerId) {
+TEST_P(KernelsHandWorked, SoftmaxRouteBreaksTiesToLowerId) {
   // Probabilities [1/8, 3/8, 3/8, 1/8]: experts 1 and 2 tie, then 0 and 3 tie.
   const float ln3 = std::log(3.0f);
   const std::vector<float> logits = {0, ln3, ln3, 0};
   std::vector<int32_t> ids(3, -7);
   std::vector<float> weights(3);
+  RouterArgs args;
+  args.k = 3;
   poison(weights);
-  route_topk(logits.data(), 1, 4, 3, false, ids.data(), weights.data());
+  route(logits.data(), 1, 4, args, ids.data(), weights.data());
   EXPECT_EQ(ids, (std::vector<int32_t>{1, 2, 0}));
   expect_near_all(weights, {0.375f, 0.375f, 0.125f});
   poison(weights);
-  route_topk(logits.data(), 1, 4, 3, true, ids.data(), weights.data());
+  args.renormalize = true;
+  route(logits.data(), 1, 4, args, ids.data(), weights.data());
   EXPECT_EQ(ids, (std::vector<int32_t>{1, 2, 0}));
   expect_near_all(weights, {3.0f / 7, 3.0f / 7, 1.0f / 7});
   // All equal: ascending ids.
   const std::vector<float> flat = {2, 2, 2, 2, 2};
   std::vector<int32_t> ids2(2);
   std::vector<float> w2(2);
-  route_topk(flat.data(), 1, 5, 2, true, ids2.data(), w2.data());
+  args.k = 2;
+  route(flat.data(), 1, 5, args, ids2.data(), w2.data());
   EXPECT_EQ(ids2, (std::vector<int32_t>{0, 1}));
   expect_near_all(w2, {0.5f, 0.5f});
 }
