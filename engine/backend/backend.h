@@ -213,6 +213,21 @@ class Backend {
   // t = uniform random values in [-scale, scale) from (seed, element index); the same bits on
   // every backend (sy::cpu::fill_random).
   virtual void FillRandom(const Tensor& t, uint64_t seed, float scale) = 0;
+
+  // --- multi-head latent attention (DeepSeek MLA, absorbed form; kernels/cpu/latent_ops.h) ---
+  // Per-head products: y[t, h*n + j] = sum_i x[t, h*k + i] * w[h*n + j, i] for x [T, heads*k],
+  // w [heads*n, k] in a dtype SupportsWeightDType accepts, y [T, heads*n].
+  virtual void HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, int heads) = 0;
+  // Writes latent [T, L] and rope [T, R] into columns [0, L) and [L, L + R) of cache rows
+  // md.slots (cache [slots, L + R] of kv_cache_dtype()); negative slots are skipped.
+  virtual void LatentKvWrite(const Tensor& latent, const Tensor& rope, const AttentionMetadata& md,
+                             const Tensor& cache) = 0;
+  // out [T, n_heads*latent_dim] = per head, the softmax-weighted sum of the cached latents of the
+  // token's first ctx_len positions, scored by scale * (q_latent . c + q_rope . k_pe), for
+  // q_latent [T, n_heads*latent_dim] and q_rope [T, n_heads*rope_dim]; zeros where ctx_len <= 0.
+  virtual void LatentAttention(const Tensor& q_latent, const Tensor& q_rope,
+                               const AttentionMetadata& md, const Tensor& cache, int n_heads,
+                               int latent_dim, int rope_dim, float scale, const Tensor& out) = 0;
 };
 
 }  // namespace sy

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/core/check.h"
+#include "kernels/cpu/latent_ops.h"
 #include "kernels/cpu/ops.h"
 
 namespace sy {
@@ -195,6 +196,45 @@ void CpuBackend::CombineExperts(const Tensor& ys, const Tensor& inverse, const T
 
 void CpuBackend::FillRandom(const Tensor& t, uint64_t seed, float scale) {
   cpu::fill_random(t.data, t.dtype, t.numel(), seed, scale);
+}
+
+void CpuBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, int heads) {
+  SY_CHECK(heads > 0 && x.cols % heads == 0 && w.rows % heads == 0 && y.rows == x.rows);
+  SY_CHECK(x.cols / heads == w.cols && y.cols == w.rows);
+  cpu::head_matmul(ptr<float>(x), w.data, w.dtype, ptr<float>(y), x.rows, heads, w.rows / heads,
+                   w.cols, pool_.get());
+}
+
+void CpuBackend::LatentKvWrite(const Tensor& latent, const Tensor& rope,
+                               const AttentionMetadata& md, const Tensor& cache) {
+  SY_CHECK(latent.rows == md.slots.numel() && rope.rows == latent.rows);
+  SY_CHECK(cache.cols == latent.cols + rope.cols && cache.dtype == DType::kF32);
+  cpu::latent_kv_write(ptr<float>(latent), ptr<float>(rope), latent.rows, latent.cols, rope.cols,
+                       ptr<int64_t>(md.slots), ptr<float>(cache));
+}
+
+void CpuBackend::LatentAttention(const Tensor& q_latent, const Tensor& q_rope,
+                                 const AttentionMetadata& md, const Tensor& cache, int n_heads,
+                                 int latent_dim, int rope_dim, float scale, const Tensor& out) {
+  SY_CHECK(q_latent.cols == int64_t{n_heads} * latent_dim && q_rope.rows == q_latent.rows &&
+           q_rope.cols == int64_t{n_heads} * rope_dim && out.numel() == q_latent.numel());
+  SY_CHECK(cache.cols == latent_dim + rope_dim && cache.dtype == DType::kF32);
+  cpu::LatentAttentionArgs a;
+  a.q_latent = ptr<float>(q_latent);
+  a.q_rope = ptr<float>(q_rope);
+  a.out = ptr<float>(out);
+  a.cache = ptr<float>(cache);
+  a.block_tables = ptr<int32_t>(md.block_tables);
+  a.token_seq = ptr<int32_t>(md.token_seq);
+  a.ctx_len = ptr<int32_t>(md.ctx_len);
+  a.tokens = q_latent.rows;
+  a.n_heads = n_heads;
+  a.latent_dim = latent_dim;
+  a.rope_dim = rope_dim;
+  a.block_size = md.block_size;
+  a.max_blocks_per_seq = static_cast<int>(md.block_tables.cols);
+  a.scale = scale;
+  cpu::latent_attention(a, pool_.get());
 }
 
 }  // namespace sy

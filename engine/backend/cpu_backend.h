@@ -55,6 +55,12 @@ class CpuBackend final : public Backend {
   void CombineExperts(const Tensor& ys, const Tensor& inverse, const Tensor& weights,
                       const Tensor& out) override;
   void FillRandom(const Tensor& t, uint64_t seed, float scale) override;
+  void HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, int heads) override;
+  void LatentKvWrite(const Tensor& latent, const Tensor& rope, const AttentionMetadata& md,
+                     const Tensor& cache) override;
+  void LatentAttention(const Tensor& q_latent, const Tensor& q_rope, const AttentionMetadata& md,
+                       const Tensor& cache, int n_heads, int latent_dim, int rope_dim, float scale,
+                       const Tensor& out) override;
 
  private:
   std::unique_ptr<cpu::ThreadPool> pool_;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/core/check.h"
+#include "kernels/cuda/latent_ops.h"
 #include "kernels/cuda/ops.h"
 
 namespace sy {
@@ -510,6 +511,75 @@ void CudaBackend::FillRandom(const Tensor& t, uint64_t seed, float scale) {
   Use();
   if (failed()) return;
   Check(cuda::fill_random(t.data, t.dtype, t.numel(), seed, scale, impl_->stream), "fill_random");
+}
+
+void CudaBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, int heads) {
+  Use();
+  SY_CHECK(heads > 0 && x.cols % heads == 0 && w.rows % heads == 0 && y.rows == x.rows);
+  SY_CHECK(x.cols / heads == w.cols && y.cols == w.rows);
+  if (failed() || x.rows == 0) return;
+  const int64_t n = w.rows / heads;
+  const int64_t k = w.cols;
+  const void* b = x.data;
+  if (w.dtype != DType::kF32) {
+    // cuBLAS multiplies matching types: x goes to w's 16-bit type first (as BlasMatMul does).
+    void* converted = Scratch(static_cast<size_t>(x.numel()) * 2);
+    if (converted == nullptr) return;
+    Check(cuda::convert_f32(ptr<float>(x), x.numel(), w.dtype, converted, impl_->stream),
+          "convert_f32");
+    b = converted;
+  }
+  // Head h, row-major y_h[T,n] = x_h[T,k] w_h[n,k]^T, is column-major y_h^T = w_h^T(op T) x_h^T
+  // with x_h, y_h strided by the row widths heads*k and heads*n.
+  const float alpha = 1.0f, beta = 0.0f;
+  CheckBlas(cublasGemmStridedBatchedEx(impl_->blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n),
+                                       static_cast<int>(x.rows), static_cast<int>(k), &alpha,
+                                       w.data, BlasType(w.dtype), static_cast<int>(k), n * k, b,
+                                       BlasType(w.dtype), static_cast<int>(x.cols), k, &beta,
+                                       y.data, CUDA_R_32F, static_cast<int>(y.cols), n, heads,
+                                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmStridedBatchedEx");
+}
+
+void CudaBackend::LatentKvWrite(const Tensor& latent, const Tensor& rope,
+                                const AttentionMetadata& md, const Tensor& cache) {
+  Use();
+  SY_CHECK(latent.rows == md.slots.numel() && rope.rows == latent.rows &&
+           cache.cols == latent.cols + rope.cols);
+  if (failed()) return;
+  Check(cuda::latent_kv_write(ptr<float>(latent), ptr<float>(rope), latent.rows, latent.cols,
+                              rope.cols, ptr<int64_t>(md.slots), cache.data, cache.dtype,
+                              impl_->stream),
+        "latent_kv_write");
+}
+
+void CudaBackend::LatentAttention(const Tensor& q_latent, const Tensor& q_rope,
+                                  const AttentionMetadata& md, const Tensor& cache, int n_heads,
+                                  int latent_dim, int rope_dim, float scale, const Tensor& out) {
+  Use();
+  SY_CHECK(q_latent.cols == int64_t{n_heads} * latent_dim && q_rope.rows == q_latent.rows &&
+           q_rope.cols == int64_t{n_heads} * rope_dim && out.numel() == q_latent.numel() &&
+           cache.cols == latent_dim + rope_dim);
+  if (failed() || q_latent.rows == 0) return;
+  cuda::LatentAttentionArgs a;
+  a.q_latent = ptr<float>(q_latent);
+  a.q_rope = ptr<float>(q_rope);
+  a.out = ptr<float>(out);
+  a.cache = cache.data;
+  a.cache_dtype = cache.dtype;
+  a.block_tables = ptr<int32_t>(md.block_tables);
+  a.token_seq = ptr<int32_t>(md.token_seq);
+  a.ctx_len = ptr<int32_t>(md.ctx_len);
+  a.tokens = q_latent.rows;
+  a.n_heads = n_heads;
+  a.latent_dim = latent_dim;
+  a.rope_dim = rope_dim;
+  a.block_size = md.block_size;
+  a.max_blocks_per_seq = static_cast<int>(md.block_tables.cols);
+  a.scale = scale;
+  a.scratch = Scratch(cuda::latent_attention_scratch_bytes(q_latent.rows, n_heads, latent_dim));
+  if (a.scratch == nullptr) return;
+  Check(cuda::latent_attention(a, impl_->stream), "latent_attention");
 }
 
 }  // namespace sy

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/latent_ops.h"
 #include "kernels/cpu/ops.h"
 
 namespace sy::cpu::detail {
@@ -14,6 +15,19 @@ struct MatmulArgs {
   const float* bias;
   float* y;
   int64_t m, n, k;
+};
+
+// One token's latent attention over positions [p_begin, p_end) of its sequence for heads
+// [h_begin, h_end), left unnormalised: for each head (row r = h - h_begin), max[r] is the highest
+// score, denom[r] = sum_p exp(s_p - max[r]) and out row r (latent_dim values) = sum_p
+// exp(s_p - max[r]) c_p. An empty range gives max -inf, denom 0 and zeros.
+struct LatentSpan {
+  int64_t token;
+  int64_t p_begin, p_end;
+  int h_begin, h_end;
+  float* out;
+  float* max;
+  float* denom;
 };
 
 // Each entry works on the range it is given and on the calling thread only.
@@ -43,6 +57,7 @@ struct KernelTable {
   void (*bf16_to_f32)(const uint16_t* src, float* dst, int64_t n);
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
   float (*sum)(const float* x, int64_t n);  // streams x once: the read-bandwidth kernel
+  void (*latent_attention_span)(const LatentAttentionArgs& a, const LatentSpan& span);
 };
 
 #if defined(__x86_64__)

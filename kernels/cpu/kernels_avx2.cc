@@ -2,6 +2,7 @@
 // alone is compiled with AVX2 enabled (see CMakeLists.txt); it runs only where isa.cc found it.
 #include "kernels/cpu/simd_avx2.h"
 #include "kernels/cpu/simd_kernels.h"
+#include "kernels/cpu/simd_latent_attention.h"
 
 namespace sy::cpu::detail {
 

@@ -2,6 +2,7 @@
 // compiled with AVX-512 enabled (see CMakeLists.txt); it runs only where isa.cc detected it.
 #include "kernels/cpu/simd_avx512.h"
 #include "kernels/cpu/simd_kernels.h"
+#include "kernels/cpu/simd_latent_attention.h"
 
 namespace sy::cpu::detail {
 

@@ -548,6 +548,10 @@ float sum(const float* x, int64_t n) {
   return V::reduce_add(V::add(V::add(acc[0], acc[1]), V::add(acc[2], acc[3])));
 }
 
+// Defined in simd_latent_attention.h, which each ISA's file includes after this header.
+template <class V>
+void latent_attention_span(const LatentAttentionArgs& a, const detail::LatentSpan& span);
+
 template <class V>
 constexpr detail::KernelTable make_kernel_table() {
   return detail::KernelTable{
@@ -568,6 +572,7 @@ constexpr detail::KernelTable make_kernel_table() {
       .bf16_to_f32 = &convert_to_f32<V, WeightType::kBf16>,
       .f16_to_f32 = &convert_to_f32<V, WeightType::kF16>,
       .sum = &sum<V>,
+      .latent_attention_span = &latent_attention_span<V>,
   };
 }
 
