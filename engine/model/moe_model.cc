@@ -77,12 +77,13 @@ float AttentionScale(const ModelConfig& c) {
 RouterParams RouterParamsFor(const ModelConfig& c) {
   RouterParams p;
   p.k = static_cast<int>(c.num_experts_per_tok);
-  p.scoring = c.router.sigmoid ? RouterScoring::kSigmoid : RouterScoring::kSoftmax;
+  p.scoring = c.router.sigmoid ? cpu::RouterScoring::kSigmoid : cpu::RouterScoring::kSoftmax;
   p.renormalize = c.norm_topk_prob;
   p.scaling = static_cast<float>(c.router.routed_scaling_factor);
   p.n_group = static_cast<int>(c.router.n_group);
   p.topk_group = static_cast<int>(c.router.topk_group);
-  p.group_scoring = c.router.group_top2_sum ? GroupScoring::kTopTwoSum : GroupScoring::kMax;
+  p.group_scoring =
+      c.router.group_top2_sum ? cpu::GroupScoring::kTopTwoSum : cpu::GroupScoring::kMax;
   return p;
 }
 
