@@ -46,7 +46,7 @@ constexpr int kHeadsPerBlock = kWarps * kRowsPerWarp;  // 16
 constexpr int kBK = 32;                                // cache rows per tile: one per lane
 constexpr int kMaxCols = 16;                           // latent_dim / 32 at most
 constexpr int kMaxSplits = 32;
-constexpr int kSplitTiles = 4;     // at least this many tiles per split (when possible)
+constexpr int kSplitTiles = 4;    // at least this many tiles per split (when possible)
 constexpr int kLaunchTokens = 8;  // tokens per split launch, which bounds the scratch
 
 struct Params {
