@@ -2,9 +2,9 @@
 // simd_kernels.h by each ISA's file. Same rules as simd_kernels.h: templates on V only.
 //
 // All heads of a token share every cache row (c_p, k_pe_p), so a span walks the keys once, in
-// chunks, and every head visits each chunk while its rows are in L1/L2: the scores of a pair of
-// heads against four keys at a time (six loads feed eight FMAs), then each head's online softmax
-// and its weighted sum of the chunk's latents. A head's arithmetic never depends on the other
+// chunks, and every head visits each chunk while its rows are in L1/L2: the scores of four heads
+// against several keys at a time, each head's online softmax, then the weighted sums of the
+// chunk's latents for two heads at a time. A head's arithmetic never depends on the other
 // heads of the span or on which thread runs it.
 #pragma once
 
@@ -68,32 +68,88 @@ inline void latent_score_tile(const float* const* q_latent, const float* const* 
   }
 }
 
-// Scores of `heads` (<= kLatentHeadsPerPass) heads against the chunk's `keys` rows.
+// Scores of `heads` (<= kLatentHeadsPerPass) heads against the chunk's `keys` rows, in tiles of
+// 4 heads by the matmul tile's width of keys (2:1 FMAs to loads).
 template <class V>
 inline void latent_scores(const float* const* q_latent, const float* const* q_rope, int heads,
                           const float* cache, const int64_t* offsets, int keys, int64_t latent_dim,
                           int64_t rope_dim, float scale, float (*scores)[kLatentKeysPerChunk]) {
+  constexpr int kHeads = 4;
+  constexpr int kKeys = V::kMatmulCols;
   int h = 0;
-  for (; h + 2 <= heads; h += 2) {
+  for (; h + kHeads <= heads; h += kHeads) {
     int c = 0;
-    for (; c + 4 <= keys; c += 4) {
-      latent_score_tile<V, 2, 4>(q_latent + h, q_rope + h, cache, offsets, latent_dim, rope_dim,
-                                 scale, scores + h, c);
+    for (; c + kKeys <= keys; c += kKeys) {
+      latent_score_tile<V, kHeads, kKeys>(q_latent + h, q_rope + h, cache, offsets, latent_dim,
+                                          rope_dim, scale, scores + h, c);
     }
     for (; c < keys; ++c) {
-      latent_score_tile<V, 2, 1>(q_latent + h, q_rope + h, cache, offsets, latent_dim, rope_dim,
-                                 scale, scores + h, c);
+      latent_score_tile<V, kHeads, 1>(q_latent + h, q_rope + h, cache, offsets, latent_dim,
+                                      rope_dim, scale, scores + h, c);
     }
   }
-  if (h < heads) {
+  for (; h < heads; ++h) {
     int c = 0;
-    for (; c + 4 <= keys; c += 4) {
-      latent_score_tile<V, 1, 4>(q_latent + h, q_rope + h, cache, offsets, latent_dim, rope_dim,
-                                 scale, scores + h, c);
+    for (; c + kKeys <= keys; c += kKeys) {
+      latent_score_tile<V, 1, kKeys>(q_latent + h, q_rope + h, cache, offsets, latent_dim, rope_dim,
+                                     scale, scores + h, c);
     }
     for (; c < keys; ++c) {
       latent_score_tile<V, 1, 1>(q_latent + h, q_rope + h, cache, offsets, latent_dim, rope_dim,
                                  scale, scores + h, c);
+    }
+  }
+}
+
+// out[h][d] += p[h][c] * row_c[d] over the keys in order, for two heads and kVectors whole vectors
+// from d = 0 (out, cache: already offset to the slice): each latent load feeds both heads.
+template <class V, int kVectors>
+inline void accumulate_latent_pair(float* const* out, const float* cache, const int64_t* offsets,
+                                   const float* const* p, int keys) {
+  typename V::F acc[2][kVectors];
+#pragma GCC unroll 8
+  for (int j = 0; j < kVectors; ++j) {
+    acc[0][j] = V::load(out[0] + j * V::kWidth);
+    acc[1][j] = V::load(out[1] + j * V::kWidth);
+  }
+  for (int c = 0; c < keys; ++c) {
+    const typename V::F p0 = V::set1(p[0][c]);
+    const typename V::F p1 = V::set1(p[1][c]);
+    const float* row = cache + offsets[c];
+#pragma GCC unroll 8
+    for (int j = 0; j < kVectors; ++j) {
+      const typename V::F v = V::load(row + j * V::kWidth);
+      acc[0][j] = V::fmadd(p0, v, acc[0][j]);
+      acc[1][j] = V::fmadd(p1, v, acc[1][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < kVectors; ++j) {
+    V::store(out[0] + j * V::kWidth, acc[0][j]);
+    V::store(out[1] + j * V::kWidth, acc[1][j]);
+  }
+}
+
+// Each head's weighted sum of the chunk's latents: heads in pairs over whole slices, the rest
+// (an odd head, a partial slice) one head at a time. Per element the same FMAs in the same order
+// either way.
+template <class V>
+inline void accumulate_latents(float* const* out, const float* cache, const int64_t* offsets,
+                               const float* const* p, int heads, int keys, int64_t latent_dim) {
+  constexpr int kVectors = V::kWidth >= 16 ? 8 : 4;  // 16 or 8 accumulators
+  constexpr int64_t kSlice = kVectors * V::kWidth;
+  const int64_t paired = latent_dim / kSlice * kSlice;
+  int h = 0;
+  for (; h + 2 <= heads; h += 2) {
+    for (int64_t d0 = 0; d0 < paired; d0 += kSlice) {
+      float* slice_out[2] = {out[h] + d0, out[h + 1] + d0};
+      accumulate_latent_pair<V, kVectors>(slice_out, cache + d0, offsets, p + h, keys);
+    }
+  }
+  for (int r = 0; r < heads; ++r) {
+    const int64_t from = r < h ? paired : 0;
+    if (from < latent_dim) {
+      accumulate_value_rows<V>(out[r] + from, cache + from, offsets, p[r], keys, latent_dim - from);
     }
   }
 }
@@ -140,22 +196,25 @@ void latent_attention_span(const LatentAttentionArgs& a, const detail::LatentSpa
       }
       latent_scores<V>(q_latent, q_rope, pass, a.cache, offs, keys, latent_dim, rope_dim, a.scale,
                        scores);
+      float* outs[kLatentHeadsPerPass];
+      const float* probs[kLatentHeadsPerPass];
       for (int h = 0; h < pass; ++h) {
         const int r = h0 + h;
         float* s = scores[h];
-        float* out = span.out + r * latent_dim;
+        outs[h] = span.out + r * latent_dim;
+        probs[h] = s;
         float chunk_max = -__builtin_inff();
         for (int c = 0; c < keys; ++c) chunk_max = s[c] > chunk_max ? s[c] : chunk_max;
         const float new_max = chunk_max > span.max[r] ? chunk_max : span.max[r];
         if (new_max > span.max[r] && span.denom[r] > 0.0f) {
           const float correction = exp_scalar<V>(span.max[r] - new_max);
           span.denom[r] *= correction;
-          scale_in_place<V>(out, latent_dim, correction);
+          scale_in_place<V>(outs[h], latent_dim, correction);
         }
         span.max[r] = new_max;
         span.denom[r] += exp_shifted_sum<V>(s, keys, new_max);
-        accumulate_value_rows<V>(out, a.cache, offs, s, keys, latent_dim);
       }
+      accumulate_latents<V>(outs, a.cache, offs, probs, pass, keys, latent_dim);
     }
   }
 }

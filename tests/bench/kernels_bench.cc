@@ -1,7 +1,9 @@
 // CPU kernel benchmark (a program, not a test): read bandwidth, then matmul weight GB/s, GFLOP/s
-// and fraction of read bandwidth per shape, batch size, dtype and threads, then decode attention.
+// and fraction of read bandwidth per shape, batch size, dtype and threads, then decode attention
+// and decode latent attention (DeepSeek MLA).
 //
-// Usage: kernels_bench [--isa=avx512|avx2|scalar] [--quick]. Prints a table and one JSON line.
+// Usage: kernels_bench [--isa=avx512|avx2|scalar] [--quick] [--only=matmul|attention|latent].
+// Prints a table and one JSON line.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/latent_ops.h"
 #include "kernels/cpu/membw.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/testing.h"
@@ -24,6 +27,7 @@ namespace {
 struct Options {
   Isa isa = best_isa();
   bool quick = false;  // smaller bandwidth buffer, shorter timing
+  std::string only;    // one section (matmul, attention, latent) after the bandwidth; "" = all
 };
 
 Options parse(int argc, char** argv) {
@@ -32,6 +36,12 @@ Options parse(int argc, char** argv) {
     const std::string arg = argv[i];
     bool known = arg == "--quick";
     if (known) o.quick = true;
+    for (const char* section : {"matmul", "attention", "latent"}) {
+      if (arg == std::string("--only=") + section) {
+        o.only = section;
+        known = true;
+      }
+    }
     for (Isa isa : supported_isas()) {
       if (arg == "--isa=" + std::string(isa_name(isa))) {
         o.isa = isa;
@@ -39,7 +49,10 @@ Options parse(int argc, char** argv) {
       }
     }
     if (!known) {
-      std::fprintf(stderr, "usage: %s [--isa=avx512|avx2|scalar] [--quick]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s [--isa=avx512|avx2|scalar] [--quick] "
+                   "[--only=matmul|attention|latent]\n",
+                   argv[0]);
       std::exit(2);
     }
   }
@@ -127,9 +140,59 @@ double time_decode_attention(ThreadPool& pool, double min_seconds) {
   return 2.0 * cache_floats * sizeof(float) / seconds / 1e9;
 }
 
+struct LatentResult {
+  int tokens, ctx, threads;
+  double seconds, gbs, gflops, bw_fraction;
+};
+
+// Decode latent attention (DeepSeek-V3 shapes: 16 heads of a 512 + 64 latent cache row): one new
+// token for each of `tokens` sequences of `ctx` cached positions. GB/s counts each token's cache
+// rows once (all heads share them); copies of the cache are cycled through so that every call
+// reads from memory.
+LatentResult time_latent_attention(int tokens, int ctx, ThreadPool& pool, double read_gbs,
+                                   double min_seconds) {
+  constexpr int kHeads = 16, kLatent = 512, kRope = 64, kBlock = 64;
+  constexpr int64_t kRow = kLatent + kRope;
+  const int blocks_per_seq = ctx / kBlock;
+  const size_t cache_bytes = static_cast<size_t>(tokens) * ctx * kRow * sizeof(float);
+  const size_t copies = std::max<size_t>(1, (kColdBytes + cache_bytes - 1) / cache_bytes);
+  const std::vector<float> cache = random_floats(copies * cache_bytes / sizeof(float), -1, 1, 6);
+  // Copy c's block table rows: sequence s owns blocks (c * tokens + s) * blocks_per_seq + b.
+  std::vector<int32_t> tables(copies * tokens * blocks_per_seq);
+  for (size_t b = 0; b < tables.size(); ++b) tables[b] = static_cast<int32_t>(b);
+  std::vector<int32_t> token_seq(tokens);
+  for (int t = 0; t < tokens; ++t) token_seq[t] = t;
+  const std::vector<int32_t> ctx_len(tokens, ctx);
+  const std::vector<float> q_latent = random_floats(tokens * kHeads * kLatent, -0.1f, 0.1f, 7);
+  const std::vector<float> q_rope = random_floats(tokens * kHeads * kRope, -0.1f, 0.1f, 8);
+  std::vector<float> out(q_latent.size());
+  LatentAttentionArgs a;
+  a.q_latent = q_latent.data();
+  a.q_rope = q_rope.data();
+  a.out = out.data();
+  a.cache = cache.data();
+  a.token_seq = token_seq.data();
+  a.ctx_len = ctx_len.data();
+  a.tokens = tokens;
+  a.n_heads = kHeads;
+  a.latent_dim = kLatent;
+  a.rope_dim = kRope;
+  a.block_size = kBlock;
+  a.max_blocks_per_seq = blocks_per_seq;
+  a.scale = 0.072f;
+  const double seconds = best_time(2 * copies, min_seconds, [&](size_t call) {
+    a.block_tables = tables.data() + call % copies * tokens * blocks_per_seq;
+    latent_attention(a, &pool);
+  });
+  const double gbs = static_cast<double>(cache_bytes) / seconds / 1e9;
+  const double flops = 2.0 * tokens * ctx * kHeads * (kRow + kLatent);
+  return {tokens, ctx, pool.size(), seconds, gbs, flops / seconds / 1e9, gbs / read_gbs};
+}
+
 std::string to_json(Isa isa, const std::vector<double>& read_gbs,
                     const std::vector<MatmulResult>& results,
-                    const std::vector<double>& attention_gbs) {
+                    const std::vector<double>& attention_gbs,
+                    const std::vector<LatentResult>& latent) {
   std::ostringstream j;
   j.precision(4);
   auto per_thread = [&j](const char* name, const std::vector<double>& values) {
@@ -148,6 +211,13 @@ std::string to_json(Isa isa, const std::vector<double>& read_gbs,
       << ",\"dtype\":\"" << dtype_name(r.dtype) << "\",\"threads\":" << r.threads
       << ",\"us\":" << r.seconds * 1e6 << ",\"weight_gbs\":" << r.gbs << ",\"gflops\":" << r.gflops
       << ",\"bw_fraction\":" << r.bw_fraction << "}";
+  }
+  j << "],\"latent_attention\":[";
+  for (size_t i = 0; i < latent.size(); ++i) {
+    const LatentResult& r = latent[i];
+    j << (i ? "," : "") << "{\"tokens\":" << r.tokens << ",\"ctx\":" << r.ctx
+      << ",\"threads\":" << r.threads << ",\"us\":" << r.seconds * 1e6 << ",\"cache_gbs\":" << r.gbs
+      << ",\"gflops\":" << r.gflops << ",\"bw_fraction\":" << r.bw_fraction << "}";
   }
   j << "]}";
   return j.str();
@@ -172,37 +242,63 @@ int run(const Options& o) {
   }
 
   const double min_seconds = o.quick ? 0.05 : 0.2;
+  auto wants = [&o](const char* section) { return o.only.empty() || o.only == section; };
   std::vector<MatmulResult> results;
-  std::printf("\nmatmul y[m,n] = x[m,k] w[n,k]^T; GB/s = weight bytes / time\n");
-  std::printf("%6s %6s %5s %5s %3s %10s %8s %8s %7s\n", "k", "n", "m", "dtype", "thr", "us", "GB/s",
-              "GFLOP/s", "of bw");
-  struct Shape {
-    int64_t k, n;
-  };
-  for (const Shape& s : {Shape{1024, 2816}, Shape{2816, 1024}, Shape{1024, 32000}}) {
-    for (int64_t m : {1, 4, 16, 64, 128}) {
-      for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}) {
-        for (size_t t = 0; t < owned.size(); ++t) {
-          const MatmulResult r =
-              time_matmul(s.k, s.n, m, dtype, *owned[t], read_gbs[t], min_seconds);
-          results.push_back(r);
-          std::printf("%6lld %6lld %5lld %5s %3d %10.1f %8.1f %8.1f %6.0f%%\n",
-                      static_cast<long long>(r.k), static_cast<long long>(r.n),
-                      static_cast<long long>(r.m), std::string(dtype_name(dtype)).c_str(),
-                      r.threads, r.seconds * 1e6, r.gbs, r.gflops, 100 * r.bw_fraction);
+  if (wants("matmul")) {
+    std::printf("\nmatmul y[m,n] = x[m,k] w[n,k]^T; GB/s = weight bytes / time\n");
+    std::printf("%6s %6s %5s %5s %3s %10s %8s %8s %7s\n", "k", "n", "m", "dtype", "thr", "us",
+                "GB/s", "GFLOP/s", "of bw");
+    struct Shape {
+      int64_t k, n;
+    };
+    for (const Shape& s : {Shape{1024, 2816}, Shape{2816, 1024}, Shape{1024, 32000}}) {
+      for (int64_t m : {1, 4, 16, 64, 128}) {
+        for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}) {
+          for (size_t t = 0; t < owned.size(); ++t) {
+            const MatmulResult r =
+                time_matmul(s.k, s.n, m, dtype, *owned[t], read_gbs[t], min_seconds);
+            results.push_back(r);
+            std::printf("%6lld %6lld %5lld %5s %3d %10.1f %8.1f %8.1f %6.0f%%\n",
+                        static_cast<long long>(r.k), static_cast<long long>(r.n),
+                        static_cast<long long>(r.m), std::string(dtype_name(dtype)).c_str(),
+                        r.threads, r.seconds * 1e6, r.gbs, r.gflops, 100 * r.bw_fraction);
+          }
         }
       }
     }
   }
 
-  std::printf("\ndecode attention (16 seqs x 2048 ctx, 16/4 heads, head_dim 128):\n");
   std::vector<double> attention_gbs;
-  for (size_t t = 0; t < owned.size(); ++t) {
-    attention_gbs.push_back(time_decode_attention(*owned[t], min_seconds));
-    std::printf("  %d thread(s): %.1f GB/s of K+V (%.0f%% of read bandwidth)\n", owned[t]->size(),
-                attention_gbs.back(), 100 * attention_gbs.back() / read_gbs[t]);
+  if (wants("attention")) {
+    std::printf("\ndecode attention (16 seqs x 2048 ctx, 16/4 heads, head_dim 128):\n");
+    std::vector<double> attention_gbs;
+    for (size_t t = 0; t < owned.size(); ++t) {
+      attention_gbs.push_back(time_decode_attention(*owned[t], min_seconds));
+      std::printf("  %d thread(s): %.1f GB/s of K+V (%.0f%% of read bandwidth)\n", owned[t]->size(),
+                  attention_gbs.back(), 100 * attention_gbs.back() / read_gbs[t]);
+    }
   }
-  std::printf("\n%s\n", to_json(active_isa(), read_gbs, results, attention_gbs).c_str());
+
+  std::vector<LatentResult> latent;
+  if (wants("latent")) {
+    std::printf(
+        "\ndecode latent attention (MLA: 16 heads, 512 + 64 cache row; GB/s = cache bytes / "
+        "time)\n");
+    std::printf("%6s %6s %3s %10s %8s %8s %7s\n", "tokens", "ctx", "thr", "us", "GB/s", "GFLOP/s",
+                "of bw");
+    for (int tokens : {1, 8}) {
+      for (int ctx : {1024, 4096}) {
+        for (size_t t = 0; t < owned.size(); ++t) {
+          const LatentResult r =
+              time_latent_attention(tokens, ctx, *owned[t], read_gbs[t], min_seconds);
+          latent.push_back(r);
+          std::printf("%6d %6d %3d %10.1f %8.1f %8.1f %6.0f%%\n", r.tokens, r.ctx, r.threads,
+                      r.seconds * 1e6, r.gbs, r.gflops, 100 * r.bw_fraction);
+        }
+      }
+    }
+  }
+  std::printf("\n%s\n", to_json(active_isa(), read_gbs, results, attention_gbs, latent).c_str());
   return 0;
 }
 
