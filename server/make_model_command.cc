@@ -3,11 +3,33 @@
 #include <memory>
 #include <string>
 
+#include "engine/model/config.h"
 #include "engine/model/make_model.h"
+#include "engine/model/model_weights.h"
 #include "engine/model/presets.h"
 #include "server/commands.h"
 
 namespace sy {
+namespace {
+
+// One line per preset: the name first (scripts grep for it), then what sizes a deployment.
+void PrintPresets() {
+  for (const std::string& name : PresetNames()) {
+    StatusOr<std::string> text = PresetConfigText(name);
+    StatusOr<ModelConfig> c = text.ok() ? ParseModelConfig(*text) : text.status();
+    if (!c.ok()) {
+      std::printf("%s\t(invalid: %s)\n", name.c_str(), c.status().ToString().c_str());
+      continue;
+    }
+    const KvRowShape row = KvRowShapeFor(*c);
+    const double kv_bytes = static_cast<double>(c->num_layers * (row.k_dim + row.v_dim)) * 2;
+    std::printf("%s\t%s\t%.2f GB bf16 weights\t%.1f KiB bf16 KV per token\n", name.c_str(),
+                std::string(ArchName(c->arch)).c_str(),
+                static_cast<double>(WeightBytes(*c, DType::kBF16)) / 1e9, kv_bytes / 1024);
+  }
+}
+
+}  // namespace
 
 Command AddMakeModelCommand(CLI::App& app) {
   auto opts = std::make_shared<MakeModelOptions>();
@@ -27,11 +49,12 @@ Command AddMakeModelCommand(CLI::App& app) {
   cmd->add_option("--router-skew-seed", opts->router_skew_seed,
                   "seed of the per-layer expert popularity order");
   cmd->add_option("--max-shard-bytes", opts->max_shard_bytes, "split into shards above this size");
-  cmd->add_flag("--list-presets", *list, "print the preset names and exit");
+  cmd->add_flag("--list-presets", *list,
+                "print each preset's name, architecture, bf16 weight size and KV bytes per token");
   return {
       cmd, [opts, dtype, list]() {
         if (*list) {
-          for (const std::string& name : PresetNames()) std::printf("%s\n", name.c_str());
+          PrintPresets();
           return 0;
         }
         opts->dtype = *dtype == "f32" ? DType::kF32 : *dtype == "f16" ? DType::kF16 : DType::kBF16;

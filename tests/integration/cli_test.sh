@@ -7,7 +7,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$bin" make-model --list-presets | grep -qx "qwen3-30b-a3b" || fail "preset list"
+"$bin" make-model --list-presets | grep -q "^qwen3-30b-a3b	Qwen3MoeForCausalLM	" || fail "preset list"
 "$bin" make-model --arch olmoe --seed 5 --dtype f16 --out "$work/m" 2>/dev/null
 [[ -f "$work/m/config.json" && -f "$work/m/model.safetensors" && -f "$work/m/tokenizer.json" ]] ||
   fail "make-model files"
