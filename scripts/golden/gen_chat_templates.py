@@ -244,6 +244,7 @@ KINDS = {
     "glm45": ([(c, e, g) for c in ["glm_tool_calls", "glm_tool_then_user"] for e in ("tools", "tools_no_thinking")
                for g in (False, True)] +
               [("glm_tool_list_content", "none", True), ("qwen_tool_answer", "tools", False),
+               ("qwen_tool_calls", "tools", True),
                ("multimodal_parts", "no_thinking", True), ("user_nothink", "no_thinking", True),
                ("user_nothink", "thinking", True)]),
     "coverage": [("assistant_last", "coverage1", True), ("unicode", "coverage2", False),
@@ -302,6 +303,8 @@ def main():
                     c["expected"] = render(template, bos, eos, CONVERSATIONS[conv], EXTRAS[extra], gen)
                 except jinja2.exceptions.TemplateError as e:
                     c["error"] = str(e)
+                    # TemplateError itself is raise_exception(); subclasses are jinja2's own.
+                    c["error_class"] = type(e).__name__
                 cases.append(c)
         templates.append({"name": name, "source": source, "template": text, "bos_token": bos,
                           "eos_token": eos, "cases": cases})
