@@ -69,6 +69,34 @@ SOURCES = {
         "(DeepSeek-V3 architecture; the V3 template plus <think>); text as hard-coded in public "
         "code that loads DeepSeek-R1",
         BOS_DS, EOS_DS, ["basic", "deepseek_tools"]),
+    "deepseek_v3_0324": (
+        "https://huggingface.co/deepseek-ai/DeepSeek-V3-0324/blob/main/tokenizer_config.json (the "
+        "DeepSeek-V3 template with is_last_user); text from the tokenizer.chat_template metadata of "
+        "unsloth's DeepSeek-V3-0324 GGUF as printed by llama-cpp-python, quoted in "
+        "ikawrakow/ik_llama.cpp github-data (a DeepSeek-V3-0324 thread)",
+        BOS_DS, EOS_DS, ["basic", "deepseek_tools"]),
+    "deepseek_v31": (
+        "https://huggingface.co/deepseek-ai/DeepSeek-V3.1/blob/main/tokenizer_config.json (also "
+        "V3.1-Terminus; hybrid thinking via the `thinking` kwarg); text from the GGUF template "
+        "printed by llama-server in ikawrakow/ik_llama.cpp github-data, cross-checked against its "
+        "issue #804 (llama.cpp models/templates/deepseek-ai-DeepSeek-V3.1.jinja is a reformatted "
+        "copy that also reads enable_thinking, so it is not used)",
+        BOS_DS, EOS_DS, ["basic", "deepseek_tools", "deepseek_v31"]),
+    "kimi_k2_instruct": (
+        "https://huggingface.co/moonshotai/Kimi-K2-Instruct/blob/main/tokenizer_config.json (first "
+        "release, July 2025); text from llama.cpp models/templates/moonshotai-Kimi-K2.jinja",
+        None, "<|im_end|>", ["basic", "kimi"]),
+    "kimi_k2_thinking": (
+        "https://huggingface.co/moonshotai/Kimi-K2-Thinking/blob/main/chat_template.jinja (the K2 "
+        "template with tool calls, `## Return of` tool results and kept reasoning after the last "
+        "plain assistant turn); text from llama.cpp models/templates/moonshotai-Kimi-K2-Thinking.jinja",
+        None, "<|im_end|>", ["basic", "kimi", "kimi_agent"]),
+    "glm45_air": (
+        "https://huggingface.co/zai-org/GLM-4.5-Air/blob/main/chat_template.jinja (GLM-4.5 family, "
+        "the revision that binds the user text to `content`); text from the GGUF template printed "
+        "by llama-server in ikawrakow/ik_llama.cpp github-data/pull_requests/689, identical to the "
+        "copy in another GLM-4.5 llama-server log there",
+        None, "<|endoftext|>", ["basic", "qwen3", "glm45"]),
     "switchyard_chatml": (
         "engine/tokenizer/bpe_synthesizer.cc SynthesizeTokenizerConfig (make-model's tokenizer)",
         None, "<|endoftext|>", ["basic"]),
@@ -96,6 +124,21 @@ QWEN_CALL_TEXT = {"role": "assistant", "content": "Let me check.", "tool_calls":
 DS_CALL = {"role": "assistant", "content": None, "tool_calls": [
     {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
     {"type": "function", "function": {"name": "now", "arguments": "{}"}}]}
+DS_CALL_TEXT = {"role": "assistant", "content": "Let me check.", "tool_calls": [
+    {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Zürich\"}"}}]}
+GLM_CALL = {"role": "assistant", "content": "<think>\nNeed the weather.\n</think>\n\nChecking.", "tool_calls": [
+    {"type": "function", "function": {"name": "get_weather", "arguments": {
+        "city": "Zürich", "days": 2, "opts": {"unit": "celsius", "extra": [1, 2.5, None, True]}}}},
+    {"name": "now", "arguments": {}}]}
+MULTIMODAL = {"role": "user", "content": [
+    {"type": "text", "text": "Describe"}, {"type": "image_url", "image_url": {"url": "http://x/y.png"}},
+    {"type": "text", "text": " this picture."}]}
+KIMI_CALL = {"role": "assistant", "content": "", "reasoning_content": "Need the weather.", "tool_calls": [
+    {"id": "functions.get_weather:0", "type": "function",
+     "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+    {"id": "functions.now:1", "type": "function", "function": {"name": "now", "arguments": {}}}]}
+KIMI_RESULTS = [{"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "{\"temp\": 21}"},
+                {"role": "tool", "tool_call_id": "functions.now:1", "content": [{"type": "text", "text": "12:00"}]}]
 
 TOOLS = [{
     "type": "function",
@@ -144,6 +187,19 @@ CONVERSATIONS = {
     "ds_tool_calls": [SYS, U1, DS_CALL, T1, T2],
     "ds_tool_answer": [U1, DS_CALL, T1, T2, {"role": "assistant", "content": "<think>x</think>It is 21."}],
     "ds_two_systems": [SYS, SYS, U1, {"role": "assistant", "content": "<think>\nhm\n</think>\n\nFour."}, U2],
+    "ds_tool_calls_text": [U1, DS_CALL_TEXT, T1, {"role": "assistant", "content": "It is 21."}, U2],
+    "ds_prefix": [U1, {"role": "assistant", "content": "Let me", "prefix": True}],
+    "ds_think_twice": [U1, {"role": "assistant", "content": "<think>a</think>b</think>c"}],
+    "multimodal_parts": [SYS, MULTIMODAL, A1],
+    "kimi_tool_answer": [U1, QWEN_CALL_TEXT, T1, {"role": "assistant", "content": "It is 21 degrees."}],
+    "glm_tool_calls": [SYS, U1, GLM_CALL, T1, T2],
+    "glm_tool_then_user": [U1, GLM_CALL, T1, {"role": "assistant", "content": "21.", "reasoning_content": "ok"}, U2],
+    "glm_tool_list_content": [U1, QWEN_CALL_TEXT, {"role": "tool", "content": [{"output": "21 degrees"}, "raw"]}],
+    "kimi_agent": [SYS, {"role": "user", "name": "alice", "content": "Weather?"}, KIMI_CALL, *KIMI_RESULTS,
+                   {"role": "assistant", "content": "It is 21.", "reasoning_content": "Done."}, U2],
+    "kimi_agent_open": [U1, {"role": "assistant", "content": "Sure.", "reasoning_content": "Easy."}, U2,
+                        KIMI_CALL, *KIMI_RESULTS],
+    "user_nothink": [{"role": "user", "content": "Quick question /nothink"}],
 }
 EXTRAS = {
     "none": {},
@@ -151,6 +207,8 @@ EXTRAS = {
     "thinking": {"enable_thinking": True},
     "tools": {"tools": TOOLS},
     "tools_no_thinking": {"tools": TOOLS, "enable_thinking": False},
+    "v31_thinking": {"thinking": True},
+    "v31_no_thinking": {"thinking": False, "enable_thinking": True},
     "coverage1": {"date_format": "%d %b %Y", "items": {"b": 2, "a": [1, 2.5, None, True]},
                   "names": ["x", "yy", "zzz"], "flag": None},
     "coverage2": {"date_format": "%Y-%m-%d", "items": {"k": "v\u00e9\n\t\"q\""}, "names": [], "flag": True},
@@ -174,6 +232,21 @@ KINDS = {
                         ("qwen_tool_then_user", "tools", True)],
     "deepseek_tools": [(c, "none", g) for c in ["ds_tool_calls", "ds_tool_answer", "ds_two_systems"]
                        for g in (False, True)],
+    "deepseek_v31": ([(c, e, g) for c in ["user", "multi_turn"] for e in ("v31_thinking", "v31_no_thinking")
+                      for g in (False, True)] +
+                     [(c, e, g) for c in ["ds_prefix", "ds_tool_calls_text"] for e in ("none", "v31_thinking")
+                      for g in (False, True)] +
+                     [("ds_think_twice", "none", False), ("think_then_user", "v31_thinking", True)]),
+    "kimi": [("system_user", "tools", True), ("user", "tools", False), ("multimodal_parts", "none", True),
+             ("tool_role", "none", True), ("kimi_tool_answer", "tools", False)],
+    "kimi_agent": ([(c, "tools", g) for c in ["kimi_agent", "kimi_agent_open"] for g in (False, True)] +
+                   [(c, "none", g) for c in ["reasoning_content", "reasoning_then_turn"] for g in (False, True)]),
+    "glm45": ([(c, e, g) for c in ["glm_tool_calls", "glm_tool_then_user"] for e in ("tools", "tools_no_thinking")
+               for g in (False, True)] +
+              [("glm_tool_list_content", "none", True), ("qwen_tool_answer", "tools", False),
+               ("qwen_tool_calls", "tools", True),
+               ("multimodal_parts", "no_thinking", True), ("user_nothink", "no_thinking", True),
+               ("user_nothink", "thinking", True)]),
     "coverage": [("assistant_last", "coverage1", True), ("unicode", "coverage2", False),
                  ("whitespace", "coverage3", False)],
 }
@@ -230,6 +303,8 @@ def main():
                     c["expected"] = render(template, bos, eos, CONVERSATIONS[conv], EXTRAS[extra], gen)
                 except jinja2.exceptions.TemplateError as e:
                     c["error"] = str(e)
+                    # TemplateError itself is raise_exception(); subclasses are jinja2's own.
+                    c["error_class"] = type(e).__name__
                 cases.append(c)
         templates.append({"name": name, "source": source, "template": text, "bos_token": bos,
                           "eos_token": eos, "cases": cases})

@@ -114,12 +114,14 @@ Value FilterJoin(Args& args) {
 
 Value FilterFirst(Args& args) {
   List items = Iterate(Arg0(args));
-  return items.empty() ? Value::Undefined("first item") : items.front();
+  return items.empty() ? Value::UndefinedWithMessage("No first item, sequence was empty.")
+                       : items.front();
 }
 
 Value FilterLast(Args& args) {
   List items = Iterate(Arg0(args));
-  return items.empty() ? Value::Undefined("last item") : items.back();
+  return items.empty() ? Value::UndefinedWithMessage("No last item, sequence was empty.")
+                       : items.back();
 }
 
 Value FilterList(Args& args) { return Value(Iterate(Arg0(args))); }
@@ -272,7 +274,7 @@ Value FilterUnique(Args& args) {
 
 Value MinMax(Args& args, bool max) {
   List items = Iterate(Arg0(args));
-  if (items.empty()) return Value::Undefined("min/max of an empty sequence");
+  if (items.empty()) return Value::UndefinedWithMessage("No aggregated item, sequence was empty.");
   const bool case_sensitive = args.GetOr(1, "case_sensitive", Value(false)).Truthy();
   Value best = items[0];
   for (const Value& v : items) {

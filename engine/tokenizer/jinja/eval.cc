@@ -162,8 +162,10 @@ Renderer::Flow Renderer::ExecFor(const Node& node, std::string* out) {
                    {"length", Value(n)},
                    {"depth", Value(int64_t{1})},
                    {"depth0", Value(int64_t{0})},
-                   {"previtem", i > 0 ? items[i - 1] : Value::Undefined("previtem")},
-                   {"nextitem", i + 1 < n ? items[i + 1] : Value::Undefined("nextitem")}};
+                   {"previtem", i > 0 ? items[i - 1]
+                                      : Value::UndefinedWithMessage("there is no previous item")},
+                   {"nextitem", i + 1 < n ? items[i + 1]
+                                          : Value::UndefinedWithMessage("there is no next item")}};
     loop->Set("cycle", Value::MakeFunction("cycle", [i](Args& args) {
                 if (args.positional.empty()) throw Error("no items for cycling given");
                 return args.positional[static_cast<size_t>(i) % args.positional.size()];
@@ -228,7 +230,11 @@ Value Renderer::CallMacro(const Node& node, Args& args) {
   for (size_t i = 0; i < node.params.size(); ++i) {
     const auto& [name, fallback] = node.params[i];
     std::optional<Value> v = args.Get(i, name);
-    frames_.back()[name] = v ? *v : fallback ? Eval(*fallback) : Value::Undefined(name);
+    frames_.back()[name] =
+        v ? *v
+        : fallback
+            ? Eval(*fallback)
+            : Value::UndefinedWithMessage("parameter " + ReprString(name) + " was not provided");
   }
   std::string out;
   Exec(node.body, &out);
@@ -254,8 +260,7 @@ void Renderer::EvalArgs(const Expr& e, size_t first, Args* args) {
 Value Renderer::EvalCall(const Expr& e) {
   const Value callee = Eval(*e.children[0]);
   if (callee.is_undefined()) {
-    throw Error("'" + (callee.str().empty() ? std::string("value") : callee.str()) +
-                "' is undefined and cannot be called");
+    throw Error(callee.str().empty() ? "undefined value called" : callee.str());
   }
   Args args;
   EvalArgs(e, 1, &args);
@@ -347,7 +352,10 @@ Value Renderer::EvalUncharged(const Expr& e) {
     }
     case Expr::Kind::kCondition:
       if (Eval(*e.children[0]).Truthy()) return Eval(*e.children[1]);
-      return e.children[2] ? Eval(*e.children[2]) : Value::Undefined();
+      if (e.children[2]) return Eval(*e.children[2]);
+      return Value::UndefinedWithMessage("the inline if-expression on line " +
+                                         std::to_string(e.line) +
+                                         " evaluated to false and no else section was defined.");
   }
   return Value();
 }

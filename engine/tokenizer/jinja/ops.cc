@@ -9,9 +9,19 @@
 namespace sy::jinja {
 namespace {
 
+// jinja2 raises an undefined value's own message whatever the misuse.
 [[noreturn]] void FailUndefined(const Value& v) {
-  if (v.str().empty()) throw Error("undefined value used");
-  throw Error("'" + v.str() + "' is undefined");
+  throw Error(v.str().empty() ? "undefined value used" : v.str());
+}
+
+// What jinja2's getattr and getitem return for a missing attribute or element.
+Value MissingAttribute(const Value& obj, const std::string& name) {
+  return Value::UndefinedWithMessage(ReprString(obj.ObjectTypeRepr()) + " has no attribute " +
+                                     ReprString(name));
+}
+
+Value MissingElement(const Value& obj, const Value& key) {
+  return Value::UndefinedWithMessage(obj.ObjectTypeRepr() + " has no element " + key.Repr());
 }
 
 [[noreturn]] void FailOperands(const std::string& op, const Value& a, const Value& b) {
@@ -196,27 +206,21 @@ List Iterate(const Value& value) {
 }
 
 Value GetAttribute(const Value& obj, const std::string& name) {
-  if (obj.is_undefined()) {
-    throw Error((obj.str().empty() ? std::string("undefined value") : "'" + obj.str() + "'") +
-                " has no attribute '" + name + "'");
-  }
+  if (obj.is_undefined()) FailUndefined(obj);
   if (obj.is_dict() && obj.dict().is_namespace) {
     const Value* v = obj.dict().Find(name);
-    return v ? *v : Value::Undefined(name);
+    return v ? *v : MissingAttribute(obj, name);
   }
   if (std::optional<Value> method = GetMethod(obj, name)) return *method;
   if (obj.is_dict()) {
     const Value* v = obj.dict().Find(name);
     if (v != nullptr) return *v;
   }
-  return Value::Undefined(name);
+  return MissingAttribute(obj, name);
 }
 
 Value GetItem(const Value& obj, const Value& key) {
-  if (obj.is_undefined()) {
-    throw Error((obj.str().empty() ? std::string("undefined value") : "'" + obj.str() + "'") +
-                " has no item " + key.Repr());
-  }
+  if (obj.is_undefined()) FailUndefined(obj);
   if (obj.is_dict() && key.is_string()) {
     const Value* v = obj.dict().Find(key.str());
     if (v != nullptr) return *v;
@@ -227,17 +231,17 @@ Value GetItem(const Value& obj, const Value& key) {
     if (obj.is_list()) {
       const int64_t n = static_cast<int64_t>(obj.list().size());
       if (i < 0) i += n;
-      if (i < 0 || i >= n) return Value::Undefined();
+      if (i < 0 || i >= n) return MissingElement(obj, key);
       return obj.list()[static_cast<size_t>(i)];
     }
     std::vector<std::string> chars = tokenizer::Utf8Chars(obj.str());
     const int64_t n = static_cast<int64_t>(chars.size());
     if (i < 0) i += n;
-    if (i < 0 || i >= n) return Value::Undefined();
+    if (i < 0 || i >= n) return MissingElement(obj, key);
     return Value(std::move(chars[static_cast<size_t>(i)]));
   }
   if (key.is_string()) return GetAttribute(obj, key.str());
-  return Value::Undefined();
+  return MissingElement(obj, key);
 }
 
 Value Slice(const Value& obj, const std::optional<int64_t>& start,

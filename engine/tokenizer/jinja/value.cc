@@ -8,8 +8,12 @@
 namespace sy::jinja {
 
 Value Value::Undefined(std::string name) {
+  return UndefinedWithMessage(name.empty() ? std::string() : ReprString(name) + " is undefined");
+}
+
+Value Value::UndefinedWithMessage(std::string message) {
   Value v;
-  v.s_ = std::move(name);
+  v.s_ = std::move(message);
   return v;
 }
 
@@ -232,6 +236,13 @@ std::string Value::TypeName() const {
       return "function";
   }
   return "?";
+}
+
+std::string Value::ObjectTypeRepr() const {
+  if (is_none()) return "None";
+  if (is_dict() && dict_->is_namespace) return "jinja2.utils.Namespace object";
+  if (is_function()) return "jinja2.runtime.Macro object";
+  return TypeName() + " object";
 }
 
 const Value* Dict::Find(std::string_view key) const {

@@ -44,7 +44,12 @@ class Value {
   enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kFunction };
 
   Value() = default;  // undefined
+  // An undefined value carries the message jinja2's Undefined raises when a template misuses it
+  // (calls it, does arithmetic with it, reads its attributes): for the variable `name`,
+  // "'name' is undefined".
   static Value Undefined(std::string name = "");
+  // An undefined value with that message given, e.g. "'str object' has no attribute 'items'".
+  static Value UndefinedWithMessage(std::string message);
   static Value None();
   Value(bool b);     // NOLINT: implicit by design, like Python literals
   Value(int64_t i);  // NOLINT
@@ -75,7 +80,7 @@ class Value {
   bool as_bool() const { return b_; }
   int64_t as_int() const;  // bool, int (float truncates)
   double as_double() const;
-  const std::string& str() const { return s_; }  // string value, or undefined's name
+  const std::string& str() const { return s_; }  // string value, or undefined's message
   const List& list() const { return *list_; }
   const ListPtr& list_ptr() const { return list_; }
   Dict& dict() const { return *dict_; }
@@ -92,6 +97,8 @@ class Value {
   bool Equals(const Value& other) const;
   // A type name for error messages ("str", "int", "list", ...).
   std::string TypeName() const;
+  // jinja2's object_type_repr: "str object", "dict object", ..., "None".
+  std::string ObjectTypeRepr() const;
 
  private:
   Kind kind_ = Kind::kUndefined;
