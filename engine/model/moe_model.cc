@@ -1,5 +1,7 @@
 #include "engine/model/moe_model.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -107,6 +109,12 @@ StatusOr<std::unique_ptr<MoeModel>> MoeModel::Load(const std::string& model_dir,
                                                    bool load_routed_experts,
                                                    Quantization quantization) {
   SY_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
+  if (config.num_nextn_predict_layers > 0) {
+    spdlog::info(
+        "skipping {} multi-token-prediction layer(s) (model.layers.{}+): speculative "
+        "decoding is not implemented",
+        config.num_nextn_predict_layers, config.num_layers);
+  }
   SY_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(model_dir));
   SY_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(config, *checkpoint, backend,
                                                              load_routed_experts, quantization));
