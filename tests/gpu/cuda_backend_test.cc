@@ -125,7 +125,8 @@ TEST_P(CudaModelTest, DecodeStepsThroughGraphsMatchCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Presets, CudaModelTest,
                          ::testing::Values("tiny-mixtral", "tiny-olmoe", "tiny-qwen2-moe",
-                                           "tiny-qwen3-moe"));
+                                           "tiny-qwen3-moe", "tiny-deepseek-v2", "tiny-deepseek-v3",
+                                           "tiny-glm4-moe"));
 
 // A decode step replayed from a graph (padded to its bucket) gives the logits of the same step
 // run eagerly.
