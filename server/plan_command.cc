@@ -1,8 +1,10 @@
 // `switchyard plan`: expert placement from routing statistics (engine/moe/planner), or with
 // --evaluate a replay of a trace against placements. Bad input: message on stderr, exit code 2.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,17 +36,58 @@ int Fail(const Status& st) {
   return 2;
 }
 
-StatusOr<RoutingTrace> LoadTrace(const PlanFlags& f) {
+// The model of --model or --preset, if one is given.
+StatusOr<std::optional<ModelConfig>> LoadConfig(const PlanFlags& f) {
+  if (f.model_dir.empty() && f.preset.empty()) return std::optional<ModelConfig>();
+  if (!f.model_dir.empty() && !f.preset.empty()) {
+    return Status::InvalidArgument("give --model or --preset, not both");
+  }
+  if (!f.model_dir.empty()) {
+    SY_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(f.model_dir));
+    return std::optional<ModelConfig>(std::move(config));
+  }
+  SY_ASSIGN_OR_RETURN(std::string text, PresetConfigText(f.preset));
+  SY_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(text));
+  return std::optional<ModelConfig>(std::move(config));
+}
+
+std::string LayerList(const std::vector<int32_t>& layers) {
+  if (layers.empty()) return "none";
+  return std::to_string(layers.front()) + ".." + std::to_string(layers.back()) + " (" +
+         std::to_string(layers.size()) + " layers)";
+}
+
+// A placement is for the model's MoE layers (DeepSeek's dense first layers have none), so every
+// layer of the trace must be one of those (a measured trace may sample a few). A synthetic trace
+// numbers its layers 0..L-1: with a model it takes the model's MoE layer indices instead, when the
+// counts agree.
+StatusOr<RoutingTrace> LoadTrace(const PlanFlags& f, const std::optional<ModelConfig>& config) {
+  RoutingTrace trace;
   if (f.synthetic) {
     if (!f.trace_path.empty())
       return Status::InvalidArgument("give --trace or --synthetic, not both");
-    SY_ASSIGN_OR_RETURN(RoutingTrace trace, GenerateSyntheticTrace(f.synthetic_options));
+    SY_ASSIGN_OR_RETURN(trace, GenerateSyntheticTrace(f.synthetic_options));
+    if (config.has_value() && trace.layers.size() == MoeLayerIndices(*config).size()) {
+      trace.layers = MoeLayerIndices(*config);
+    }
     if (!f.save_trace.empty()) SY_RETURN_IF_ERROR(trace.Save(f.save_trace));
-    return trace;
+  } else {
+    if (f.trace_path.empty())
+      return Status::InvalidArgument("--trace FILE (or --synthetic) is required");
+    SY_ASSIGN_OR_RETURN(trace, RoutingTrace::Load(f.trace_path, f.dataset));
   }
-  if (f.trace_path.empty())
-    return Status::InvalidArgument("--trace FILE (or --synthetic) is required");
-  return RoutingTrace::Load(f.trace_path, f.dataset);
+  if (config.has_value()) {
+    const std::vector<int32_t> moe_layers = MoeLayerIndices(*config);
+    for (int32_t layer : trace.layers) {
+      if (!std::binary_search(moe_layers.begin(), moe_layers.end(), layer)) {
+        return Status::InvalidArgument("the trace has layer " + std::to_string(layer) +
+                                       ", which is not one of the model's MoE layers " +
+                                       LayerList(moe_layers) + "; the trace's layers are " +
+                                       LayerList(trace.layers));
+      }
+    }
+  }
+  return trace;
 }
 
 // "first:count" of the trace's windows, or the total when empty.
@@ -66,19 +109,13 @@ StatusOr<RoutingWindow> SelectWindow(const RoutingTrace& trace, const std::strin
   return trace.Sum(first, count);
 }
 
-StatusOr<CostModel> MakeCostModel(const PlanFlags& f, const RoutingTrace& trace) {
+// Routed experts only: attention, shared experts and dense layers run data-parallel, each rank
+// on its own tokens, so their cost is the same for every placement (see docs/planner.md).
+StatusOr<CostModel> MakeCostModel(const PlanFlags& f, const std::optional<ModelConfig>& model,
+                                  const RoutingTrace& trace) {
   if (f.batch_tokens <= 0) return Status::InvalidArgument("--batch-tokens must be positive");
-  if (f.model_dir.empty() && f.preset.empty()) return CostModel(f.batch_tokens);
-  if (!f.model_dir.empty() && !f.preset.empty()) {
-    return Status::InvalidArgument("give --model or --preset, not both");
-  }
-  ModelConfig config;
-  if (!f.model_dir.empty()) {
-    SY_ASSIGN_OR_RETURN(config, LoadModelConfig(f.model_dir));
-  } else {
-    SY_ASSIGN_OR_RETURN(std::string text, PresetConfigText(f.preset));
-    SY_ASSIGN_OR_RETURN(config, ParseModelConfig(text));
-  }
+  if (!model.has_value()) return CostModel(f.batch_tokens);
+  const ModelConfig& config = *model;
   if (config.num_experts != trace.num_experts) {
     return Status::InvalidArgument("the model has " + std::to_string(config.num_experts) +
                                    " experts, the trace " + std::to_string(trace.num_experts));
@@ -152,9 +189,11 @@ int RunEvaluate(const PlanFlags& f, const RoutingTrace& trace, const CostModel& 
 }
 
 int RunPlan(const PlanFlags& f) {
-  StatusOr<RoutingTrace> trace = LoadTrace(f);
+  StatusOr<std::optional<ModelConfig>> config = LoadConfig(f);
+  if (!config.ok()) return Fail(config.status());
+  StatusOr<RoutingTrace> trace = LoadTrace(f, *config);
   if (!trace.ok()) return Fail(trace.status());
-  StatusOr<CostModel> cost = MakeCostModel(f, *trace);
+  StatusOr<CostModel> cost = MakeCostModel(f, *config, *trace);
   if (!cost.ok()) return Fail(cost.status());
   std::unique_ptr<ExpertPlacement> current;
   if (!f.current_path.empty()) {

@@ -108,6 +108,10 @@ class RouterSkew {
         rules_[ffn->down] = {Rule::kZeroRow0, {}};
       }
       if (l.router.empty()) continue;
+      // DeepSeek-V3's e_score_correction_bias is added to the sigmoid scores before the top-k: a
+      // random one is a fixed popularity order of its own, larger than a token's noise there
+      // (sigmoid shrinks logits about fourfold), which made routing nearly deterministic.
+      if (!l.router_bias.empty()) rules_[l.router_bias] = {Rule::kZero, {}};
       Rule& router = rules_[l.router] = {Rule::kRouterColumn0, std::vector<float>(c.num_experts)};
       const std::vector<int32_t> order = RouterSkewOrder(seed, layer, c.num_experts);
       for (size_t r = 0; r < order.size(); ++r) {
@@ -117,7 +121,7 @@ class RouterSkew {
   }
 
   struct Rule {
-    enum Kind { kShiftColumn0, kZeroColumn0, kZeroRow0, kRouterColumn0 } kind;
+    enum Kind { kShiftColumn0, kZeroColumn0, kZeroRow0, kRouterColumn0, kZero } kind;
     std::vector<float> bias;  // kRouterColumn0: [expert]
   };
   // The rule for tensor `name`, or null if router skew leaves it alone.
@@ -136,6 +140,8 @@ class RouterSkew {
         return index < cols ? 0.0f : v;
       case Rule::kRouterColumn0:
         return index % cols == 0 ? rule.bias[index / cols] : v;
+      case Rule::kZero:
+        return 0.0f;
     }
     return v;
   }

@@ -200,13 +200,14 @@ void CheckLogitsMatch(const std::string& model, int ranks, const ExpertPlacement
 }
 
 TEST(ExpertParallelTest, LogitsMatchSingleRankContiguous) {
-  for (const std::string model : {"olmoe", "qwen2_moe"}) {
+  for (const std::string model : {"olmoe", "qwen2_moe", "deepseek_v2", "deepseek_v3", "glm4_moe"}) {
     for (int ranks : {2, 4}) CheckLogitsMatch(model, ranks, nullptr);
   }
 }
 
 TEST(ExpertParallelTest, LogitsMatchSingleRankWithReplicas) {
-  for (const std::string model : {"olmoe", "mixtral", "qwen2_moe"}) {
+  for (const std::string model :
+       {"olmoe", "mixtral", "qwen2_moe", "deepseek_v2", "deepseek_v3", "glm4_moe"}) {
     testing::LoadedModel m = testing::LoadForTest(ModelDir(model).string());
     ASSERT_NE(m.model, nullptr);
     for (int ranks : {2, 4}) {
@@ -214,6 +215,55 @@ TEST(ExpertParallelTest, LogitsMatchSingleRankWithReplicas) {
       const ExpertPlacement p = ShuffledWithReplicas(m.model->config(), ranks, slots, 7 + ranks);
       CheckLogitsMatch(model, ranks, &p);
     }
+  }
+}
+
+// DeepSeek-family models (dense first layer, shared experts): placements cover only the
+// routed experts of the MoE layers. The ranks' expert buffers together hold each routed expert
+// once and nothing else: the shared experts (like the dense layer's MLP) are loaded with the
+// non-routed weights on every rank, which is why the logits above match. A placement naming
+// the dense layer or one more expert than the routed ones is refused.
+TEST(ExpertParallelTest, DeepSeekPlacementsHoldOnlyRoutedExpertsOfMoeLayers) {
+  for (const std::string model : {"deepseek_v2", "deepseek_v3", "glm4_moe"}) {
+    const std::string dir = ModelDir(model).string();
+    CpuBackend backend(1);
+    auto loaded = MoeModel::Load(dir, &backend, false);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    auto ckpt = Checkpoint::Open(dir);
+    ASSERT_TRUE(ckpt.ok());
+    const ModelConfig& c = (*loaded)->config();
+    ASSERT_GT(c.shared_expert_intermediate_size, 0) << model;
+    const std::vector<int32_t> moe_layers = MoeLayerIndices(c);
+    ASSERT_EQ(moe_layers, (std::vector<int32_t>{1, 2})) << model;  // first_k_dense_replace 1
+    const int32_t experts = static_cast<int32_t>(c.num_experts);
+    constexpr int kRanks = 2;
+    auto comms = InProcessGroup::Create(kRanks);
+    const ExpertPlacement p =
+        ExpertPlacement::Contiguous(moe_layers, experts, kRanks, experts / kRanks);
+    size_t hosted = 0;
+    for (int r = 0; r < kRanks; ++r) {
+      auto ep = ExpertParallel::Create(c, **ckpt, &backend, p, comms[r].get());
+      ASSERT_TRUE(ep.ok()) << ep.status().ToString();
+      hosted += (*ep)->hosted_bytes();
+    }
+    // gate, up and down of every routed expert of every MoE layer, in f32.
+    const size_t routed = moe_layers.size() * static_cast<size_t>(experts) * 3 *
+                          static_cast<size_t>(c.hidden_size * c.moe_intermediate_size) *
+                          sizeof(float);
+    EXPECT_EQ(hosted, routed) << model;
+
+    const ExpertPlacement with_dense =
+        ExpertPlacement::Contiguous({0, 1, 2}, experts, kRanks, experts / kRanks);
+    EXPECT_EQ(
+        ExpertParallel::Create(c, **ckpt, &backend, with_dense, comms[0].get()).status().code(),
+        StatusCode::kInvalidArgument)
+        << model;
+    const ExpertPlacement with_shared =
+        ExpertPlacement::Contiguous(moe_layers, experts + 1, kRanks, experts / kRanks + 1);
+    EXPECT_EQ(
+        ExpertParallel::Create(c, **ckpt, &backend, with_shared, comms[0].get()).status().code(),
+        StatusCode::kInvalidArgument)
+        << model;
   }
 }
 

@@ -266,6 +266,37 @@ TEST(MakeModel, RouterSkewRoutesAlongTheIntendedPopularity) {
   }
 }
 
+// DeepSeek-V3's router adds e_score_correction_bias to the sigmoid scores before its top-k. A
+// random bias there is a fixed popularity order of its own, larger than the per-token noise in
+// score space, and made routing nearly deterministic (25 of 256 experts used); skew therefore
+// zeroes it (transformers initialises it to zeros too), and routing follows the intended order.
+TEST(MakeModel, RouterSkewOnSigmoidRoutingWithCorrectionBias) {
+  testing::ScratchDir dir("mm-route-skewed-v3");
+  MakeModelOptions o;
+  o.preset = "tiny-deepseek-v3";  // 16 experts, top-4 of 4 groups (2 picked), MoE layers 1, 2
+  o.seed = 5;
+  o.router_skew = 1.0;
+  o.router_skew_seed = 9;
+  o.out_dir = dir.path().string();
+  ASSERT_TRUE(MakeModel(o).ok());
+  auto file = SafetensorsFile::Open((dir.path() / "model.safetensors").string());
+  ASSERT_TRUE(file.ok());
+  for (int layer : {1, 2}) {
+    const std::string name =
+        "model.layers." + std::to_string(layer) + ".mlp.gate.e_score_correction_bias";
+    for (float v : F32Values(**file, name)) EXPECT_EQ(v, 0.0f) << name;
+  }
+  const auto counts = MeasureRouting(o.out_dir);
+  ASSERT_EQ(counts.size(), 3u);
+  for (size_t layer : {1, 2}) {
+    const std::vector<int64_t>& c = counts[layer];
+    const int used =
+        static_cast<int>(std::count_if(c.begin(), c.end(), [](int64_t n) { return n > 0; }));
+    EXPECT_EQ(used, 16) << "layer " << layer;
+    EXPECT_GT(OrderCorrelation(c, RouterSkewOrder(9, layer, 16)), 0.7) << "layer " << layer;
+  }
+}
+
 TEST(MakeModel, EveryPresetGivesAValidConfig) {
   for (const std::string& name : PresetNames()) {
     MakeModelOptions o;
