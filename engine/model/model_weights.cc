@@ -34,10 +34,10 @@ class WeightSource {
     return t;
   }
 
-  // A matrix a matmul reads: int8 rows when quantizing, else as Matrix gives it.
+  // A matrix a matmul reads: int8 or int4 rows when quantizing, else as Matrix gives it.
   StatusOr<Tensor> Linear(const std::string& name, int64_t rows, int64_t cols) {
     if (quantization_ == Quantization::kNone) return Matrix(name, rows, cols);
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, rows, cols));
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(name, t));
     return t;
   }
@@ -46,7 +46,7 @@ class WeightSource {
   StatusOr<Tensor> LinearStacked(const std::string& a, const std::string& b, int64_t rows,
                                  int64_t cols) {
     if (quantization_ == Quantization::kNone) return Stacked(a, b, rows, cols);
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, 2 * rows, cols));
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), 2 * rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(a, t.Rows(0, rows)));
     SY_RETURN_IF_ERROR(UploadQuantized(b, t.Rows(rows, rows)));
     return t;
@@ -64,7 +64,8 @@ class WeightSource {
   using RowReader = std::function<void(int64_t r, float* out)>;
   virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
 
-  // Quantizes matrix `name` row by row into the kI8 tensor t through a host staging buffer.
+  // Quantizes matrix `name` row by row into the kI8 or int4 tensor t through a host staging
+  // buffer.
   Status UploadQuantized(const std::string& name, const Tensor& t) {
     SY_ASSIGN_OR_RETURN(RowReader read_row, RowsOf(name, t.rows, t.cols));
     constexpr size_t kStagingBytes = size_t{4} << 20;
@@ -77,7 +78,11 @@ class WeightSource {
       const int64_t n = std::min(rows_per_copy, t.rows - r0);
       for (int64_t r = 0; r < n; ++r) {
         read_row(r0 + r, values.data());
-        quantize_i8_row(values.data(), t.cols, staging.data() + r * row_bytes);
+        if (t.dtype == DType::kI8) {
+          quantize_i8_row(values.data(), t.cols, staging.data() + r * row_bytes);
+        } else {
+          quantize_i4_row(t.dtype, values.data(), t.cols, staging.data() + r * row_bytes);
+        }
       }
       backend_->CopyToDevice(t.Rows(r0, n).data, staging.data(), n * row_bytes);
     }
@@ -259,9 +264,10 @@ Status LoadLayer(const ModelConfig& c, const LayerWeightNames& n, bool load_rout
 }
 
 Status CheckQuantization(Quantization q, const Backend& backend) {
-  if (q == Quantization::kInt8 && !backend.SupportsWeightDType(DType::kI8)) {
-    return Status::Unimplemented("--quantization int8 is not implemented on the " +
-                                 std::string(backend.name()) + " backend (CPU only so far)");
+  if (q != Quantization::kNone && !backend.SupportsWeightDType(QuantizedWeightDType(q))) {
+    return Status::Unimplemented("--quantization " + std::string(QuantizationName(q)) +
+                                 " is not implemented on the " + std::string(backend.name()) +
+                                 " backend (CPU only so far)");
   }
   return Status::Ok();
 }
@@ -294,12 +300,31 @@ Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up,
 StatusOr<Quantization> ParseQuantization(std::string_view name) {
   if (name == "none") return Quantization::kNone;
   if (name == "int8") return Quantization::kInt8;
+  if (name == "int4") return Quantization::kInt4;
   return Status::InvalidArgument("unknown --quantization '" + std::string(name) +
-                                 "' (expected none or int8)");
+                                 "' (expected none, int8 or int4)");
 }
 
 std::string_view QuantizationName(Quantization q) {
-  return q == Quantization::kInt8 ? "int8" : "none";
+  switch (q) {
+    case Quantization::kInt8:
+      return "int8";
+    case Quantization::kInt4:
+      return "int4";
+    default:
+      return "none";
+  }
+}
+
+DType QuantizedWeightDType(Quantization q) {
+  switch (q) {
+    case Quantization::kInt8:
+      return DType::kI8;
+    case Quantization::kInt4:
+      return DType::kI4G128;
+    default:
+      return DType::kF32;
+  }
 }
 
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
@@ -316,11 +341,13 @@ size_t WeightBytes(const ModelConfig& c, DType dtype, Quantization quantization)
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-  // A matrix kept in `dtype`, and one a matmul reads (int8 rows with scales when quantizing).
+  // A matrix kept in `dtype`, and one a matmul reads (int8/int4 rows with scales when
+  // quantizing).
   auto plain = [&](int64_t rows, int64_t cols) { return rows * dtype_row_bytes(dtype, cols); };
   auto linear = [&](int64_t rows, int64_t cols) {
-    return quantization == Quantization::kInt8 ? rows * dtype_row_bytes(DType::kI8, cols)
-                                               : plain(rows, cols);
+    return quantization != Quantization::kNone
+               ? rows * dtype_row_bytes(QuantizedWeightDType(quantization), cols)
+               : plain(rows, cols);
   };
   auto ffn = [&](int64_t inter) { return inter > 0 ? linear(2 * inter, h) + linear(h, inter) : 0; };
   size_t bytes = plain(c.vocab_size, h) + (c.tie_word_embeddings ? 0 : linear(c.vocab_size, h));
