@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/model/int4_checkpoint.h"
 #include "engine/model/rope.h"
 #include "engine/model/weight_names.h"
 #include "kernels/cpu/ops.h"
@@ -34,8 +36,14 @@ class WeightSource {
     return t;
   }
 
-  // A matrix a matmul reads: int8 or int4 rows when quantizing, else as Matrix gives it.
+  // A matrix a matmul reads: as the checkpoint stores it when pre-quantized (GPTQ, AWQ), int8
+  // or int4 rows when quantizing, else as Matrix gives it.
   StatusOr<Tensor> Linear(const std::string& name, int64_t rows, int64_t cols) {
+    if (const std::optional<DType> stored = PreQuantizedDType(name)) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(*stored, rows, cols));
+      SY_RETURN_IF_ERROR(UploadPreQuantized(name, t));
+      return t;
+    }
     if (quantization_ == Quantization::kNone) return Matrix(name, rows, cols);
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(name, t));
@@ -45,6 +53,15 @@ class WeightSource {
   // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scale.
   StatusOr<Tensor> LinearStacked(const std::string& a, const std::string& b, int64_t rows,
                                  int64_t cols) {
+    if (const std::optional<DType> stored = PreQuantizedDType(a)) {
+      if (PreQuantizedDType(b) != stored) {
+        return Status::Unimplemented("tensors " + a + " and " + b + " are stored differently");
+      }
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(*stored, 2 * rows, cols));
+      SY_RETURN_IF_ERROR(UploadPreQuantized(a, t.Rows(0, rows)));
+      SY_RETURN_IF_ERROR(UploadPreQuantized(b, t.Rows(rows, rows)));
+      return t;
+    }
     if (quantization_ == Quantization::kNone) return Stacked(a, b, rows, cols);
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), 2 * rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(a, t.Rows(0, rows)));
@@ -63,6 +80,14 @@ class WeightSource {
   // Writes row r of matrix [rows, cols] as f32 values into out[cols].
   using RowReader = std::function<void(int64_t r, float* out)>;
   virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
+
+  // The dtype matrix `name` is stored in when the checkpoint holds it quantized, and its upload.
+  virtual std::optional<DType> PreQuantizedDType(const std::string& /*name*/) const {
+    return std::nullopt;
+  }
+  virtual Status UploadPreQuantized(const std::string& name, const Tensor& /*t*/) {
+    return Status::Internal("no pre-quantized tensor " + name);
+  }
 
   // Quantizes matrix `name` row by row into the kI8 or int4 tensor t through a host staging
   // buffer.
@@ -107,8 +132,8 @@ class WeightSource {
 class WeightUploader final : public WeightSource {
  public:
   WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out,
-                 Quantization quantization)
-      : WeightSource(backend, out, quantization), ckpt_(ckpt) {}
+                 Quantization quantization, std::optional<Int4CheckpointFormat> int4 = {})
+      : WeightSource(backend, out, quantization), ckpt_(ckpt), int4_(int4) {}
 
   // A matrix [rows, cols] in its stored dtype.
   StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
@@ -155,6 +180,19 @@ class WeightUploader final : public WeightSource {
     });
   }
 
+  std::optional<DType> PreQuantizedDType(const std::string& name) const override {
+    if (!int4_ || !HasInt4Linear(ckpt_, name)) return std::nullopt;
+    return int4_->dtype;
+  }
+
+  // Converts on the host (ReadInt4Linear), then one copy.
+  Status UploadPreQuantized(const std::string& name, const Tensor& t) override {
+    std::vector<uint8_t> host(t.nbytes());
+    SY_RETURN_IF_ERROR(ReadInt4Linear(ckpt_, *int4_, name, t.rows, t.cols, host.data()));
+    backend_->CopyToDevice(t.data, host.data(), host.size());
+    return Status::Ok();
+  }
+
  private:
   static Status CheckFloat(const TensorView& v) {
     if (v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16) {
@@ -165,6 +203,7 @@ class WeightUploader final : public WeightSource {
   }
 
   const Checkpoint& ckpt_;
+  std::optional<Int4CheckpointFormat> int4_;
 };
 
 // Random weights made in backend memory by the backend itself (no files, no host copies):
@@ -331,8 +370,14 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
                                         Backend* backend, bool load_routed_experts,
                                         Quantization quantization) {
   SY_RETURN_IF_ERROR(CheckQuantization(quantization, *backend));
+  SY_ASSIGN_OR_RETURN(std::optional<Int4CheckpointFormat> int4,
+                      ReadInt4CheckpointFormat(ckpt.dir()));
+  if (int4 && !backend->SupportsWeightDType(int4->dtype)) {
+    return Status::Unimplemented("int4 (GPTQ/AWQ) checkpoints are not implemented on the " +
+                                 std::string(backend->name()) + " backend (CPU only so far)");
+  }
   ModelWeights w;
-  WeightUploader up(ckpt, backend, &w, quantization);
+  WeightUploader up(ckpt, backend, &w, quantization, int4);
   SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
   return w;
 }

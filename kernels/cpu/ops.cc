@@ -93,7 +93,7 @@ Int4Activations quantize_int4_activations(const float* x, int64_t m, int64_t k, 
       float residual = 0.0f;
       for (int64_t c = begin; c < end; ++c) {
         const float v = std::clamp(row[c] * inverse, -127.0f, 127.0f);
-        const auto q_c = static_cast<int8_t>(std::lround(v));
+        const auto q_c = static_cast<int8_t>(v >= 0.0f ? v + 0.5f : v - 0.5f);  // ties away
         qrow[c / 64 * 64 + int4_block_position(c % 64)] = q_c;
         residual += row[c] - scale * static_cast<float>(q_c);
       }

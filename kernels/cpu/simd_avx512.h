@@ -63,8 +63,8 @@ struct Avx512 {
   // Int4 matmul (simd_int4.h) register tile, and its integer dot product: 32 unsigned 4-bit
   // weights times 32 int8 x values, pairs summed into 16-bit lanes (|sum| <= 2 * 15 * 127, and
   // at most 4 products per group add up before dot_finish widens them to 32 bits).
-  static constexpr int kInt4Rows = 4;
-  static constexpr int kInt4Cols = 2;
+  static constexpr int kInt4Rows = 2;
+  static constexpr int kInt4Cols = 4;
   static __m256i dot_u4_i8(__m256i acc, __m256i u, __m256i s) {
     return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s));
   }
