@@ -18,9 +18,9 @@ using detail::Int4Activations;
 
 // Output (i, j) = sum over groups g of (s_w[g] * s_x[g]) * (q_w . q_x over g) + min_w[g] *
 // sum_x[g] + 8 * s_w[g] * residual_x[g] (the weights' centre times x's rounding, given back: see
-// Int4Activations), the first sum over lanes of f32 accumulators reduced by a fixed tree, the
-// others in group order, then the bias: the same operations whatever the tile shape or batch. The
-// integer dot products are exact, so their order does not matter.
+// Int4Activations), each sum in f32 vector lanes reduced by a fixed tree, then the bias: the
+// same operations whatever the tile shape or batch. The integer dot products are exact, so their
+// order does not matter.
 
 template <class V>
 inline float int4_reduce(__m256 v) {
@@ -30,16 +30,32 @@ inline float int4_reduce(__m256 v) {
   return _mm_cvtss_f32(q);
 }
 
+// Scales and mins of groups [g0, g0 + n) (n <= 8) of a row's header as two f32 vectors, lanes
+// from n on zero.
 template <class V>
-inline float int4_half(const uint8_t* p) {
-  uint16_t h;
-  __builtin_memcpy(&h, p, sizeof h);
-  return _cvtsh_ss(h);
+inline void int4_header_chunk(const uint8_t* h, int n, __m256* scales, __m256* mins) {
+  __m256i pairs;
+  if (n == 8) {
+    pairs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h));
+  } else {
+    alignas(32) uint8_t block[32] = {};
+    for (int b = 0; b < 4 * n; ++b) block[b] = h[b];
+    pairs = _mm256_load_si256(reinterpret_cast<const __m256i*>(block));
+  }
+  // {scale, min} f16 pairs -> the scales in bytes 0-15, the mins in 16-31.
+  const __m256i even_odd = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0,
+                                            1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m256i split =
+      _mm256_permute4x64_epi64(_mm256_shuffle_epi8(pairs, even_odd), 0xd8);  // qwords 0, 2, 1, 3
+  *scales = _mm256_cvtph_ps(_mm256_castsi256_si128(split));
+  *mins = _mm256_cvtph_ps(_mm256_extracti128_si256(split, 1));
 }
 
 // Weight rows w + j * ldw (header at the start, packed values at w + header), x rows q + i *
-// padded_k. kGroup >= 64: one integer accumulator per group; kGroup == 32: each 64-element block
-// spans two groups, lanes 0-3 the first and 4-7 the second.
+// padded_k. Groups go in chunks of 8: their scales and mins are converted as vectors, the
+// mins' and centre's terms accumulate per group lane, and each group's factor s_w * s_x waits in
+// `factor` for its integer dot product. kGroup >= 64: one integer accumulator per group;
+// kGroup == 32: each 64-element block spans two groups, lanes 0-3 the first and 4-7 the second.
 template <class V, int kGroup, int kRows, int kCols>
 void matmul_i4_tile(const Int4Activations& xa, int64_t i0, const uint8_t* w, int64_t ldw,
                     int64_t header, const char* prefetch, const float* bias, float* y,
@@ -47,87 +63,112 @@ void matmul_i4_tile(const Int4Activations& xa, int64_t i0, const uint8_t* w, int
   constexpr int64_t kGroupsPerStep = kGroup == 32 ? 2 : 1;
   constexpr int64_t kStepElements = kGroup == 32 ? 64 : kGroup;
   constexpr int64_t kStepBytes = kCols * (kStepElements / 2 + 4 * kGroupsPerStep);
+  constexpr int64_t kChunkGroups = 8;
   const __m256i low_nibbles = _mm256_set1_epi8(0x0f);
+  const __m256 eight = _mm256_set1_ps(8.0f);
   __m256 acc[kRows][kCols];
-  float min_sum[kRows][kCols];
+  __m256 min_acc[kRows][kCols];  // lane l: the mins' and centre's terms of groups l mod 8
 #pragma GCC unroll 8
   for (int i = 0; i < kRows; ++i) {
 #pragma GCC unroll 8
     for (int j = 0; j < kCols; ++j) {
       acc[i][j] = _mm256_setzero_ps();
-      min_sum[i][j] = 0.0f;
+      min_acc[i][j] = _mm256_setzero_ps();
     }
   }
+  alignas(32) float factor[kRows][kCols][kChunkGroups];
   const int64_t steps = xa.padded_k / kStepElements;
-  for (int64_t s = 0; s < steps; ++s) {
-    if (prefetch != nullptr) {
-      const char* ahead = prefetch + s * kStepBytes;
-      for (int64_t line = 0; line < kStepBytes; line += 64) V::prefetch(ahead + line);
-    }
-    __m256i dot[kRows][kCols];
+  for (int64_t c0 = 0; c0 < xa.groups; c0 += kChunkGroups) {
+    const int n = xa.groups - c0 < kChunkGroups ? static_cast<int>(xa.groups - c0) : kChunkGroups;
+    __m256 w_scale[kCols], w_min[kCols];
+#pragma GCC unroll 8
+    for (int j = 0; j < kCols; ++j)
+      int4_header_chunk<V>(w + j * ldw + c0 * 4, n, &w_scale[j], &w_min[j]);
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
-#pragma GCC unroll 8
-      for (int j = 0; j < kCols; ++j) dot[i][j] = _mm256_setzero_si256();
-    }
-#pragma GCC unroll 4
-    for (int64_t b = 0; b < kStepElements / 64; ++b) {
-      const int64_t e = s * kStepElements + b * 64;  // first element of this 64-element block
-      __m256i lo[kCols], hi[kCols];
+      const int64_t at = (i0 + i) * xa.groups + c0;
+      __m256 x_scale, x_sum, x_residual;
+      if (n == kChunkGroups) {
+        x_scale = _mm256_loadu_ps(xa.scale + at);
+        x_sum = _mm256_loadu_ps(xa.sum + at);
+        x_residual = _mm256_loadu_ps(xa.residual + at);
+      } else {
+        alignas(32) float block[3][kChunkGroups] = {};
+        for (int g = 0; g < n; ++g) {
+          block[0][g] = xa.scale[at + g];
+          block[1][g] = xa.sum[at + g];
+          block[2][g] = xa.residual[at + g];
+        }
+        x_scale = _mm256_load_ps(block[0]);
+        x_sum = _mm256_load_ps(block[1]);
+        x_residual = _mm256_load_ps(block[2]);
+      }
 #pragma GCC unroll 8
       for (int j = 0; j < kCols; ++j) {
-        const __m256i packed =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * ldw + header + e / 2));
-        lo[j] = _mm256_and_si256(packed, low_nibbles);
-        hi[j] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < kRows; ++i) {
-        const int8_t* xq = xa.q + (i0 + i) * xa.padded_k + e;
-        const __m256i x_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-        const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
-#pragma GCC unroll 8
-        for (int j = 0; j < kCols; ++j) {
-          dot[i][j] = V::dot_u4_i8(dot[i][j], lo[j], x_lo);
-          dot[i][j] = V::dot_u4_i8(dot[i][j], hi[j], x_hi);
-        }
+        _mm256_store_ps(factor[i][j], _mm256_mul_ps(w_scale[j], x_scale));
+        min_acc[i][j] = _mm256_fmadd_ps(w_min[j], x_sum, min_acc[i][j]);
+        min_acc[i][j] =
+            _mm256_fmadd_ps(_mm256_mul_ps(w_scale[j], eight), x_residual, min_acc[i][j]);
       }
     }
-    // The groups of this step: g0 (and g0 + 1 for kGroup == 32, absent past the last group).
-    const int64_t g0 = s * kGroupsPerStep;
-    const bool second = kGroupsPerStep == 2 && g0 + 1 < xa.groups;
-#pragma GCC unroll 8
-    for (int j = 0; j < kCols; ++j) {
-      const uint8_t* h = w + j * ldw + g0 * 4;
-      const float scale0 = int4_half<V>(h), min0 = int4_half<V>(h + 2);
-      const float scale1 = second ? int4_half<V>(h + 4) : 0.0f;
-      const float min1 = second ? int4_half<V>(h + 6) : 0.0f;
+    const int64_t s_end =
+        (c0 + kChunkGroups) / kGroupsPerStep < steps ? (c0 + kChunkGroups) / kGroupsPerStep : steps;
+    for (int64_t s = c0 / kGroupsPerStep; s < s_end; ++s) {
+      if (prefetch != nullptr) {
+        const char* ahead = prefetch + s * kStepBytes;
+        for (int64_t line = 0; line < kStepBytes; line += 64) V::prefetch(ahead + line);
+      }
+      __m256i dot[kRows][kCols];
 #pragma GCC unroll 8
       for (int i = 0; i < kRows; ++i) {
-        const float* x_scale = xa.scale + (i0 + i) * xa.groups + g0;
-        const float* x_sum = xa.sum + (i0 + i) * xa.groups + g0;
-        const float* x_residual = xa.residual + (i0 + i) * xa.groups + g0;
-        __m256 factor;
-        if constexpr (kGroupsPerStep == 2) {
-          const float f1 = second ? scale1 * x_scale[1] : 0.0f;
-          factor = _mm256_set_m128(_mm_set1_ps(f1), _mm_set1_ps(scale0 * x_scale[0]));
-        } else {
-          factor = _mm256_set1_ps(scale0 * x_scale[0]);
+#pragma GCC unroll 8
+        for (int j = 0; j < kCols; ++j) dot[i][j] = _mm256_setzero_si256();
+      }
+#pragma GCC unroll 4
+      for (int64_t b = 0; b < kStepElements / 64; ++b) {
+        const int64_t e = s * kStepElements + b * 64;  // first element of this 64-element block
+        __m256i lo[kCols], hi[kCols];
+#pragma GCC unroll 8
+        for (int j = 0; j < kCols; ++j) {
+          const __m256i packed =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * ldw + header + e / 2));
+          lo[j] = _mm256_and_si256(packed, low_nibbles);
+          hi[j] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
         }
-        acc[i][j] =
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(V::dot_finish(dot[i][j])), factor, acc[i][j]);
-        min_sum[i][j] = __builtin_fmaf(min0, x_sum[0], min_sum[i][j]);
-        min_sum[i][j] = __builtin_fmaf(8.0f * scale0, x_residual[0], min_sum[i][j]);
-        if (second) {
-          min_sum[i][j] = __builtin_fmaf(min1, x_sum[1], min_sum[i][j]);
-          min_sum[i][j] = __builtin_fmaf(8.0f * scale1, x_residual[1], min_sum[i][j]);
+#pragma GCC unroll 8
+        for (int i = 0; i < kRows; ++i) {
+          const int8_t* xq = xa.q + (i0 + i) * xa.padded_k + e;
+          const __m256i x_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+          const __m256i x_hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+#pragma GCC unroll 8
+          for (int j = 0; j < kCols; ++j) {
+            dot[i][j] = V::dot_u4_i8(dot[i][j], lo[j], x_lo);
+            dot[i][j] = V::dot_u4_i8(dot[i][j], hi[j], x_hi);
+          }
+        }
+      }
+      // This step's groups within the chunk (for kGroup == 32 the second may lie past the last
+      // group: its factor lane is zero, and so are its x values).
+      const int64_t g = s * kGroupsPerStep - c0;
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i) {
+#pragma GCC unroll 8
+        for (int j = 0; j < kCols; ++j) {
+          __m256 f;
+          if constexpr (kGroupsPerStep == 2) {
+            f = _mm256_set_m128(_mm_broadcast_ss(&factor[i][j][g + 1]),
+                                _mm_broadcast_ss(&factor[i][j][g]));
+          } else {
+            f = _mm256_broadcast_ss(&factor[i][j][g]);
+          }
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(V::dot_finish(dot[i][j])), f, acc[i][j]);
         }
       }
     }
   }
   for (int i = 0; i < kRows; ++i) {
     for (int j = 0; j < kCols; ++j) {
-      float sum = int4_reduce<V>(acc[i][j]) + min_sum[i][j];
+      float sum = int4_reduce<V>(acc[i][j]) + int4_reduce<V>(min_acc[i][j]);
       // Rounded before the bias in every tile shape (see matmul_tile).
       __asm__("" : "+x"(sum));
       y[i * ldy + j] = bias != nullptr ? sum + bias[j] : sum;
