@@ -29,12 +29,14 @@ Command AddMakeModelCommand(CLI::App& app) {
                   "seed of the per-layer expert popularity order");
   cmd->add_option("--max-shard-bytes", opts->max_shard_bytes, "split into shards above this size");
   cmd->add_option("--quantization", *quantization,
-                  "none, or gptq / awq: the linear layers quantized to int4 (round to nearest) "
-                  "and packed as GPTQ (v1) or AWQ (GEMM) checkpoints are")
-      ->check(CLI::IsMember({"none", "gptq", "awq"}))
+                  "none, or gptq / awq / pack-quantized: the linear layers quantized to int4 "
+                  "(round to nearest) and packed as GPTQ (v1), AWQ (GEMM) or compressed-tensors "
+                  "pack-quantized (symmetric) checkpoints are")
+      ->check(CLI::IsMember({"none", "gptq", "awq", "pack-quantized"}))
       ->capture_default_str();
-  cmd->add_option("--group-size", opts->int4_group_size,
-                  "with --quantization gptq/awq: input columns per scale (32, 64 or 128)")
+  cmd->add_option(
+         "--group-size", opts->int4_group_size,
+         "with --quantization gptq/awq/pack-quantized: input columns per scale (32, 64 or 128)")
       ->capture_default_str();
   cmd->add_flag("--list-presets", *list, "print the preset names and exit");
   return {

@@ -49,6 +49,113 @@ int32_t I32At(const TensorView& v, int64_t i) {
 // [0, 2, 4, 6, 1, 3, 5, 7], so column c sits in slot kAwqSlot[c].
 constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
+StatusOr<DType> DTypeForGroup(const json& group) {
+  const int64_t g = group.is_number_integer() ? group.get<int64_t>() : 0;
+  if (g == 32) return DType::kI4G32;
+  if (g == 64) return DType::kI4G64;
+  if (g == 128) return DType::kI4G128;
+  return Unsupported("group_size", group.dump(), "expected 32, 64 or 128");
+}
+
+// compressed-tensors' quantization_config with format pack-quantized.
+StatusOr<std::optional<Int4CheckpointFormat>> PackQuantizedFormat(const json& q) {
+  if (!q.contains("config_groups") || !q["config_groups"].is_object() ||
+      q["config_groups"].empty()) {
+    return Unsupported("config_groups", "(missing)", "pack-quantized needs one");
+  }
+  const json* weights = nullptr;
+  for (const auto& [name, group] : q["config_groups"].items()) {
+    if (!group.is_object() || !group.contains("weights") || !group["weights"].is_object()) {
+      return Unsupported("config_groups." + name + ".weights", "(missing)", "");
+    }
+    if (group.contains("input_activations") && !group["input_activations"].is_null()) {
+      return Unsupported("config_groups." + name + ".input_activations", "(set)",
+                         "weight-only int4 only");
+    }
+    if (weights != nullptr && group["weights"] != *weights) {
+      return Unsupported("config_groups", "with different weights", "one int4 scheme only");
+    }
+    weights = &group["weights"];
+  }
+  const json& w = *weights;
+  if (w.value("num_bits", int64_t{0}) != 4) {
+    return Unsupported("weights.num_bits",
+                       w.contains("num_bits") ? w["num_bits"].dump() : "(missing)",
+                       "only 4-bit weights");
+  }
+  if (w.value("type", std::string("int")) != "int") {
+    return Unsupported("weights.type", "'" + w.value("type", std::string()) + "'", "int only");
+  }
+  if (w.value("strategy", std::string()) != "group") {
+    return Unsupported("weights.strategy", "'" + w.value("strategy", std::string()) + "'",
+                       "group only");
+  }
+  if (w.contains("actorder") && !w["actorder"].is_null() && w["actorder"] != false) {
+    return Unsupported("weights.actorder", w["actorder"].dump(),
+                       "act-order groups are not runs of consecutive input columns");
+  }
+  Int4CheckpointFormat f;
+  f.method = Int4CheckpointFormat::Method::kPackQuantized;
+  SY_ASSIGN_OR_RETURN(f.dtype, DTypeForGroup(w.contains("group_size") ? w["group_size"] : json()));
+  f.group_size = int4_group_size(f.dtype);
+  f.symmetric = w.value("symmetric", true);
+  f.zero_offset = 0;
+  return std::optional<Int4CheckpointFormat>(f);
+}
+
+// The unsigned 4-bit value at bits 4 * (k % 8) of word k / 8 of an int32 tensor's row r of
+// `words` int32s (pack-quantized's packing along a row).
+uint32_t RowNibble(const TensorView& t, int64_t words, int64_t r, int64_t k) {
+  return (static_cast<uint32_t>(I32At(t, r * words + k / 8)) >> (4 * (k % 8))) & 0xfu;
+}
+
+Status ReadPackQuantized(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
+                         const std::string& p, int64_t rows, int64_t cols, uint8_t* out) {
+  const int64_t groups = (cols + f.group_size - 1) / f.group_size;
+  const int64_t words = (cols + 7) / 8;
+  SY_ASSIGN_OR_RETURN(TensorView packed, GetTyped(ckpt, p + ".weight_packed", {rows, words}, true));
+  SY_ASSIGN_OR_RETURN(TensorView scales,
+                      GetTyped(ckpt, p + ".weight_scale", {rows, groups}, false));
+  if (ckpt.Has(p + ".weight_g_idx")) {
+    return Status::InvalidArgument(p + ".weight_g_idx (act-order) is not supported");
+  }
+  if (ckpt.Has(p + ".weight_shape")) {
+    SY_ASSIGN_OR_RETURN(TensorView shape, ckpt.Get(p + ".weight_shape", {2}));
+    int64_t dims[2] = {0, 0};
+    for (int d = 0; d < 2; ++d) {
+      dims[d] = shape.dtype == DType::kI64   ? static_cast<const int64_t*>(shape.data)[d]
+                : shape.dtype == DType::kI32 ? I32At(shape, d)
+                                             : -1;
+    }
+    if (dims[0] != rows || dims[1] != cols) {
+      return Status::InvalidArgument(p + ".weight_shape is not [" + std::to_string(rows) + ", " +
+                                     std::to_string(cols) + "]");
+    }
+  }
+  std::optional<TensorView> zeros;
+  if (!f.symmetric) {
+    SY_ASSIGN_OR_RETURN(zeros,
+                        GetTyped(ckpt, p + ".weight_zero_point", {(rows + 7) / 8, groups}, true));
+  }
+  const size_t row_bytes = dtype_row_bytes(f.dtype, cols);
+  std::memset(out, 0, static_cast<size_t>(rows) * row_bytes);
+  for (int64_t j = 0; j < rows; ++j) {
+    uint8_t* row = out + j * row_bytes;
+    for (int64_t g = 0; g < groups; ++g) {
+      const float scale = load_as_f32(scales.data, scales.dtype, j * groups + g);
+      // Values and zero points are stored + 8: w = ((u - 8) - (z - 8)) * scale = (u - z) * scale.
+      const uint32_t zero =
+          zeros ? (static_cast<uint32_t>(I32At(*zeros, j / 8 * groups + g)) >> (4 * (j % 8))) & 0xfu
+                : 8u;
+      set_int4_group(row, g, scale, -scale * static_cast<float>(zero));
+    }
+    for (int64_t i = 0; i < cols; ++i) {
+      set_int4_q(f.dtype, row, cols, i, static_cast<int>(RowNibble(packed, words, j, i)));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
@@ -66,10 +173,10 @@ StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
   const std::string method = q.value("quant_method", std::string());
   if (method == "fp8") return std::optional<Int4CheckpointFormat>();
   if (method == "compressed-tensors") {
-    if (q.value("format", std::string()) == "pack-quantized") {
-      return Unsupported("format", "'pack-quantized'", "compressed-tensors int4 is not read yet");
+    if (q.value("format", std::string()) != "pack-quantized") {
+      return std::optional<Int4CheckpointFormat>();
     }
-    return std::optional<Int4CheckpointFormat>();
+    return PackQuantizedFormat(q);
   }
   Int4CheckpointFormat f;
   if (method == "gptq") {
@@ -128,12 +235,16 @@ StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
 }
 
 bool HasInt4Linear(const Checkpoint& ckpt, std::string_view weight_name) {
-  return ckpt.Has(Prefix(weight_name) + ".qweight");
+  return ckpt.Has(Prefix(weight_name) + ".qweight") ||
+         ckpt.Has(Prefix(weight_name) + ".weight_packed");
 }
 
 Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
                       std::string_view weight_name, int64_t rows, int64_t cols, uint8_t* out) {
   const std::string p = Prefix(weight_name);
+  if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
+    return ReadPackQuantized(ckpt, f, p, rows, cols, out);
+  }
   const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
   if (rows % 8 != 0 || (gptq && cols % 8 != 0)) {
     return Status::InvalidArgument(p + ": int4 packing needs in and out features divisible by 8");
@@ -179,6 +290,12 @@ Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
 
 std::vector<PackedInt4Tensor> Int4PackedLayout(const Int4CheckpointFormat& f, int64_t rows,
                                                int64_t cols) {
+  if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
+    const int64_t groups = (cols + f.group_size - 1) / f.group_size;
+    return {{".weight_packed", DType::kI32, {rows, (cols + 7) / 8}, {}},
+            {".weight_scale", DType::kF16, {rows, groups}, {}},
+            {".weight_shape", DType::kI64, {2}, {}}};
+  }
   const int64_t groups = (cols + f.group_size - 1) / f.group_size;
   const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
   std::vector<PackedInt4Tensor> out = {
@@ -189,8 +306,47 @@ std::vector<PackedInt4Tensor> Int4PackedLayout(const Int4CheckpointFormat& f, in
   return out;
 }
 
+// compressed-tensors' symmetric W4A16: scale = max|w| / 7.5 per group (f16), q = clamp(round(w /
+// scale), -8, 7) stored + 8.
+std::vector<PackedInt4Tensor> PackSymmetric(const Int4CheckpointFormat& f, const float* w,
+                                            int64_t rows, int64_t cols) {
+  std::vector<PackedInt4Tensor> out = Int4PackedLayout(f, rows, cols);
+  const int64_t groups = (cols + f.group_size - 1) / f.group_size;
+  const int64_t words = (cols + 7) / 8;
+  std::vector<uint32_t> packed(static_cast<size_t>(rows * words), 0);
+  std::vector<uint16_t> scales(static_cast<size_t>(rows * groups));
+  for (int64_t j = 0; j < rows; ++j) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t begin = g * f.group_size;
+      const int64_t end = std::min(cols, begin + f.group_size);
+      float max_abs = 0.0f;
+      for (int64_t i = begin; i < end; ++i) max_abs = std::max(max_abs, std::fabs(w[j * cols + i]));
+      const uint16_t scale_bits = f32_to_f16(max_abs / 7.5f);
+      const float scale = f16_to_f32(scale_bits);
+      scales[j * groups + g] = scale_bits;
+      for (int64_t i = begin; i < end; ++i) {
+        const int q =
+            scale > 0.0f ? std::clamp(static_cast<int>(std::lround(w[j * cols + i] / scale)), -8, 7)
+                         : 0;
+        packed[j * words + i / 8] |= static_cast<uint32_t>(q + 8) << (4 * (i % 8));
+      }
+    }
+  }
+  const int64_t shape[2] = {rows, cols};
+  out[0].bytes.assign(reinterpret_cast<const uint8_t*>(packed.data()),
+                      reinterpret_cast<const uint8_t*>(packed.data() + packed.size()));
+  out[1].bytes.assign(reinterpret_cast<const uint8_t*>(scales.data()),
+                      reinterpret_cast<const uint8_t*>(scales.data() + scales.size()));
+  out[2].bytes.assign(reinterpret_cast<const uint8_t*>(shape),
+                      reinterpret_cast<const uint8_t*>(shape + 2));
+  return out;
+}
+
 std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& f, const float* w,
                                              int64_t rows, int64_t cols) {
+  if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
+    return PackSymmetric(f, w, rows, cols);
+  }
   std::vector<PackedInt4Tensor> out = Int4PackedLayout(f, rows, cols);
   const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
   const int64_t groups = (cols + f.group_size - 1) / f.group_size;
@@ -248,7 +404,26 @@ std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& f, cons
 
 std::string Int4QuantizationConfigJson(const Int4CheckpointFormat& f) {
   json q;
-  if (f.method == Int4CheckpointFormat::Method::kGptq) {
+  if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
+    const json weights = {{"num_bits", 4},
+                          {"type", "int"},
+                          {"symmetric", true},
+                          {"strategy", "group"},
+                          {"group_size", f.group_size},
+                          {"actorder", nullptr},
+                          {"dynamic", false},
+                          {"observer", "minmax"}};
+    q = {{"quant_method", "compressed-tensors"},
+         {"format", "pack-quantized"},
+         {"config_groups",
+          {{"group_0",
+            {{"targets", {"Linear"}},
+             {"weights", weights},
+             {"input_activations", nullptr},
+             {"output_activations", nullptr}}}}},
+         {"ignore", {"lm_head"}},
+         {"quantization_status", "compressed"}};
+  } else if (f.method == Int4CheckpointFormat::Method::kGptq) {
     q = {{"quant_method", "gptq"},
          {"bits", 4},
          {"group_size", f.group_size},
@@ -268,13 +443,18 @@ std::string Int4QuantizationConfigJson(const Int4CheckpointFormat& f) {
 }
 
 StatusOr<Int4CheckpointFormat> Int4FormatFor(std::string_view method, int64_t group_size) {
-  if (method != "gptq" && method != "awq") {
-    return Status::InvalidArgument("unknown int4 checkpoint format '" + std::string(method) +
-                                   "' (expected gptq or awq)");
-  }
   Int4CheckpointFormat f;
-  f.method =
-      method == "gptq" ? Int4CheckpointFormat::Method::kGptq : Int4CheckpointFormat::Method::kAwq;
+  if (method == "gptq") {
+    f.method = Int4CheckpointFormat::Method::kGptq;
+  } else if (method == "awq") {
+    f.method = Int4CheckpointFormat::Method::kAwq;
+  } else if (method == "pack-quantized") {
+    f.method = Int4CheckpointFormat::Method::kPackQuantized;
+    f.symmetric = true;
+  } else {
+    return Status::InvalidArgument("unknown int4 checkpoint format '" + std::string(method) +
+                                   "' (expected gptq, awq or pack-quantized)");
+  }
   f.group_size = group_size;
   f.zero_offset = method == "gptq" ? 1 : 0;
   switch (group_size) {

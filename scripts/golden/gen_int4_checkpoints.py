@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Writes tests/golden/int4/: tiny pre-quantized int4 checkpoints (GPTQ v1, AWQ GEMM) and the
-weights they stand for, dequantized here independently of the engine's loader.
+"""Writes tests/golden/int4/: tiny pre-quantized int4 checkpoints (GPTQ v1, AWQ GEMM,
+compressed-tensors pack-quantized) and the weights they stand for, dequantized here
+independently of the engine's loader.
 
     .venv-golden/bin/python scripts/golden/gen_int4_checkpoints.py [--out tests/golden/int4]
 
@@ -9,9 +10,11 @@ packed tensors, named <linear>.qweight/.qzeros/.scales[/.g_idx]) and expected.sa
 (<linear>.weight: the dequantized [out, in] matrix in f32, and <linear>.scale: the per-group
 scales [groups, out] in f32). The packing follows the libraries' writers (GPTQ: AutoGPTQ /
 GPTQModel's pack, v1 zero points stored minus one; AWQ: AutoAWQ's WQLinear_GEMM with its column
-order [0, 2, 4, 6, 1, 3, 5, 7]); the expected weights come from their dequantization code paths
-(AutoGPTQ's unpack with the +1, AutoAWQ's unpack_awq + reverse_awq_order), written here in
-torch. Deterministic (fixed seed); a few KiB. See tests/golden/README.md.
+order [0, 2, 4, 6, 1, 3, 5, 7]; pack-quantized: compressed-tensors' pack_to_int32, signed values
++ 8, zero points packed along the output rows); the expected weights come from their
+dequantization code paths (AutoGPTQ's unpack with the +1, AutoAWQ's unpack_awq +
+reverse_awq_order, compressed-tensors' unpack_from_int32 then (q - zero) * scale), written here
+in torch. Deterministic (fixed seed); a few KiB. See tests/golden/README.md.
 """
 
 import argparse
@@ -99,6 +102,74 @@ def check_close(name, w, dequantized, scales, group):
     assert bool((err <= step * 0.51 + 1e-6).all()), f"{name}: max error {err.max()}"
 
 
+def pack_signed_along(values, dim):
+    """compressed-tensors' layout: int values in [-8, 7] stored + 8, 8 per int32 along `dim`
+    (1: rows of [n, m] -> [n, ceil(m / 8)]; 0: columns -> [ceil(n / 8), m]), value 8c + k in
+    bits 4k, zero padded."""
+    u = (values + 8).to(torch.int64)
+    if dim == 0:
+        u = u.t()
+    n, m = u.shape
+    words = (m + 7) // 8
+    u = torch.nn.functional.pad(u, (0, words * 8 - m)).reshape(n, words, 8)
+    packed = (u << (4 * torch.arange(8, dtype=torch.int64))).sum(dim=2)
+    packed = torch.tensor(((packed + 2**31) % 2**32 - 2**31).tolist(), dtype=torch.int32)
+    return packed.t().contiguous() if dim == 0 else packed
+
+
+def unpack_signed_along(packed, dim, size):
+    """unpack_from_int32: nibble k of word c is value 8c + k, minus 8; `size` values kept."""
+    p = packed.t() if dim == 0 else packed
+    v = torch.bitwise_right_shift(p[:, :, None], SHIFTS[None, None, :]).bitwise_and(15)
+    v = v.reshape(p.shape[0], -1)[:, :size] - 8
+    return v.t() if dim == 0 else v
+
+
+def pack_quantized(gen, out, name, group, symmetric):
+    tensors, expected = {}, {}
+    for lin, out_f, in_f in LINEARS:
+        w = torch.randn(out_f, in_f, generator=gen) * 0.02
+        groups = (in_f + group - 1) // group
+        q = torch.empty(out_f, in_f, dtype=torch.int64)
+        scales = torch.empty(out_f, groups, dtype=torch.float16)
+        zeros = torch.zeros(out_f, groups, dtype=torch.int64)
+        for g in range(groups):
+            cols = w[:, g * group:(g + 1) * group]
+            if symmetric:  # compressed-tensors: scale = max|w| / ((qmax - qmin) / 2)
+                scale = (cols.abs().max(dim=1).values / 7.5).half()
+                zero = torch.zeros(out_f, dtype=torch.int64)
+            else:
+                lo = cols.min(dim=1).values.clamp(max=0)
+                hi = cols.max(dim=1).values.clamp(min=0)
+                scale = ((hi - lo) / 15).half()
+                zero = (torch.round(-lo / scale.float()) - 8).clamp(-8, 7).long()
+            q[:, g * group:(g + 1) * group] = (
+                torch.round(cols / scale.float()[:, None]) + zero[:, None]).clamp(-8, 7).long()
+            scales[:, g] = scale
+            zeros[:, g] = zero
+        tensors[lin + ".weight_packed"] = pack_signed_along(q, 1)
+        tensors[lin + ".weight_scale"] = scales
+        tensors[lin + ".weight_shape"] = torch.tensor([out_f, in_f], dtype=torch.int64)
+        if not symmetric:
+            tensors[lin + ".weight_zero_point"] = pack_signed_along(zeros, 0)
+        xq = unpack_signed_along(tensors[lin + ".weight_packed"], 1, in_f)
+        zp = (unpack_signed_along(tensors[lin + ".weight_zero_point"], 0, out_f)
+              if not symmetric else torch.zeros(out_f, groups, dtype=torch.int64))
+        g_of = torch.arange(in_f) // group
+        expected[lin + ".weight"] = ((xq - zp[:, g_of]).float() *
+                                     scales.float()[:, g_of]).contiguous()
+        expected[lin + ".scale"] = scales.float().t().contiguous()
+        check_close(lin, w, expected[lin + ".weight"], scales.t(), group)
+    config = {"quant_method": "compressed-tensors", "format": "pack-quantized",
+              "config_groups": {"group_0": {
+                  "targets": ["Linear"], "input_activations": None, "output_activations": None,
+                  "weights": {"num_bits": 4, "type": "int", "symmetric": symmetric,
+                              "strategy": "group", "group_size": group, "actorder": None,
+                              "dynamic": False, "observer": "minmax"}}},
+              "ignore": ["lm_head"], "quantization_status": "compressed"}
+    write(out, name, config, tensors, expected)
+
+
 def write(out, name, quantization_config, tensors, expected):
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
@@ -150,6 +221,10 @@ def main():
         check_close(name, w, expected[name + ".weight"], scales, 64)
     write(args.out, "awq", {"quant_method": "awq", "bits": 4, "group_size": 64,
                             "zero_point": True, "version": "gemm"}, tensors, expected)
+
+    # compressed-tensors pack-quantized: asymmetric in groups of 32, symmetric in groups of 128.
+    pack_quantized(gen, args.out, "pack_quantized", 32, symmetric=False)
+    pack_quantized(gen, args.out, "pack_quantized_sym", 128, symmetric=True)
 
 
 if __name__ == "__main__":

@@ -59,10 +59,10 @@ for cmd in "generate --prompt hi" "serve --grpc-port 0"; do
 done
 # make-model --quantization gptq / awq: int4 checkpoints as those libraries write them, loaded
 # as they are.
-for fmt in gptq awq; do
+for fmt in gptq awq pack-quantized; do
   "$bin" make-model --preset tiny-mixtral --seed 2 --quantization $fmt --group-size 64 \
     --out "$work/$fmt" 2>/dev/null || fail "make-model $fmt"
-  grep -q "\"quant_method\": \"$fmt\"" "$work/$fmt/config.json" || fail "$fmt config"
+  grep -q "\"bits\": 4\|\"num_bits\": 4" "$work/$fmt/config.json" || fail "$fmt config"
   "$bin" generate --model "$work/$fmt" --prompt "Hello there" --max-tokens 8 --ignore-eos \
     >/dev/null 2>"$work/err14" || fail "$fmt checkpoint: $(cat "$work/err14")"
   grep -q "generated 8 tokens" "$work/err14" || fail "$fmt summary: $(cat "$work/err14")"

@@ -1,4 +1,5 @@
-// Pre-quantized int4 checkpoints (engine/model/int4_checkpoint.h): the GPTQ and AWQ fixtures of
+// Pre-quantized int4 checkpoints (engine/model/int4_checkpoint.h): the GPTQ, AWQ and
+// compressed-tensors pack-quantized fixtures of
 // tests/golden/int4 (scripts/golden/gen_int4_checkpoints.py) load into int4 rows whose
 // dequantized values match the weights dequantized there with the libraries' own unpacking; a
 // permuted g_idx (act-order) and unsupported quantization_config fields fail naming the field.
@@ -78,6 +79,14 @@ TEST(Int4Checkpoint, AwqMatchesTheLibraryDequantization) {
   ExpectMatchesExpected("awq", Int4CheckpointFormat::Method::kAwq, 64);
 }
 
+TEST(Int4Checkpoint, PackQuantizedMatchesTheLibraryDequantization) {
+  ExpectMatchesExpected("pack_quantized", Int4CheckpointFormat::Method::kPackQuantized, 32);
+  ExpectMatchesExpected("pack_quantized_sym", Int4CheckpointFormat::Method::kPackQuantized, 128);
+  auto sym = ReadInt4CheckpointFormat(FixtureDir("pack_quantized_sym"));
+  ASSERT_TRUE(sym.ok() && sym->has_value());
+  EXPECT_TRUE((*sym)->symmetric);
+}
+
 TEST(Int4Checkpoint, ActOrderGIdxIsRefused) {
   const std::string dir = FixtureDir("gptq");
   auto f = ReadInt4CheckpointFormat(dir);
@@ -90,9 +99,9 @@ TEST(Int4Checkpoint, ActOrderGIdxIsRefused) {
   EXPECT_FALSE(HasInt4Linear(**ckpt, "layer.missing.weight"));
 }
 
-// make-model --quantization gptq / awq writes checkpoints that load (gate/up stacked, every
-// expert) into int4 tensors within half a step of the plain checkpoint's weights of the same
-// seed; the router and LM head stay plain.
+// make-model --quantization gptq / awq / pack-quantized writes checkpoints that load (gate/up
+// stacked, every expert) into int4 tensors within half a step of the plain checkpoint's weights of
+// the same seed; the router and LM head stay plain.
 TEST(Int4Checkpoint, MakeModelCheckpointsLoadAsInt4) {
   testing::ScratchDir scratch("int4_make_model");
   MakeModelOptions plain;
@@ -103,7 +112,8 @@ TEST(Int4Checkpoint, MakeModelCheckpointsLoadAsInt4) {
   ASSERT_TRUE(MakeModel(plain).ok());
   auto plain_ckpt = Checkpoint::Open(plain.out_dir);
   ASSERT_TRUE(plain_ckpt.ok());
-  for (const auto& [method, group] : {std::pair<std::string, int64_t>{"gptq", 128}, {"awq", 64}}) {
+  for (const auto& [method, group] :
+       {std::pair<std::string, int64_t>{"gptq", 128}, {"awq", 64}, {"pack-quantized", 32}}) {
     MakeModelOptions q = plain;
     q.int4_format = method;
     q.int4_group_size = group;
@@ -163,6 +173,10 @@ TEST(Int4Checkpoint, QuantizationConfigFields) {
   auto fp8 = read(R"({"quantization_config": {"quant_method": "fp8"}})");
   ASSERT_TRUE(fp8.ok());
   EXPECT_FALSE(fp8->has_value());
+  auto ct_fp8 = read(R"({"quantization_config": {"quant_method": "compressed-tensors",
+                         "format": "float-quantized"}})");
+  ASSERT_TRUE(ct_fp8.ok());
+  EXPECT_FALSE(ct_fp8->has_value());
   auto v2 = read(R"({"quantization_config": {"quant_method": "gptq", "bits": 4,
                      "group_size": 32, "checkpoint_format": "gptq_v2"}})");
   ASSERT_TRUE(v2.ok()) << v2.status().ToString();
@@ -184,7 +198,23 @@ TEST(Int4Checkpoint, QuantizationConfigFields) {
                "version"},
            Bad{R"({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": false})",
                "zero_point"},
-           Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized"})", "format"},
+           Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized"})",
+               "config_groups"},
+           Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized",
+                   "config_groups": {"g": {"weights": {"num_bits": 8, "strategy": "group",
+                   "group_size": 128}}}})",
+               "weights.num_bits"},
+           Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized",
+                   "config_groups": {"g": {"weights": {"num_bits": 4, "strategy": "channel"}}}})",
+               "weights.strategy"},
+           Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized",
+                   "config_groups": {"g": {"weights": {"num_bits": 4, "strategy": "group",
+                   "group_size": 128, "actorder": "group"}}}})",
+               "weights.actorder"},
+           Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized",
+                   "config_groups": {"g": {"weights": {"num_bits": 4, "strategy": "group",
+                   "group_size": 128}, "input_activations": {"num_bits": 8}}}})",
+               "config_groups.g.input_activations"},
            Bad{R"({"quant_method": "bitsandbytes"})", "quant_method"},
        }) {
     auto st = read(std::string(R"({"quantization_config": )") + bad.config + "}");
