@@ -35,6 +35,7 @@ Command AddMakeModelCommand(CLI::App& app) {
   auto opts = std::make_shared<MakeModelOptions>();
   auto dtype = std::make_shared<std::string>("bf16");
   auto list = std::make_shared<bool>(false);
+  auto quantization = std::make_shared<std::string>("none");
   CLI::App* cmd = app.add_subcommand(
       "make-model", "Write a random-weight MoE checkpoint (config.json, safetensors, tokenizer)");
   cmd->add_option("--arch", opts->arch, "mixtral, qwen2_moe, qwen3_moe or olmoe");
@@ -49,15 +50,26 @@ Command AddMakeModelCommand(CLI::App& app) {
   cmd->add_option("--router-skew-seed", opts->router_skew_seed,
                   "seed of the per-layer expert popularity order");
   cmd->add_option("--max-shard-bytes", opts->max_shard_bytes, "split into shards above this size");
+  cmd->add_option("--quantization", *quantization,
+                  "none, or gptq / awq / pack-quantized: the linear layers quantized to int4 "
+                  "(round to nearest) and packed as GPTQ (v1), AWQ (GEMM) or compressed-tensors "
+                  "pack-quantized (symmetric) checkpoints are")
+      ->check(CLI::IsMember({"none", "gptq", "awq", "pack-quantized"}))
+      ->capture_default_str();
+  cmd->add_option(
+         "--group-size", opts->int4_group_size,
+         "with --quantization gptq/awq/pack-quantized: input columns per scale (32, 64 or 128)")
+      ->capture_default_str();
   cmd->add_flag("--list-presets", *list,
                 "print each preset's name, architecture, bf16 weight size and KV bytes per token");
   return {
-      cmd, [opts, dtype, list]() {
+      cmd, [opts, dtype, list, quantization]() {
         if (*list) {
           PrintPresets();
           return 0;
         }
         opts->dtype = *dtype == "f32" ? DType::kF32 : *dtype == "f16" ? DType::kF16 : DType::kBF16;
+        opts->int4_format = *quantization == "none" ? "" : *quantization;
         Status st = MakeModel(
             *opts, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
         if (!st.ok()) {

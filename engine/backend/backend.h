@@ -31,8 +31,8 @@ struct Tensor {
   size_t nbytes() const { return static_cast<size_t>(rows) * row_bytes(); }
   // Rows [begin, begin + n) of this tensor.
   Tensor Rows(int64_t begin, int64_t n) const;
-  // The same memory seen with another shape of equal element count (not for kI8, whose rows
-  // carry their scales).
+  // The same memory seen with another shape of equal element count (not for kI8 or int4, whose
+  // rows carry their scales).
   Tensor Reshaped(int64_t new_rows, int64_t new_cols) const;
 };
 
@@ -149,7 +149,7 @@ class Backend {
     return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
   }
 
-  // --- ops: activations are f32; weights may be f32, bf16 or f16 (and kI8 where
+  // --- ops: activations are f32; weights may be f32, bf16 or f16 (and kI8 or int4 where
   // SupportsWeightDType says so) ---
   // out[i,:] = table[ids[i],:]; ids is int32 [1, n].
   virtual void Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) = 0;

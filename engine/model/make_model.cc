@@ -7,8 +7,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "engine/model/config.h"
+#include "engine/model/int4_checkpoint.h"
 #include "engine/model/presets.h"
 #include "engine/model/safetensors_writer.h"
 #include "engine/model/weight_names.h"
@@ -159,6 +161,22 @@ class RouterSkew {
   std::map<std::string, Rule> rules_;
 };
 
+// The linear layers an int4 checkpoint stores packed: attention projections and every FFN
+// matrix (experts, shared expert, dense); the router, embedding and LM head stay plain.
+std::set<std::string> LinearNames(const ModelConfig& c) {
+  std::set<std::string> names;
+  for (const LayerWeightNames& l : WeightNamesFor(c).layers) {
+    for (const std::string* n : {&l.q, &l.k, &l.v, &l.o}) names.insert(*n);
+    std::vector<const FfnNames*> ffns = {&l.shared_expert, &l.dense};
+    for (const FfnNames& expert : l.experts) ffns.push_back(&expert);
+    for (const FfnNames* ffn : ffns) {
+      if (ffn->gate.empty()) continue;
+      names.insert({ffn->gate, ffn->up, ffn->down});
+    }
+  }
+  return names;
+}
+
 // 256 byte tokens and the three special tokens of the synthesized tokenizer.
 constexpr int64_t kMinVocab = 259;
 
@@ -220,6 +238,10 @@ StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& o) {
   // The synthesized tokenizer ends with <|endoftext|>, <|im_start|>, <|im_end|>.
   cfg["eos_token_id"] = vocab - 3;
   cfg["bos_token_id"] = nullptr;
+  if (!o.int4_format.empty()) {
+    SY_ASSIGN_OR_RETURN(Int4CheckpointFormat f, Int4FormatFor(o.int4_format, o.int4_group_size));
+    cfg["quantization_config"] = json::parse(Int4QuantizationConfigJson(f));
+  }
   text = cfg.dump(2);
   SY_RETURN_IF_ERROR(ParseModelConfig(text).status());
   return text;
@@ -252,22 +274,54 @@ Status MakeModel(const MakeModelOptions& o,
                                SynthesizeTokenizerConfig(tokenizer).dump(2) + "\n"));
 
   const std::vector<WeightSpec> specs = ListWeights(config);
+  std::optional<Int4CheckpointFormat> int4;
+  if (!o.int4_format.empty()) {
+    SY_ASSIGN_OR_RETURN(int4, Int4FormatFor(o.int4_format, o.int4_group_size));
+  }
+  const std::set<std::string> linears = int4 ? LinearNames(config) : std::set<std::string>();
+  auto prefix = [](const std::string& name) { return name.substr(0, name.size() - 7); };
   ShardedSafetensorsWriter writer(o.out_dir, o.max_shard_bytes);
-  for (const WeightSpec& s : specs) SY_RETURN_IF_ERROR(writer.Declare(s.name, o.dtype, s.shape));
+  for (const WeightSpec& s : specs) {
+    if (linears.count(s.name) == 0) {
+      SY_RETURN_IF_ERROR(writer.Declare(s.name, o.dtype, s.shape));
+      continue;
+    }
+    for (const PackedInt4Tensor& t : Int4PackedLayout(*int4, s.shape[0], s.shape[1])) {
+      SY_RETURN_IF_ERROR(writer.Declare(prefix(s.name) + t.suffix, t.dtype, t.shape));
+    }
+  }
   const size_t elem = dtype_size(o.dtype);
   for (const WeightSpec& s : specs) {
     Rng rng(HashName(o.seed, s.name));
     const Init init = InitFor(s.name);
     const RouterSkew::Rule* rule = skew ? skew->RuleFor(s.name) : nullptr;
     const uint64_t cols = s.shape.size() == 2 ? static_cast<uint64_t>(s.shape[1]) : 0;
+    // Element `index` of the tensor, drawn in order: Box-Muller, one normal per draw.
+    auto next_value = [&](uint64_t index) {
+      const double r = std::sqrt(-2.0 * std::log(rng.Uniform()));
+      const double z = r * std::cos(2.0 * 3.14159265358979323846 * rng.Uniform());
+      const float v = init.mean + init.std * static_cast<float>(z);
+      return rule != nullptr ? skew->Apply(*rule, index, cols, v) : v;
+    };
+    if (linears.count(s.name) != 0) {
+      // The values the plain checkpoint would hold (rounded to its dtype), then packed.
+      std::vector<float> values(static_cast<size_t>(s.shape[0] * s.shape[1]));
+      for (size_t i = 0; i < values.size(); ++i) {
+        const float v = next_value(i);
+        values[i] = o.dtype == DType::kBF16  ? bf16_to_f32(f32_to_bf16(v))
+                    : o.dtype == DType::kF16 ? f16_to_f32(f32_to_f16(v))
+                                             : v;
+      }
+      for (const PackedInt4Tensor& t :
+           PackInt4Linear(*int4, values.data(), s.shape[0], s.shape[1])) {
+        SY_RETURN_IF_ERROR(writer.Write(prefix(s.name) + t.suffix, t.bytes.data()));
+      }
+      continue;
+    }
     SY_RETURN_IF_ERROR(writer.Write(s.name, [&](uint64_t offset, std::span<std::byte> chunk) {
       const size_t n = chunk.size() / elem;
       for (size_t i = 0; i < n; ++i) {
-        // Box-Muller; one normal per draw keeps the stream simple.
-        const double r = std::sqrt(-2.0 * std::log(rng.Uniform()));
-        const double z = r * std::cos(2.0 * 3.14159265358979323846 * rng.Uniform());
-        float v = init.mean + init.std * static_cast<float>(z);
-        if (rule != nullptr) v = skew->Apply(*rule, offset / elem + i, cols, v);
+        const float v = next_value(offset / elem + i);
         std::byte* dst = chunk.data() + i * elem;
         if (o.dtype == DType::kF32) {
           std::memcpy(dst, &v, 4);

@@ -26,6 +26,12 @@ struct MakeModelOptions {
   // from router_skew_seed (RouterSkewOrder). 0: off, the weights are exactly as without it.
   double router_skew = 0;
   uint64_t router_skew_seed = 0;
+  // "gptq", "awq" or "pack-quantized": the linear layers (attention projections, expert/dense FFNs;
+  // not the router, embedding or LM head) quantized to int4 in groups of int4_group_size input
+  // columns and packed as that library writes them, with its quantization_config
+  // (int4_checkpoint.h).
+  std::string int4_format;
+  int64_t int4_group_size = 128;
 };
 
 // Writes the checkpoint; `progress` (optional) receives a line per written tensor group.

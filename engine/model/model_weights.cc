@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/model/int4_checkpoint.h"
 #include "engine/model/rope.h"
 #include "engine/model/weight_names.h"
 #include "kernels/cpu/ops.h"
@@ -35,10 +37,16 @@ class WeightSource {
     return t;
   }
 
-  // A matrix a matmul reads: int8 rows when quantizing, else as Matrix gives it.
+  // A matrix a matmul reads: as the checkpoint stores it when pre-quantized (GPTQ, AWQ), int8
+  // or int4 rows when quantizing, else as Matrix gives it.
   StatusOr<Tensor> Linear(const std::string& name, int64_t rows, int64_t cols) {
+    if (const std::optional<DType> stored = PreQuantizedDType(name)) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(*stored, rows, cols));
+      SY_RETURN_IF_ERROR(UploadPreQuantized(name, t));
+      return t;
+    }
     if (quantization_ == Quantization::kNone) return Matrix(name, rows, cols);
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, rows, cols));
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(name, t));
     return t;
   }
@@ -46,8 +54,17 @@ class WeightSource {
   // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scale.
   StatusOr<Tensor> LinearStacked(const std::string& a, const std::string& b, int64_t rows,
                                  int64_t cols) {
+    if (const std::optional<DType> stored = PreQuantizedDType(a)) {
+      if (PreQuantizedDType(b) != stored) {
+        return Status::Unimplemented("tensors " + a + " and " + b + " are stored differently");
+      }
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(*stored, 2 * rows, cols));
+      SY_RETURN_IF_ERROR(UploadPreQuantized(a, t.Rows(0, rows)));
+      SY_RETURN_IF_ERROR(UploadPreQuantized(b, t.Rows(rows, rows)));
+      return t;
+    }
     if (quantization_ == Quantization::kNone) return Stacked(a, b, rows, cols);
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, 2 * rows, cols));
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), 2 * rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(a, t.Rows(0, rows)));
     SY_RETURN_IF_ERROR(UploadQuantized(b, t.Rows(rows, rows)));
     return t;
@@ -95,21 +112,35 @@ class WeightSource {
   using RowReader = std::function<void(int64_t r, float* out)>;
   virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
 
+  // The dtype matrix `name` is stored in when the checkpoint holds it quantized, and its upload.
+  virtual std::optional<DType> PreQuantizedDType(const std::string& /*name*/) const {
+    return std::nullopt;
+  }
+  virtual Status UploadPreQuantized(const std::string& name, const Tensor& /*t*/) {
+    return Status::Internal("no pre-quantized tensor " + name);
+  }
+
   // The dtype a matrix stored as `name` is kept in (before quantization).
   virtual StatusOr<DType> StoredDType(const std::string& name, int64_t rows, int64_t cols) = 0;
 
+  // The dtype of matrix `name` as a matmul reads it, for the loads that rearrange its rows.
   StatusOr<DType> LinearDType(const std::string& name, int64_t rows, int64_t cols) {
-    if (quantization_ == Quantization::kInt8) return DType::kI8;
+    if (PreQuantizedDType(name)) {
+      return Status::Unimplemented("tensor " + name +
+                                   " is stored int4-quantized; MLA projections must not be");
+    }
+    if (quantization_ != Quantization::kNone) return QuantizedWeightDType(quantization_);
     return StoredDType(name, rows, cols);
   }
 
-  // Quantizes matrix `name` row by row into the kI8 tensor t through a host staging buffer.
+  // Quantizes matrix `name` row by row into the kI8 or int4 tensor t through a host staging
+  // buffer.
   Status UploadQuantized(const std::string& name, const Tensor& t) {
     SY_ASSIGN_OR_RETURN(RowReader read_row, RowsOf(name, t.rows, t.cols));
     return UploadRows(read_row, t);
   }
 
-  // Writes the rows `read_row` gives into t (f32, bf16, f16 or kI8) through a host staging
+  // Writes the rows `read_row` gives into t (f32, bf16, f16, int8 or int4) through a host staging
   // buffer, converting (or quantizing) each.
   Status UploadRows(const RowReader& read_row, const Tensor& t) {
     constexpr size_t kStagingBytes = size_t{4} << 20;
@@ -126,6 +157,11 @@ class WeightSource {
         switch (t.dtype) {
           case DType::kI8:
             quantize_i8_row(values.data(), t.cols, row);
+            break;
+          case DType::kI4G32:
+          case DType::kI4G64:
+          case DType::kI4G128:
+            quantize_i4_row(t.dtype, values.data(), t.cols, row);
             break;
           case DType::kBF16:
           case DType::kF16:
@@ -162,8 +198,8 @@ class WeightSource {
 class WeightUploader final : public WeightSource {
  public:
   WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out,
-                 Quantization quantization)
-      : WeightSource(backend, out, quantization), ckpt_(ckpt) {}
+                 Quantization quantization, std::optional<Int4CheckpointFormat> int4 = {})
+      : WeightSource(backend, out, quantization), ckpt_(ckpt), int4_(int4) {}
 
   // A matrix [rows, cols] in its stored dtype.
   StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
@@ -217,6 +253,19 @@ class WeightUploader final : public WeightSource {
     });
   }
 
+  std::optional<DType> PreQuantizedDType(const std::string& name) const override {
+    if (!int4_ || !HasInt4Linear(ckpt_, name)) return std::nullopt;
+    return int4_->dtype;
+  }
+
+  // Converts on the host (ReadInt4Linear), then one copy.
+  Status UploadPreQuantized(const std::string& name, const Tensor& t) override {
+    std::vector<uint8_t> host(t.nbytes());
+    SY_RETURN_IF_ERROR(ReadInt4Linear(ckpt_, *int4_, name, t.rows, t.cols, host.data()));
+    backend_->CopyToDevice(t.data, host.data(), host.size());
+    return Status::Ok();
+  }
+
  private:
   static Status CheckFloat(const TensorView& v) {
     if (v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16) {
@@ -227,6 +276,7 @@ class WeightUploader final : public WeightSource {
   }
 
   const Checkpoint& ckpt_;
+  std::optional<Int4CheckpointFormat> int4_;
 };
 
 // Random weights made in backend memory by the backend itself (no files, no host copies):
@@ -384,9 +434,10 @@ Status LoadMlp(const ModelConfig& c, const LayerWeightNames& n, bool load_routed
 }
 
 Status CheckQuantization(Quantization q, const Backend& backend) {
-  if (q == Quantization::kInt8 && !backend.SupportsWeightDType(DType::kI8)) {
-    return Status::Unimplemented("--quantization int8 is not implemented on the " +
-                                 std::string(backend.name()) + " backend (CPU only so far)");
+  if (q != Quantization::kNone && !backend.SupportsWeightDType(QuantizedWeightDType(q))) {
+    return Status::Unimplemented("--quantization " + std::string(QuantizationName(q)) +
+                                 " is not implemented on the " + std::string(backend.name()) +
+                                 " backend (CPU only so far)");
   }
   return Status::Ok();
 }
@@ -419,20 +470,45 @@ Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up,
 StatusOr<Quantization> ParseQuantization(std::string_view name) {
   if (name == "none") return Quantization::kNone;
   if (name == "int8") return Quantization::kInt8;
+  if (name == "int4") return Quantization::kInt4;
   return Status::InvalidArgument("unknown --quantization '" + std::string(name) +
-                                 "' (expected none or int8)");
+                                 "' (expected none, int8 or int4)");
 }
 
 std::string_view QuantizationName(Quantization q) {
-  return q == Quantization::kInt8 ? "int8" : "none";
+  switch (q) {
+    case Quantization::kInt8:
+      return "int8";
+    case Quantization::kInt4:
+      return "int4";
+    default:
+      return "none";
+  }
+}
+
+DType QuantizedWeightDType(Quantization q) {
+  switch (q) {
+    case Quantization::kInt8:
+      return DType::kI8;
+    case Quantization::kInt4:
+      return DType::kI4G128;
+    default:
+      return DType::kF32;
+  }
 }
 
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
                                         Backend* backend, bool load_routed_experts,
                                         Quantization quantization) {
   SY_RETURN_IF_ERROR(CheckQuantization(quantization, *backend));
+  SY_ASSIGN_OR_RETURN(std::optional<Int4CheckpointFormat> int4,
+                      ReadInt4CheckpointFormat(ckpt.dir()));
+  if (int4 && !backend->SupportsWeightDType(int4->dtype)) {
+    return Status::Unimplemented("int4 (GPTQ/AWQ) checkpoints are not implemented on the " +
+                                 std::string(backend->name()) + " backend (CPU only so far)");
+  }
   ModelWeights w;
-  WeightUploader up(ckpt, backend, &w, quantization);
+  WeightUploader up(ckpt, backend, &w, quantization, int4);
   SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
   return w;
 }
@@ -441,11 +517,13 @@ size_t WeightBytes(const ModelConfig& c, DType dtype, Quantization quantization)
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-  // A matrix kept in `dtype`, and one a matmul reads (int8 rows with scales when quantizing).
+  // A matrix kept in `dtype`, and one a matmul reads (int8/int4 rows with scales when
+  // quantizing).
   auto plain = [&](int64_t rows, int64_t cols) { return rows * dtype_row_bytes(dtype, cols); };
   auto linear = [&](int64_t rows, int64_t cols) {
-    return quantization == Quantization::kInt8 ? rows * dtype_row_bytes(DType::kI8, cols)
-                                               : plain(rows, cols);
+    return quantization != Quantization::kNone
+               ? rows * dtype_row_bytes(QuantizedWeightDType(quantization), cols)
+               : plain(rows, cols);
   };
   auto ffn = [&](int64_t inter) { return inter > 0 ? linear(2 * inter, h) + linear(h, inter) : 0; };
   size_t bytes = plain(c.vocab_size, h) + (c.tie_word_embeddings ? 0 : linear(c.vocab_size, h));

@@ -19,11 +19,17 @@ namespace sy {
 // checkpoint's (or the random weights') values at load: the attention projections, every
 // expert and dense FFN matrix, and an untied LM head. The embedding table (a tied LM head with
 // it), the router and the shared-expert gate keep their dtype.
-enum class Quantization { kNone, kInt8 };
+// kInt4: the same matrices as weight-only int4 (W4A16), asymmetric in groups of 128 input
+// columns (DType::kI4G128: an f16 scale and min per group).
+enum class Quantization { kNone, kInt8, kInt4 };
 
-// "none" or "int8"; InvalidArgument for anything else.
+// "none", "int8" or "int4"; InvalidArgument for anything else.
 StatusOr<Quantization> ParseQuantization(std::string_view name);
 std::string_view QuantizationName(Quantization q);
+
+// The dtype quantized matrices get: kI8 for kInt8, kI4G128 for kInt4 (kF32 for kNone, which
+// quantizes nothing).
+DType QuantizedWeightDType(Quantization q);
 
 struct LayerWeights {
   Tensor input_norm;      // [1, hidden]
@@ -77,7 +83,7 @@ StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& config, Backend* ba
                                           Quantization quantization = Quantization::kNone);
 
 // Bytes the weights of `config` take with matrices in `dtype` (vectors in f32), the quantized
-// ones as int8 rows with their scales: what a backend must hold before anything else.
+// ones as int8 or int4 rows with their scales: what a backend must hold before anything else.
 size_t WeightBytes(const ModelConfig& config, DType dtype,
                    Quantization quantization = Quantization::kNone);
 

@@ -220,6 +220,9 @@ std::string_view SafetensorsDTypeName(DType dtype) {
     case DType::kI64:
       return "I64";
     case DType::kI8:  // rows with scales: a layout of ours, not a safetensors dtype
+    case DType::kI4G32:
+    case DType::kI4G64:
+    case DType::kI4G128:
       return "?";
   }
   return "?";

@@ -68,6 +68,13 @@ void set_active_isa(Isa isa) {
 
 namespace detail {
 
+#if defined(__x86_64__)
+bool has_avx512_vnni() {
+  static const bool vnni = best_isa() == Isa::kAvx512 && __builtin_cpu_supports("avx512vnni");
+  return vnni;
+}
+#endif
+
 const KernelTable* active_kernels() {
   switch (active_isa()) {
 #if defined(__x86_64__)

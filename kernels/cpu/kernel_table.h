@@ -9,12 +9,29 @@
 
 namespace sy::cpu::detail {
 
+// x quantized for the int4 matmul kernels (ops.cc makes it once per call, the same bits on every
+// instruction set): each row's values in groups of the weights' group size, symmetric int8 with
+// scale max|x| / 127 per group, padded with zeros to padded_k (int4_padded_cols). Within each
+// 64-element block the values are stored in the order the kernels unpack weight nibbles
+// (kInt4BlockOrder): elements 0-15, 32-47, 16-31, 48-63.
+struct Int4Activations {
+  const int8_t* q;     // [m, padded_k]
+  const float* scale;  // [m, groups]
+  const float* sum;    // [m, groups]: the sum of the group's f32 values (for the weights' mins)
+  // [m, groups]: sum over the group of x - scale * q, the rounding that the kernels give back
+  // with the weights' centre (8 * scale), so that only q - 8 meets rounded x (half the error of
+  // q against rounded x).
+  const float* residual;
+  int64_t padded_k, groups, group_size;
+};
+
 struct MatmulArgs {
   const float* x;
   const void* w;
   const float* bias;
   float* y;
   int64_t m, n, k;
+  const Int4Activations* x_int4 = nullptr;  // set for int4 weights only
 };
 
 // One token's latent attention over positions [p_begin, p_end) of its sequence for heads
@@ -38,6 +55,8 @@ struct KernelTable {
   void (*matmul_bf16)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
   void (*matmul_f16)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
   void (*matmul_i8)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);  // DType::kI8 rows
+  // DType::kI4G* rows, with a.x_int4: int8 x times 4-bit weights in integer dot products.
+  void (*matmul_i4)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
   int64_t matmul_columns_per_unit;
   // Attention for work items [begin, end), item = token * n_kv_heads + kv_head (all the query
   // heads that share the KV head).
@@ -63,6 +82,10 @@ struct KernelTable {
 #if defined(__x86_64__)
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512Kernels;
+// kAvx512Kernels.matmul_i4 with VNNI's vpdpbusd (kernels_avx512_vnni.cc), which ops.cc uses
+// instead where the processor has AVX512-VNNI.
+void matmul_i4_avx512_vnni(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
+bool has_avx512_vnni();
 #endif
 
 }  // namespace sy::cpu::detail

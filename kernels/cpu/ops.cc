@@ -14,6 +14,7 @@
 namespace sy::cpu {
 namespace {
 
+using detail::Int4Activations;
 using detail::KernelTable;
 using detail::MatmulArgs;
 
@@ -39,6 +40,15 @@ MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
       return kt.matmul_f16;
     case DType::kI8:
       return kt.matmul_i8;
+    case DType::kI4G32:
+    case DType::kI4G64:
+    case DType::kI4G128:
+#if defined(__x86_64__)
+      if (&kt == &detail::kAvx512Kernels && detail::has_avx512_vnni()) {
+        return &detail::matmul_i4_avx512_vnni;
+      }
+#endif
+      return kt.matmul_i4;
     default:
       return nullptr;
   }
@@ -76,6 +86,57 @@ uint64_t top_mask(const float* values, int64_t n, int64_t count) {
   return mask;
 }
 
+// Position of element r (< 64) of a 64-element block in Int4Activations::q: the order in which
+// the int4 kernels unpack a block's 32 packed bytes (low nibbles: elements 0-15 and 32-47, high
+// nibbles: 16-31 and 48-63).
+int64_t int4_block_position(int64_t r) {
+  if (r >= 16 && r < 32) return r + 16;
+  if (r >= 32 && r < 48) return r - 16;
+  return r;
+}
+
+// x [m, k] quantized per group of `group` values for the int4 kernels, in buffers of this thread
+// (a matmul call uses them before it returns).
+Int4Activations quantize_int4_activations(const float* x, int64_t m, int64_t k, DType w_dtype) {
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<float> scale_sum;
+  const int64_t group = int4_group_size(w_dtype);
+  const int64_t groups = int4_groups(w_dtype, k);
+  const int64_t padded_k = int4_padded_cols(w_dtype, k);
+  q.assign(static_cast<size_t>(m * padded_k), 0);
+  scale_sum.assign(static_cast<size_t>(3 * m * groups), 0.0f);
+  float* scales = scale_sum.data();
+  float* sums = scale_sum.data() + m * groups;
+  float* residuals = scale_sum.data() + 2 * m * groups;
+  for (int64_t i = 0; i < m; ++i) {
+    const float* row = x + i * k;
+    int8_t* qrow = q.data() + i * padded_k;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t begin = g * group;
+      const int64_t end = std::min(begin + group, k);
+      float max_abs = 0.0f;
+      float sum = 0.0f;
+      for (int64_t c = begin; c < end; ++c) {
+        max_abs = std::max(max_abs, std::fabs(row[c]));
+        sum += row[c];
+      }
+      const float scale = max_abs / 127.0f;
+      const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
+      float residual = 0.0f;
+      for (int64_t c = begin; c < end; ++c) {
+        const float v = std::clamp(row[c] * inverse, -127.0f, 127.0f);
+        const auto q_c = static_cast<int8_t>(v >= 0.0f ? v + 0.5f : v - 0.5f);  // ties away
+        qrow[c / 64 * 64 + int4_block_position(c % 64)] = q_c;
+        residual += row[c] - scale * static_cast<float>(q_c);
+      }
+      scales[i * groups + g] = scale;
+      sums[i * groups + g] = sum;
+      residuals[i * groups + g] = residual;
+    }
+  }
+  return {q.data(), scales, sums, residuals, padded_k, groups, group};
+}
+
 }  // namespace
 
 void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t m,
@@ -85,7 +146,12 @@ void matmul(const float* x, const void* w, DType w_dtype, const float* bias, flo
   if (columns == nullptr) return ref::matmul(x, w, w_dtype, bias, y, m, n, k, pool);
   if (m <= 0 || n <= 0) return;
   // Threads split the output columns: every thread streams its own slice of the weights once.
-  const MatmulArgs args{x, w, bias, y, m, n, k};
+  Int4Activations x_int4{};
+  MatmulArgs args{x, w, bias, y, m, n, k};
+  if (is_int4(w_dtype)) {
+    x_int4 = quantize_int4_activations(x, m, k, w_dtype);
+    args.x_int4 = &x_int4;
+  }
   const int64_t unit = kt->matmul_columns_per_unit;
   run_parallel(pool_for(pool, m * n * k), (n + unit - 1) / unit, [&](int64_t begin, int64_t end) {
     columns(args, begin * unit, std::min(end * unit, n));

@@ -27,6 +27,24 @@ void matmul(const float* x, const void* w, DType w_dtype, const float* bias, flo
     }
     return;
   }
+  if (is_int4(w_dtype)) {
+    // x . dequantize(w)^T with every weight q * scale + min in f32 (the fast kernels quantize x
+    // to int8 per group instead; their tests bound the difference).
+    const auto* rows = static_cast<const uint8_t*>(w);
+    const size_t row_bytes = dtype_row_bytes(w_dtype, k);
+    std::vector<float> row_values(k);
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        row_values[kk] = int4_row_value(w_dtype, rows + j * row_bytes, k, kk);
+      }
+      for (int64_t i = 0; i < m; ++i) {
+        float sum = 0.0f;
+        for (int64_t kk = 0; kk < k; ++kk) sum += x[i * k + kk] * row_values[kk];
+        y[i * n + j] = bias != nullptr ? sum + bias[j] : sum;
+      }
+    }
+    return;
+  }
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       float sum = 0.0f;

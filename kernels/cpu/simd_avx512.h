@@ -60,6 +60,16 @@ struct Avx512 {
     return widen_i8(_mm_maskz_loadu_epi8(first(n), p));
   }
 
+  // Int4 matmul (simd_int4.h) register tile, and its integer dot product: 32 unsigned 4-bit
+  // weights times 32 int8 x values, pairs summed into 16-bit lanes (|sum| <= 2 * 15 * 127, and
+  // at most 4 products per group add up before dot_finish widens them to 32 bits).
+  static constexpr int kInt4Rows = 2;
+  static constexpr int kInt4Cols = 4;
+  static __m256i dot_u4_i8(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s));
+  }
+  static __m256i dot_finish(__m256i acc) { return _mm256_madd_epi16(acc, _mm256_set1_epi16(1)); }
+
   static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
   static void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/simd_int4.h"
 
 namespace sy::cpu::simd {
 
@@ -559,6 +560,7 @@ constexpr detail::KernelTable make_kernel_table() {
       .matmul_bf16 = &matmul_columns<V, WeightType::kBf16>,
       .matmul_f16 = &matmul_columns<V, WeightType::kF16>,
       .matmul_i8 = &matmul_columns<V, WeightType::kI8>,
+      .matmul_i4 = &matmul_i4_columns<V>,
       .matmul_columns_per_unit = kPanelColumns<V>,
       .paged_attention = &paged_attention_items<V>,
       .rms_norm = &rms_norm_rows<V>,

@@ -2,7 +2,7 @@
 // roofline measured in the same run. Prints a table and one JSON line. Not a test.
 //
 //   decode_bench --model DIR [--threads 2] [--prompt-len 128] [--decode 32] [--batches 1,4,16,64]
-//                [--quantization none|int8]
+//                [--quantization none|int8|int4]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -82,7 +82,8 @@ int Main(int argc, char** argv) {
   app.add_option("--decode", decode);
   app.add_option("--batches", batches)->delimiter(',');
   app.add_option("--membw-bytes", membw_bytes);
-  app.add_option("--quantization", quantization_name, "none or int8 (as serve --quantization)");
+  app.add_option("--quantization", quantization_name,
+                 "none, int8 or int4 (as serve --quantization)");
   CLI11_PARSE(app, argc, argv);
   auto quantization = ParseQuantization(quantization_name);
   if (!quantization.ok()) return Fail(quantization.status());
@@ -97,7 +98,7 @@ int Main(int argc, char** argv) {
   if (!weights.ok()) return Fail(weights.status());
   // From the weights as loaded: config.json's torch_dtype need not match the tensors.
   const double bytes_tok = DecodeBytesPerToken(*config, *weights, prompt_len + decode / 2);
-  // The matmul weights' dtype: int8 when quantized (the embedding keeps the checkpoint's).
+  // The matmul weights' dtype: int8/int4g128 when quantized (the embedding keeps the checkpoint's).
   const std::string dtype(dtype_name(weights->layers.at(0).wq.dtype));
   auto model = MoeModel::Create(&backend, *config, std::move(*weights));
   if (!model.ok()) return Fail(model.status());

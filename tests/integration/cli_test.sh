@@ -47,12 +47,25 @@ grep -q "expected cpu, cuda or cuda:N" "$work/err8" || fail "device message: $(c
 grep -q "generated 8 tokens" "$work/err10" || fail "int8 summary: $(cat "$work/err10")"
 "$bin" generate --model preset:tiny-mixtral --random-weights --quantization int8 --prompt "Hello" \
   --max-tokens 4 --ignore-eos >/dev/null 2>"$work/err11" || fail "int8 preset: $(cat "$work/err11")"
+"$bin" generate --model "$work/m" --quantization int4 --prompt "Hello there" --max-tokens 8 \
+  --ignore-eos >/dev/null 2>"$work/err13" || fail "int4 checkpoint: $(cat "$work/err13")"
+grep -q "generated 8 tokens" "$work/err13" || fail "int4 summary: $(cat "$work/err13")"
 for cmd in "generate --prompt hi" "serve --grpc-port 0"; do
-  if "$bin" $cmd --model "$work/m" --quantization int4 >"$work/err12" 2>&1; then
-    fail "$cmd --quantization int4"
+  if "$bin" $cmd --model "$work/m" --quantization int2 >"$work/err12" 2>&1; then
+    fail "$cmd --quantization int2"
   fi
-  grep -q "unknown --quantization 'int4' (expected none or int8)" "$work/err12" ||
+  grep -q "unknown --quantization 'int2' (expected none, int8 or int4)" "$work/err12" ||
     fail "$cmd quantization message: $(cat "$work/err12")"
+done
+# make-model --quantization gptq / awq: int4 checkpoints as those libraries write them, loaded
+# as they are.
+for fmt in gptq awq pack-quantized; do
+  "$bin" make-model --preset tiny-mixtral --seed 2 --quantization $fmt --group-size 64 \
+    --out "$work/$fmt" 2>/dev/null || fail "make-model $fmt"
+  grep -q "\"bits\": 4\|\"num_bits\": 4" "$work/$fmt/config.json" || fail "$fmt config"
+  "$bin" generate --model "$work/$fmt" --prompt "Hello there" --max-tokens 8 --ignore-eos \
+    >/dev/null 2>"$work/err14" || fail "$fmt checkpoint: $(cat "$work/err14")"
+  grep -q "generated 8 tokens" "$work/err14" || fail "$fmt summary: $(cat "$work/err14")"
 done
 # Without a GPU (CI), --device cuda is a clear error, never a crash.
 if ! nvidia-smi >/dev/null 2>&1; then

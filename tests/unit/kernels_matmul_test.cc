@@ -81,7 +81,8 @@ TEST_F(KernelsMatmul, RowIsBitIdenticalAloneOrInAnyBatch) {
   constexpr int64_t kK = 1023;
   const std::vector<float> x = random_floats(kM * kK, -1, 1, 7);
   const std::vector<float> bias = random_floats(kN, -1, 1, 8);
-  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8, DType::kI4G32,
+                      DType::kI4G64, DType::kI4G128}) {
     const Weights w = random_weight_matrix(dtype, kN, kK, -1, 1, 9);
     for (Isa isa : supported_isas()) {
       const IsaScope scope(isa);

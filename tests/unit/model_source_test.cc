@@ -84,7 +84,7 @@ TEST(ModelSource, RandomWeightsAreDeterministicPerSeed) {
 }
 
 TEST(ModelSource, WeightBytesPredictsTheAllocation) {
-  for (Quantization q : {Quantization::kNone, Quantization::kInt8}) {
+  for (Quantization q : {Quantization::kNone, Quantization::kInt8, Quantization::kInt4}) {
     for (const char* preset : {"tiny-mixtral", "tiny-olmoe", "tiny-qwen2-moe", "tiny-qwen3-moe"}) {
       const ModelSource s{std::string("preset:") + preset, true, 0, q};
       CpuBackend backend(1);
@@ -104,12 +104,30 @@ TEST(ModelSource, WeightBytesPredictsTheAllocation) {
 TEST(ModelSource, QuantizationNames) {
   EXPECT_EQ(ParseQuantization("none").value(), Quantization::kNone);
   EXPECT_EQ(ParseQuantization("int8").value(), Quantization::kInt8);
-  for (const char* bad : {"int4", "INT8", "", "fp8"}) {
+  EXPECT_EQ(ParseQuantization("int4").value(), Quantization::kInt4);
+  for (const char* bad : {"int2", "INT8", "", "int4g64"}) {
     const Status st = ParseQuantization(bad).status();
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
-    EXPECT_NE(st.message().find("expected none or int8"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("expected none, int8 or int4"), std::string::npos) << st.message();
   }
   EXPECT_EQ(QuantizationName(Quantization::kInt8), "int8");
+  EXPECT_EQ(QuantizationName(Quantization::kInt4), "int4");
+  EXPECT_EQ(QuantizedWeightDType(Quantization::kInt4), DType::kI4G128);
+  EXPECT_EQ(QuantizedWeightDType(Quantization::kInt8), DType::kI8);
+}
+
+// Int4 bytes: a group of 128 weights takes 64 bytes of values and 4 of f16 scale and min, so a
+// bf16 model's matmul weights shrink to about 17/64 of theirs (columns padded to whole groups).
+TEST(ModelSource, Int4WeightBytesAreAboutAQuarter) {
+  auto c = LoadSourceConfig(ModelSource{"preset:medium-mixtral", true});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const size_t bf16 = WeightBytes(*c, DType::kBF16);
+  const size_t int4 = WeightBytes(*c, DType::kBF16, Quantization::kInt4);
+  const size_t embed = static_cast<size_t>(c->vocab_size * c->hidden_size) * 2;
+  const size_t router = static_cast<size_t>(c->num_layers * c->num_experts * c->hidden_size) * 2;
+  EXPECT_NEAR(static_cast<double>(int4 - embed - router),
+              static_cast<double>(bf16 - embed - router) * 68 / 256,
+              static_cast<double>(bf16 - embed) * 0.01);
 }
 
 // Int8 bytes: each quantized matrix is rows x (cols + 4) bytes, so a bf16 model's matmul weights
@@ -156,6 +174,35 @@ TEST(ModelSource, RandomInt8WeightsAreTheRandomWeightsQuantized) {
   }
 }
 
+// Int4 random weights are the random weights quantized per group as quantize_i4_row does.
+TEST(ModelSource, RandomInt4WeightsAreTheRandomWeightsQuantized) {
+  auto c = LoadSourceConfig(ModelSource{"preset:tiny-mixtral", true});
+  ASSERT_TRUE(c.ok());
+  CpuBackend backend(1);
+  auto plain = RandomModelWeights(*c, &backend, 3, DType::kBF16);
+  auto q4 = RandomModelWeights(*c, &backend, 3, DType::kBF16, Quantization::kInt4);
+  ASSERT_TRUE(plain.ok() && q4.ok());
+  EXPECT_EQ(q4->embed.dtype, DType::kBF16);
+  EXPECT_EQ(q4->layers[0].router.dtype, DType::kBF16);
+  const LayerWeights& pl = plain->layers[0];
+  const LayerWeights& ql = q4->layers[0];
+  using Pair = std::pair<const Tensor*, const Tensor*>;
+  for (const auto& [want, got] :
+       {Pair{&pl.wk, &ql.wk}, Pair{&pl.experts[1].gate_up, &ql.experts[1].gate_up},
+        Pair{&pl.experts[2].down, &ql.experts[2].down}, Pair{&plain->lm_head, &q4->lm_head}}) {
+    ASSERT_EQ(got->dtype, DType::kI4G128);
+    ASSERT_EQ(got->rows, want->rows);
+    std::vector<float> values(want->cols);
+    std::vector<uint8_t> row(got->row_bytes());
+    for (int64_t r = 0; r < want->rows; ++r) {
+      const void* src = want->Rows(r, 1).data;
+      for (int64_t i = 0; i < want->cols; ++i) values[i] = load_as_f32(src, want->dtype, i);
+      quantize_i4_row(got->dtype, values.data(), want->cols, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), got->Rows(r, 1).data, row.size()), 0) << "row " << r;
+    }
+  }
+}
+
 // An int8 model (random weights quantized at load) generates, deterministically, and its logits
 // stay near the unquantized model's.
 TEST(ModelSource, RandomWeightsQuantizedToInt8Run) {
@@ -174,6 +221,26 @@ TEST(ModelSource, RandomWeightsQuantizedToInt8Run) {
     max_diff = std::max(max_diff, std::fabs(a.logits[i] - ref.logits[i]));
   }
   EXPECT_LT(max_diff, 0.5f);
+}
+
+// The same for int4: deterministic, changed, and near the unquantized logits (4-bit steps are
+// 16x coarser than int8's, so the bound is wider).
+TEST(ModelSource, RandomWeightsQuantizedToInt4Run) {
+  const ModelSource none{"preset:tiny-qwen3-moe", true, 1};
+  const ModelSource int4{"preset:tiny-qwen3-moe", true, 1, Quantization::kInt4};
+  const Output a = RunModel(int4);
+  const Output b = RunModel(int4);
+  const Output ref = RunModel(none);
+  ASSERT_EQ(a.tokens.size(), 8u);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.logits, b.logits);
+  ASSERT_EQ(a.logits.size(), ref.logits.size());
+  EXPECT_NE(a.logits, ref.logits);
+  float max_diff = 0;
+  for (size_t i = 0; i < a.logits.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(a.logits[i] - ref.logits[i]));
+  }
+  EXPECT_LT(max_diff, 2.0f);
 }
 
 TEST(ModelSource, PresetTokenizerIsSynthesized) {

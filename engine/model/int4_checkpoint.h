@@ -1,0 +1,84 @@
+// Pre-quantized int4 checkpoints read as they are: GPTQ (v1 and v2 zero points, desc_act false),
+// AWQ (GEMM packing) and compressed-tensors pack-quantized linear layers converted into
+// DType::kI4G* rows at load, with no re-quantization: each group's scale is the checkpoint's,
+// its min -scale * zero.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/core/status.h"
+#include "engine/model/checkpoint.h"
+#include "kernels/dtype.h"
+
+namespace sy {
+
+struct Int4CheckpointFormat {
+  enum class Method { kGptq, kAwq, kPackQuantized };
+  Method method = Method::kGptq;
+  int64_t group_size = 128;      // 32, 64 or 128
+  DType dtype = DType::kI4G128;  // the rows it loads into: kI4G<group_size>
+  int zero_offset = 1;           // GPTQ v1 stores zero - 1 (its "+1"); GPTQ v2 and AWQ store zero
+  bool symmetric = false;        // pack-quantized: no weight_zero_point (the zero is 8)
+};
+
+// The int4 format of <model_dir>/config.json's quantization_config: nullopt when it has none,
+// or a quant_method another loader reads (fp8, compressed-tensors other than pack-quantized).
+// compressed-tensors pack-quantized needs one config group (or all alike) of int weights with
+// num_bits 4, strategy group, group_size 32/64/128, no actorder, no input_activations.
+// InvalidArgument naming the field for what is not supported: bits other than 4, group_size
+// other than 32/64/128, desc_act true (GPTQ act-order: its groups are not runs of consecutive
+// input columns; re-quantize with desc_act false), checkpoint_format other than gptq/gptq_v2,
+// AWQ version other than gemm or zero_point false, or an unknown quant_method.
+StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
+    const std::string& model_dir);
+
+// Whether linear `weight_name` ("....q_proj.weight") is stored quantized: the checkpoint has
+// "....q_proj.qweight" (GPTQ, AWQ) or "....q_proj.weight_packed" (pack-quantized) instead.
+bool HasInt4Linear(const Checkpoint& ckpt, std::string_view weight_name);
+
+// Converts linear `weight_name` of shape [rows (out features), cols (in features)] into `rows`
+// int4 rows of format.dtype at `out` (rows * dtype_row_bytes(format.dtype, cols) bytes). The
+// checkpoint's tensors (GPTQ: qweight int32 [cols / 8, rows], qzeros int32 [groups, rows / 8],
+// scales [groups, rows], g_idx int32 [cols] if present; AWQ: qweight int32 [cols, rows / 8],
+// qzeros int32 [groups, rows / 8], scales [groups, rows]) are checked against those shapes;
+// a GPTQ g_idx must be i / group_size (InvalidArgument naming desc_act otherwise).
+// pack-quantized: weight_packed int32 [rows, ceil(cols / 8)] (value 8c+k in bits 4k, stored
+// + 8), weight_scale [rows, groups], weight_zero_point int32 [ceil(rows / 8), groups] when
+// asymmetric (packed along rows, + 8), weight_shape [2] = {rows, cols}; weight_g_idx refused.
+Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& format,
+                      std::string_view weight_name, int64_t rows, int64_t cols, uint8_t* out);
+
+// One tensor of a packed linear: the name suffix after the linear's prefix (".qweight", ...).
+struct PackedInt4Tensor {
+  std::string suffix;
+  DType dtype = DType::kI32;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;  // empty from Int4PackedLayout
+};
+
+// The tensors (names, dtypes, shapes) PackInt4Linear writes for a [rows, cols] linear; rows and
+// cols (GPTQ) must be multiples of 8.
+std::vector<PackedInt4Tensor> Int4PackedLayout(const Int4CheckpointFormat& format, int64_t rows,
+                                               int64_t cols);
+
+// A linear [rows (out), cols (in)] of f32 values w quantized and packed as format's library
+// writes it: round to nearest per group of input columns. GPTQ, AWQ: asymmetric, range widened
+// to include 0 (scale = (max - min) / 15 in f16, zero = round(-min / scale) in [1, 15] for GPTQ
+// v1 (which stores zero - 1), [0, 15] otherwise), q = clamp(round(w / scale) + zero, 0, 15).
+// pack-quantized: symmetric, scale = max|w| / 7.5 in f16, q = clamp(round(w / scale), -8, 7).
+std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& format, const float* w,
+                                             int64_t rows, int64_t cols);
+
+// The quantization_config object the library writes into config.json for `format`.
+std::string Int4QuantizationConfigJson(const Int4CheckpointFormat& format);
+
+// "gptq", "awq" or "pack-quantized" with a group size (32, 64 or 128) as a format (GPTQ: v1,
+// desc_act false; pack-quantized: compressed-tensors' symmetric W4A16); InvalidArgument for
+// anything else.
+StatusOr<Int4CheckpointFormat> Int4FormatFor(std::string_view method, int64_t group_size);
+
+}  // namespace sy
