@@ -24,6 +24,7 @@ struct KernelTable {
   void (*matmul_bf16)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
   void (*matmul_f16)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
   void (*matmul_i8)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);  // DType::kI8 rows
+  void (*matmul_f8)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);  // DType::kF8 rows
   int64_t matmul_columns_per_unit;
   // Attention for work items [begin, end), item = token * n_kv_heads + kv_head (all the query
   // heads that share the KV head).

@@ -39,6 +39,8 @@ MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
       return kt.matmul_f16;
     case DType::kI8:
       return kt.matmul_i8;
+    case DType::kF8:
+      return kt.matmul_f8;
     default:
       return nullptr;
   }

@@ -60,6 +60,20 @@ struct Avx512 {
     return widen_i8(_mm_maskz_loadu_epi8(first(n), p));
   }
 
+  // e4m3fn bytes as f16 bit patterns: byte b becomes ((b & 0x80) << 8) | ((b & 0x7f) << 7),
+  // whose f16 value is exactly e4m3fn(b) * 2^-8 (subnormals included; NaN codes read as 480).
+  static F widen_e4m3(__m128i b) {
+    const __m256i high = _mm256_slli_epi16(_mm256_cvtepu8_epi16(b), 8);
+    const __m256i h = _mm256_and_si256(_mm256_srai_epi16(high, 1), _mm256_set1_epi16(-16385));
+    return _mm512_cvtph_ps(h);
+  }
+  static F load_e4m3(const uint8_t* p) {
+    return widen_e4m3(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_e4m3_partial(const uint8_t* p, int n) {
+    return widen_e4m3(_mm_maskz_loadu_epi8(first(n), p));
+  }
+
   static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
   static void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 
