@@ -47,7 +47,7 @@ void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
 }
 
 bool CpuBackend::SupportsWeightDType(DType dtype) const {
-  return dtype == DType::kI8 || Backend::SupportsWeightDType(dtype);
+  return dtype == DType::kI8 || dtype == DType::kF8 || Backend::SupportsWeightDType(dtype);
 }
 
 void CpuBackend::Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {

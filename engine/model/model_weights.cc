@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/model/fp8_checkpoint.h"
 #include "engine/model/rope.h"
 #include "engine/model/weight_names.h"
 #include "kernels/cpu/ops.h"
@@ -34,19 +35,24 @@ class WeightSource {
     return t;
   }
 
-  // A matrix a matmul reads: int8 rows when quantizing, else as Matrix gives it.
+  // A matrix a matmul reads: quantized rows when quantizing (unless the checkpoint stores it
+  // quantized already), else as Matrix gives it.
   StatusOr<Tensor> Linear(const std::string& name, int64_t rows, int64_t cols) {
-    if (quantization_ == Quantization::kNone) return Matrix(name, rows, cols);
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, rows, cols));
+    if (quantization_ == Quantization::kNone || StoredQuantized(name, rows, cols)) {
+      return Matrix(name, rows, cols);
+    }
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedDType(), rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(name, t));
     return t;
   }
 
-  // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scale.
+  // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scales.
   StatusOr<Tensor> LinearStacked(const std::string& a, const std::string& b, int64_t rows,
                                  int64_t cols) {
-    if (quantization_ == Quantization::kNone) return Stacked(a, b, rows, cols);
-    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kI8, 2 * rows, cols));
+    if (quantization_ == Quantization::kNone || StoredQuantized(a, rows, cols)) {
+      return Stacked(a, b, rows, cols);
+    }
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedDType(), 2 * rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(a, t.Rows(0, rows)));
     SY_RETURN_IF_ERROR(UploadQuantized(b, t.Rows(rows, rows)));
     return t;
@@ -63,21 +69,41 @@ class WeightSource {
   // Writes row r of matrix [rows, cols] as f32 values into out[cols].
   using RowReader = std::function<void(int64_t r, float* out)>;
   virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
+  // Whether the source holds matrix `name` quantized already (then Matrix loads it as is).
+  virtual bool StoredQuantized(const std::string& /*name*/, int64_t /*rows*/, int64_t /*cols*/) {
+    return false;
+  }
 
-  // Quantizes matrix `name` row by row into the kI8 tensor t through a host staging buffer.
+  DType QuantizedDType() const {
+    return quantization_ == Quantization::kFp8 ? DType::kF8 : DType::kI8;
+  }
+
+  // Quantizes matrix `name` row by row into the kI8 or kF8 tensor t.
   Status UploadQuantized(const std::string& name, const Tensor& t) {
     SY_ASSIGN_OR_RETURN(RowReader read_row, RowsOf(name, t.rows, t.cols));
+    std::vector<float> values(t.cols);
+    return UploadRows(t, [&](int64_t r, uint8_t* out) {
+      read_row(r, values.data());
+      if (t.dtype == DType::kF8) {
+        quantize_f8_row(values.data(), t.cols, out);
+      } else {
+        quantize_i8_row(values.data(), t.cols, out);
+      }
+      return Status::Ok();
+    });
+  }
+
+  // Fills tensor t row by row (write_row(r, bytes of row r)) through a host staging buffer.
+  Status UploadRows(const Tensor& t, const std::function<Status(int64_t, uint8_t*)>& write_row) {
     constexpr size_t kStagingBytes = size_t{4} << 20;
     const size_t row_bytes = t.row_bytes();
     const int64_t rows_per_copy =
         std::max<int64_t>(1, static_cast<int64_t>(kStagingBytes / row_bytes));
-    std::vector<float> values(t.cols);
     std::vector<uint8_t> staging(std::min<int64_t>(rows_per_copy, t.rows) * row_bytes);
     for (int64_t r0 = 0; r0 < t.rows; r0 += rows_per_copy) {
       const int64_t n = std::min(rows_per_copy, t.rows - r0);
       for (int64_t r = 0; r < n; ++r) {
-        read_row(r0 + r, values.data());
-        quantize_i8_row(values.data(), t.cols, staging.data() + r * row_bytes);
+        SY_RETURN_IF_ERROR(write_row(r0 + r, staging.data() + r * row_bytes));
       }
       backend_->CopyToDevice(t.Rows(r0, n).data, staging.data(), n * row_bytes);
     }
@@ -98,15 +124,21 @@ class WeightSource {
   Quantization quantization_;
 };
 
-// Copies checkpoint tensors into backend memory.
+// Copies checkpoint tensors into backend memory; FP8 ones (F8_E4M3 with scales, per the
+// config's quantization_config) become DType::kF8 rows.
 class WeightUploader final : public WeightSource {
  public:
-  WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out,
-                 Quantization quantization)
-      : WeightSource(backend, out, quantization), ckpt_(ckpt) {}
+  WeightUploader(const Checkpoint& ckpt, const QuantizationConfig& stored, Backend* backend,
+                 ModelWeights* out, Quantization quantization)
+      : WeightSource(backend, out, quantization), ckpt_(ckpt), stored_(stored) {}
 
   // A matrix [rows, cols] in its stored dtype.
   StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
+    if (StoredQuantized(name, rows, cols)) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kF8, rows, cols));
+      SY_RETURN_IF_ERROR(UploadFp8(name, t));
+      return t;
+    }
     const int64_t shape[] = {rows, cols};
     SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
     SY_RETURN_IF_ERROR(CheckFloat(v));
@@ -118,6 +150,12 @@ class WeightUploader final : public WeightSource {
   // Two matrices with the same columns stacked as [rows_a + rows_b, cols].
   StatusOr<Tensor> Stacked(const std::string& a, const std::string& b, int64_t rows,
                            int64_t cols) override {
+    if (StoredQuantized(a, rows, cols) && StoredQuantized(b, rows, cols)) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kF8, 2 * rows, cols));
+      SY_RETURN_IF_ERROR(UploadFp8(a, t.Rows(0, rows)));
+      SY_RETURN_IF_ERROR(UploadFp8(b, t.Rows(rows, rows)));
+      return t;
+    }
     const int64_t shape[] = {rows, cols};
     SY_ASSIGN_OR_RETURN(TensorView va, ckpt_.Get(a, shape));
     SY_ASSIGN_OR_RETURN(TensorView vb, ckpt_.Get(b, shape));
@@ -150,7 +188,24 @@ class WeightUploader final : public WeightSource {
     });
   }
 
+  bool StoredQuantized(const std::string& name, int64_t rows, int64_t cols) override {
+    const int64_t shape[] = {rows, cols};
+    const StatusOr<TensorView> v = ckpt_.Get(name, shape);
+    return v.ok() && v->dtype == DType::kE4M3;
+  }
+
  private:
+  // Converts the checkpoint's FP8 matrix `name` into the kF8 tensor t through a host staging
+  // buffer.
+  Status UploadFp8(const std::string& name, const Tensor& t) {
+    if (!backend_->SupportsWeightDType(DType::kF8)) {
+      return Status::Unimplemented("FP8 weights (tensor " + name + ") are not implemented on the " +
+                                   std::string(backend_->name()) + " backend");
+    }
+    SY_ASSIGN_OR_RETURN(Fp8CheckpointMatrix m, FindFp8Matrix(ckpt_, stored_, name, t.rows, t.cols));
+    return UploadRows(t, [&](int64_t r, uint8_t* out) { return m.ConvertRow(r, out); });
+  }
+
   static Status CheckFloat(const TensorView& v) {
     if (v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16) {
       return Status::Ok();
@@ -160,6 +215,7 @@ class WeightUploader final : public WeightSource {
   }
 
   const Checkpoint& ckpt_;
+  const QuantizationConfig& stored_;
 };
 
 // Random weights made in backend memory by the backend itself (no files, no host copies):
@@ -263,6 +319,10 @@ Status CheckQuantization(Quantization q, const Backend& backend) {
     return Status::Unimplemented("--quantization int8 is not implemented on the " +
                                  std::string(backend.name()) + " backend (CPU only so far)");
   }
+  if (q == Quantization::kFp8 && !backend.SupportsWeightDType(DType::kF8)) {
+    return Status::Unimplemented("--quantization fp8 is not implemented on the " +
+                                 std::string(backend.name()) + " backend");
+  }
   return Status::Ok();
 }
 
@@ -272,6 +332,10 @@ Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up,
   }
   const ModelWeightNames names = WeightNamesFor(c);
   SY_ASSIGN_OR_RETURN(w.embed, up.Matrix(names.embed, c.vocab_size, c.hidden_size));
+  if (w.embed.dtype == DType::kF8) {
+    return Status::Unimplemented("the embedding table " + names.embed +
+                                 " is stored in FP8; only matmul weights may be");
+  }
   if (names.lm_head.empty()) {
     w.lm_head = w.embed;
   } else {
@@ -294,12 +358,21 @@ Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up,
 StatusOr<Quantization> ParseQuantization(std::string_view name) {
   if (name == "none") return Quantization::kNone;
   if (name == "int8") return Quantization::kInt8;
+  if (name == "fp8") return Quantization::kFp8;
   return Status::InvalidArgument("unknown --quantization '" + std::string(name) +
-                                 "' (expected none or int8)");
+                                 "' (expected none, int8 or fp8)");
 }
 
 std::string_view QuantizationName(Quantization q) {
-  return q == Quantization::kInt8 ? "int8" : "none";
+  switch (q) {
+    case Quantization::kNone:
+      return "none";
+    case Quantization::kInt8:
+      return "int8";
+    case Quantization::kFp8:
+      return "fp8";
+  }
+  return "?";
 }
 
 StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& ckpt,
@@ -307,7 +380,7 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
                                         Quantization quantization) {
   SY_RETURN_IF_ERROR(CheckQuantization(quantization, *backend));
   ModelWeights w;
-  WeightUploader up(ckpt, backend, &w, quantization);
+  WeightUploader up(ckpt, c.quantization_config, backend, &w, quantization);
   SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
   return w;
 }
@@ -316,14 +389,25 @@ size_t WeightBytes(const ModelConfig& c, DType dtype, Quantization quantization)
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-  // A matrix kept in `dtype`, and one a matmul reads (int8 rows with scales when quantizing).
+  // A matrix kept in `dtype`, and one a matmul reads (rows with scales when the checkpoint
+  // stores it quantized or it is quantized at load).
+  const bool stored_fp8 = c.quantization_config.method == QuantMethod::kFp8;
   auto plain = [&](int64_t rows, int64_t cols) { return rows * dtype_row_bytes(dtype, cols); };
   auto linear = [&](int64_t rows, int64_t cols) {
+    if (stored_fp8 || quantization == Quantization::kFp8) {
+      return rows * dtype_row_bytes(DType::kF8, cols);
+    }
     return quantization == Quantization::kInt8 ? rows * dtype_row_bytes(DType::kI8, cols)
                                                : plain(rows, cols);
   };
   auto ffn = [&](int64_t inter) { return inter > 0 ? linear(2 * inter, h) + linear(h, inter) : 0; };
-  size_t bytes = plain(c.vocab_size, h) + (c.tie_word_embeddings ? 0 : linear(c.vocab_size, h));
+  // Checkpoints usually keep the LM head unquantized (modules_to_not_convert).
+  const bool lm_head_linear =
+      quantization != Quantization::kNone || c.quantization_config.Quantizes("lm_head");
+  size_t bytes = plain(c.vocab_size, h);
+  if (!c.tie_word_embeddings) {
+    bytes += lm_head_linear ? linear(c.vocab_size, h) : plain(c.vocab_size, h);
+  }
   int64_t vector = h;
   for (int64_t i = 0; i < c.num_layers; ++i) {
     bytes += linear(q_dim, h) + 2 * linear(kv_dim, h) + linear(h, q_dim);
@@ -355,7 +439,7 @@ StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& c, const Checkpoint& c
                                        Backend* backend, const FfnNames& names,
                                        std::vector<DeviceBuffer>* buffers) {
   ModelWeights owner;
-  WeightUploader up(ckpt, backend, &owner, Quantization::kNone);
+  WeightUploader up(ckpt, c.quantization_config, backend, &owner, Quantization::kNone);
   SY_ASSIGN_OR_RETURN(FfnWeights f, up.Ffn(names, c.moe_intermediate_size, c.hidden_size));
   for (DeviceBuffer& b : owner.buffers) buffers->push_back(std::move(b));
   return f;

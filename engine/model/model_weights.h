@@ -18,10 +18,13 @@ namespace sy {
 // symmetric per output channel (DType::kI8: one f32 scale per row), quantized from the
 // checkpoint's (or the random weights') values at load: the attention projections, every
 // expert and dense FFN matrix, and an untied LM head. The embedding table (a tied LM head with
-// it), the router and the shared-expert gate keep their dtype.
-enum class Quantization { kNone, kInt8 };
+// it), the router and the shared-expert gate keep their dtype. kFp8: the same matrices as FP8
+// e4m3fn with one f32 scale per 128 columns of each row (DType::kF8, scale = max|w| / 448).
+// Matrices a checkpoint already stores quantized (config.json quantization_config) load as
+// published whatever this says; it applies to the others.
+enum class Quantization { kNone, kInt8, kFp8 };
 
-// "none" or "int8"; InvalidArgument for anything else.
+// "none", "int8" or "fp8"; InvalidArgument for anything else.
 StatusOr<Quantization> ParseQuantization(std::string_view name);
 std::string_view QuantizationName(Quantization q);
 
@@ -68,7 +71,8 @@ StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& config, Backend* ba
                                           Quantization quantization = Quantization::kNone);
 
 // Bytes the weights of `config` take with matrices in `dtype` (vectors in f32), the quantized
-// ones as int8 rows with their scales: what a backend must hold before anything else.
+// ones (at load, or in the checkpoint per config.quantization_config) as int8 or fp8 rows with
+// their scales: what a backend must hold before anything else.
 size_t WeightBytes(const ModelConfig& config, DType dtype,
                    Quantization quantization = Quantization::kNone);
 
