@@ -13,6 +13,7 @@ Command AddMakeModelCommand(CLI::App& app) {
   auto opts = std::make_shared<MakeModelOptions>();
   auto dtype = std::make_shared<std::string>("bf16");
   auto list = std::make_shared<bool>(false);
+  auto quantization = std::make_shared<std::string>("none");
   CLI::App* cmd = app.add_subcommand(
       "make-model", "Write a random-weight MoE checkpoint (config.json, safetensors, tokenizer)");
   cmd->add_option("--arch", opts->arch, "mixtral, qwen2_moe, qwen3_moe or olmoe");
@@ -26,15 +27,21 @@ Command AddMakeModelCommand(CLI::App& app) {
                   "Zipf exponent of the routers' expert popularity (0: off)");
   cmd->add_option("--router-skew-seed", opts->router_skew_seed,
                   "seed of the per-layer expert popularity order");
+  cmd->add_option("--quantization", *quantization,
+                  "none, or fp8: matmul weights as F8_E4M3 with 128x128 block scales "
+                  "(weight_scale_inv) and a quantization_config, as DeepSeek-V3 publishes")
+      ->check(CLI::IsMember({"none", "fp8"}))
+      ->capture_default_str();
   cmd->add_option("--max-shard-bytes", opts->max_shard_bytes, "split into shards above this size");
   cmd->add_flag("--list-presets", *list, "print the preset names and exit");
   return {
-      cmd, [opts, dtype, list]() {
+      cmd, [opts, dtype, list, quantization]() {
         if (*list) {
           for (const std::string& name : PresetNames()) std::printf("%s\n", name.c_str());
           return 0;
         }
         opts->dtype = *dtype == "f32" ? DType::kF32 : *dtype == "f16" ? DType::kF16 : DType::kBF16;
+        opts->fp8 = *quantization == "fp8";
         Status st = MakeModel(
             *opts, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
         if (!st.ok()) {

@@ -7,8 +7,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 
 #include "engine/model/config.h"
+#include "engine/model/fp8_blocks.h"
 #include "engine/model/presets.h"
 #include "engine/model/safetensors_writer.h"
 #include "engine/model/weight_names.h"
@@ -212,6 +214,11 @@ StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& o) {
   // The synthesized tokenizer ends with <|endoftext|>, <|im_start|>, <|im_end|>.
   cfg["eos_token_id"] = vocab - 3;
   cfg["bos_token_id"] = nullptr;
+  if (o.fp8) {
+    if (o.fp8_block < 1) return Status::InvalidArgument("the FP8 block size must be positive");
+    SY_ASSIGN_OR_RETURN(const ModelConfig parsed, ParseModelConfig(cfg.dump()));
+    cfg["quantization_config"] = Fp8QuantizationConfigJson(parsed, o.fp8_block);
+  }
   text = cfg.dump(2);
   SY_RETURN_IF_ERROR(ParseModelConfig(text).status());
   return text;
@@ -244,22 +251,43 @@ Status MakeModel(const MakeModelOptions& o,
                                SynthesizeTokenizerConfig(tokenizer).dump(2) + "\n"));
 
   const std::vector<WeightSpec> specs = ListWeights(config);
+  const std::set<std::string> fp8_names = Fp8WeightNames(config);
+  auto is_fp8 = [&](const WeightSpec& s) { return fp8_names.count(s.name) != 0; };
   ShardedSafetensorsWriter writer(o.out_dir, o.max_shard_bytes);
-  for (const WeightSpec& s : specs) SY_RETURN_IF_ERROR(writer.Declare(s.name, o.dtype, s.shape));
-  const size_t elem = dtype_size(o.dtype);
+  for (const WeightSpec& s : specs) {
+    if (!is_fp8(s)) {
+      SY_RETURN_IF_ERROR(writer.Declare(s.name, o.dtype, s.shape));
+      continue;
+    }
+    SY_RETURN_IF_ERROR(writer.Declare(s.name, DType::kE4M3, s.shape));
+    SY_RETURN_IF_ERROR(writer.Declare(Fp8ScaleName(s.name), DType::kF32,
+                                      Fp8ScaleShape(s.shape[0], s.shape[1], o.fp8_block)));
+  }
   for (const WeightSpec& s : specs) {
     Rng rng(HashName(o.seed, s.name));
     const Init init = InitFor(s.name);
     const RouterSkew::Rule* rule = skew ? skew->RuleFor(s.name) : nullptr;
     const uint64_t cols = s.shape.size() == 2 ? static_cast<uint64_t>(s.shape[1]) : 0;
+    // Box-Muller; one normal per draw keeps the stream simple.
+    auto next_value = [&](uint64_t index) {
+      const double r = std::sqrt(-2.0 * std::log(rng.Uniform()));
+      const double z = r * std::cos(2.0 * 3.14159265358979323846 * rng.Uniform());
+      const float v = init.mean + init.std * static_cast<float>(z);
+      return rule != nullptr ? skew->Apply(*rule, index, cols, v) : v;
+    };
+    if (is_fp8(s)) {
+      Fp8BlockWriter blocks(s.shape[0], s.shape[1], o.fp8_block);
+      SY_RETURN_IF_ERROR(writer.Write(s.name, [&](uint64_t offset, std::span<std::byte> chunk) {
+        blocks.Fill(offset, chunk, next_value);
+      }));
+      SY_RETURN_IF_ERROR(writer.Write(Fp8ScaleName(s.name), blocks.scales().data()));
+      continue;
+    }
+    const size_t elem = dtype_size(o.dtype);
     SY_RETURN_IF_ERROR(writer.Write(s.name, [&](uint64_t offset, std::span<std::byte> chunk) {
       const size_t n = chunk.size() / elem;
       for (size_t i = 0; i < n; ++i) {
-        // Box-Muller; one normal per draw keeps the stream simple.
-        const double r = std::sqrt(-2.0 * std::log(rng.Uniform()));
-        const double z = r * std::cos(2.0 * 3.14159265358979323846 * rng.Uniform());
-        float v = init.mean + init.std * static_cast<float>(z);
-        if (rule != nullptr) v = skew->Apply(*rule, offset / elem + i, cols, v);
+        const float v = next_value(offset / elem + i);
         std::byte* dst = chunk.data() + i * elem;
         if (o.dtype == DType::kF32) {
           std::memcpy(dst, &v, 4);
