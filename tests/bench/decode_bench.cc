@@ -2,7 +2,7 @@
 // roofline measured in the same run. Prints a table and one JSON line. Not a test.
 //
 //   decode_bench --model DIR [--threads 2] [--prompt-len 128] [--decode 32] [--batches 1,4,16,64]
-//                [--quantization none|int8]
+//                [--quantization none|int8|fp8]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -82,7 +82,8 @@ int Main(int argc, char** argv) {
   app.add_option("--decode", decode);
   app.add_option("--batches", batches)->delimiter(',');
   app.add_option("--membw-bytes", membw_bytes);
-  app.add_option("--quantization", quantization_name, "none or int8 (as serve --quantization)");
+  app.add_option("--quantization", quantization_name,
+                 "none, int8 or fp8 (as serve --quantization)");
   CLI11_PARSE(app, argc, argv);
   auto quantization = ParseQuantization(quantization_name);
   if (!quantization.ok()) return Fail(quantization.status());

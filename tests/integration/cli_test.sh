@@ -47,11 +47,20 @@ grep -q "expected cpu, cuda or cuda:N" "$work/err8" || fail "device message: $(c
 grep -q "generated 8 tokens" "$work/err10" || fail "int8 summary: $(cat "$work/err10")"
 "$bin" generate --model preset:tiny-mixtral --random-weights --quantization int8 --prompt "Hello" \
   --max-tokens 4 --ignore-eos >/dev/null 2>"$work/err11" || fail "int8 preset: $(cat "$work/err11")"
+# FP8: quantized at load, and a published FP8 checkpoint (make-model --quantization fp8).
+"$bin" generate --model "$work/m" --quantization fp8 --prompt "Hello there" --max-tokens 8 \
+  --ignore-eos >/dev/null 2>"$work/err13" || fail "fp8 at load: $(cat "$work/err13")"
+"$bin" make-model --arch qwen3_moe --quantization fp8 --out "$work/m-fp8" --seed 2 2>/dev/null ||
+  fail "make-model --quantization fp8"
+grep -q '"quant_method": "fp8"' "$work/m-fp8/config.json" || fail "fp8 quantization_config"
+"$bin" generate --model "$work/m-fp8" --prompt "Hello there" --max-tokens 8 --ignore-eos \
+  >/dev/null 2>"$work/err14" || fail "fp8 checkpoint: $(cat "$work/err14")"
+grep -q "generated 8 tokens" "$work/err14" || fail "fp8 summary: $(cat "$work/err14")"
 for cmd in "generate --prompt hi" "serve --grpc-port 0"; do
   if "$bin" $cmd --model "$work/m" --quantization int4 >"$work/err12" 2>&1; then
     fail "$cmd --quantization int4"
   fi
-  grep -q "unknown --quantization 'int4' (expected none or int8)" "$work/err12" ||
+  grep -q "unknown --quantization 'int4' (expected none, int8 or fp8)" "$work/err12" ||
     fail "$cmd quantization message: $(cat "$work/err12")"
 done
 # Without a GPU (CI), --device cuda is a clear error, never a crash.
