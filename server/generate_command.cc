@@ -113,10 +113,11 @@ Command AddGenerateCommand(CLI::App& app) {
   cmd->add_flag("--random-weights", f->random_weights,
                 "make random weights on the device instead of reading them");
   cmd->add_option("--random-weights-seed", f->random_seed, "seed of --random-weights");
-  cmd->add_option("--quantization", f->quantization,
-                  "none, int8 (weight-only, a scale per output channel) or fp8 (e4m3, a scale "
-                  "per 128 columns of each row): matmul weights quantized at load (CPU); FP8 "
-                  "checkpoints load as published whatever this says")
+  cmd->add_option(
+         "--quantization", f->quantization,
+         "none, int8 (weight-only, a scale per output channel) or fp8 (e4m3, a scale "
+         "per 128 columns of each row): matmul weights quantized at load (int8: CPU only); FP8 "
+         "checkpoints load as published whatever this says")
       ->capture_default_str();
   cmd->add_option("--device", f->device, "cpu, cuda or cuda:N");
   cmd->add_option("--prompt", f->prompt, "prompt text")->required();

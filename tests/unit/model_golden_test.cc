@@ -26,22 +26,12 @@ constexpr const char* kDevice = SY_TEST_DEVICE;
 // f32 fixtures are held to near-f32 agreement; half fixtures to the half-precision bound below.
 constexpr float kLogitTolerance = 1e-3f;
 #define SY_REQUIRE_DEVICE() SY_REQUIRE_GPU()
-// FP8 weights (published FP8 checkpoints) have CPU kernels only so far.
-#define SY_SKIP_UNSUPPORTED_WEIGHTS(golden_dir)                                     \
-  do {                                                                              \
-    if (ReadJson((golden_dir) / "config.json").contains("quantization_config")) {   \
-      GTEST_SKIP() << "FP8 checkpoints are not supported on " << kDevice << " yet"; \
-    }                                                                               \
-  } while (0)
 #else
 constexpr const char* kDevice = "cpu";
 // f32 arithmetic over the same weights: only summation order differs from transformers.
 constexpr float kLogitTolerance = 1e-4f;
 #define SY_REQUIRE_DEVICE() \
   do {                      \
-  } while (0)
-#define SY_SKIP_UNSUPPORTED_WEIGHTS(golden_dir) \
-  do {                                          \
   } while (0)
 #endif
 
@@ -72,7 +62,6 @@ class GoldenModelTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(GoldenModelTest, PromptLogitsMatchTransformers) {
   SY_REQUIRE_DEVICE();
   const auto dir = std::filesystem::path(testing::GoldenDir()) / "models" / GetParam();
-  SY_SKIP_UNSUPPORTED_WEIGHTS(dir);
   const json golden = ReadJson(dir / "golden.json");
   testing::LoadedModel m = testing::LoadForTest(dir.string(), 16, 256, 2, kDevice);
   ASSERT_NE(m.runner, nullptr);
@@ -102,7 +91,6 @@ TEST_P(GoldenModelTest, PromptLogitsMatchTransformers) {
 TEST_P(GoldenModelTest, GreedyContinuationMatchesTransformers) {
   SY_REQUIRE_DEVICE();
   const auto dir = std::filesystem::path(testing::GoldenDir()) / "models" / GetParam();
-  SY_SKIP_UNSUPPORTED_WEIGHTS(dir);
   const json golden = ReadJson(dir / "golden.json");
   testing::LoadedModel m = testing::LoadForTest(dir.string(), 16, 256, 2, kDevice);
   ASSERT_NE(m.runner, nullptr);
