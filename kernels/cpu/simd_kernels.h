@@ -135,7 +135,21 @@ void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, int6
 #pragma GCC unroll 8
     for (int j = 0; j < kCols; ++j) acc[i][j] = V::zero();
   }
+  typename V::F block_scale[kCols];  // kF8: each row's current block scale times 2^8
+#pragma GCC unroll 8
+  for (int j = 0; j < kCols; ++j) block_scale[j] = V::zero();  // set at kk = 0
   for_each_vector<V>(k, [&](int64_t kk, int lanes) {
+    if constexpr (kW == WeightType::kF8) {
+      // kWidth divides 128, so a vector never spans two blocks. The scale times 2^8 is exact.
+      if (kk % 128 == 0) {
+#pragma GCC unroll 8
+        for (int j = 0; j < kCols; ++j) {
+          float s;
+          __builtin_memcpy(&s, w + j * ldw + kk / 128 * 4, sizeof(float));
+          block_scale[j] = V::set1(s * 256.0f);
+        }
+      }
+    }
     if (prefetch != nullptr) {
       const char* ahead = prefetch + kk / V::kWidth * kStepBytes;
 #pragma GCC unroll 8
@@ -145,12 +159,7 @@ void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, int6
 #pragma GCC unroll 8
     for (int j = 0; j < kCols; ++j) {
       wv[j] = load_weights_n<V, kW>(w + j * ldw + header + kk, lanes);
-      if constexpr (kW == WeightType::kF8) {
-        // kWidth divides 128, so a vector never spans two blocks. The scale times 2^8 is exact.
-        float block_scale;
-        __builtin_memcpy(&block_scale, w + j * ldw + kk / 128 * 4, sizeof(float));
-        wv[j] = V::mul(wv[j], V::set1(block_scale * 256.0f));
-      }
+      if constexpr (kW == WeightType::kF8) wv[j] = V::mul(wv[j], block_scale[j]);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
