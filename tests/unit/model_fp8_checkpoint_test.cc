@@ -2,7 +2,7 @@
 // them): the matmul weights load as kF8 rows holding exactly the checkpoint's bytes and scales,
 // the modules left unconverted load as before, blocks narrower than 128 columns are quantized
 // again within half a step, the memory plan predicts the bytes, and broken checkpoints fail
-// naming what is wrong.
+// naming what is wrong; compressed-tensors' per-channel and per-tensor scales load too.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,8 +13,10 @@
 #include "engine/backend/cpu_backend.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/config.h"
+#include "engine/model/fp8_checkpoint.h"
 #include "engine/model/make_model.h"
 #include "engine/model/model_weights.h"
+#include "engine/model/safetensors_writer.h"
 #include "tests/common/test_model.h"
 
 namespace sy {
@@ -154,6 +156,79 @@ TEST(Fp8Checkpoint, NarrowBlocksAreQuantizedAgainWithinHalfAStep) {
           << "row " << r << " col " << c;
     }
   }
+}
+
+// compressed-tensors checkpoints: per-channel scales ([rows, 1] f32) and a per-tensor bf16
+// scale ([1]) expand into every 128-column block of every row; the values are the checkpoint's.
+TEST(Fp8Checkpoint, CompressedTensorsChannelAndTensorScales) {
+  testing::ScratchDir dir("fp8-compressed");
+  constexpr int64_t kRows = 3, kCols = 300;
+  std::vector<uint8_t> values(kRows * kCols);
+  for (size_t i = 0; i < values.size(); ++i) {
+    values[i] = static_cast<uint8_t>(i * 37 % 256);
+    if ((values[i] & 0x7f) == 0x7f) values[i] = 0x11;  // no NaN codes
+  }
+  const std::vector<float> channel = {0.5f, 0.25f, 3.0f};
+  const uint16_t tensor_bf16 = f32_to_bf16(0.125f);
+  {
+    ShardedSafetensorsWriter w(dir.path().string(), uint64_t{1} << 30);
+    ASSERT_TRUE(w.Declare("a.weight", DType::kE4M3, {kRows, kCols}).ok());
+    ASSERT_TRUE(w.Declare("a.weight_scale", DType::kF32, {kRows, 1}).ok());
+    ASSERT_TRUE(w.Declare("b.weight", DType::kE4M3, {kRows, kCols}).ok());
+    ASSERT_TRUE(w.Declare("b.weight_scale", DType::kBF16, {1}).ok());
+    ASSERT_TRUE(w.Write("a.weight", values.data()).ok());
+    ASSERT_TRUE(w.Write("a.weight_scale", channel.data()).ok());
+    ASSERT_TRUE(w.Write("b.weight", values.data()).ok());
+    ASSERT_TRUE(w.Write("b.weight_scale", &tensor_bf16).ok());
+    ASSERT_TRUE(w.Finish().ok());
+  }
+  auto ckpt = Checkpoint::Open(dir.path().string());
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  for (const char* strategy : {"channel", "tensor"}) {
+    auto config = ParseQuantizationConfig(
+        json{{"quant_method", "compressed-tensors"},
+             {"config_groups",
+              {{"group_0",
+                {{"weights", {{"num_bits", 8}, {"type", "float"}, {"strategy", strategy}}}}}}}});
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    const std::string name = std::string(strategy) == "channel" ? "a.weight" : "b.weight";
+    auto m = FindFp8Matrix(**ckpt, *config, name, kRows, kCols);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_TRUE(m->Exact());
+    std::vector<uint8_t> row(dtype_row_bytes(DType::kF8, kCols));
+    for (int64_t r = 0; r < kRows; ++r) {
+      ASSERT_TRUE(m->ConvertRow(r, row.data()).ok());
+      const float want = std::string(strategy) == "channel" ? channel[r] : 0.125f;
+      for (int64_t b = 0; b < 3; ++b) EXPECT_EQ(f8_row_scale(row.data(), b), want) << name << r;
+      EXPECT_EQ(std::memcmp(f8_row_values(row.data(), kCols), values.data() + r * kCols, kCols), 0)
+          << name << " row " << r;
+    }
+  }
+  // A NaN code in the checkpoint fails the row, naming the tensor and the place.
+  values[kCols + 7] = 0xff;
+  testing::ScratchDir nan_dir("fp8-nan");
+  {
+    ShardedSafetensorsWriter w(nan_dir.path().string(), uint64_t{1} << 30);
+    ASSERT_TRUE(w.Declare("a.weight", DType::kE4M3, {kRows, kCols}).ok());
+    ASSERT_TRUE(w.Declare("a.weight_scale", DType::kF32, {kRows, 1}).ok());
+    ASSERT_TRUE(w.Write("a.weight", values.data()).ok());
+    ASSERT_TRUE(w.Write("a.weight_scale", channel.data()).ok());
+    ASSERT_TRUE(w.Finish().ok());
+  }
+  auto nan_ckpt = Checkpoint::Open(nan_dir.path().string());
+  ASSERT_TRUE(nan_ckpt.ok());
+  auto config = ParseQuantizationConfig(json{
+      {"quant_method", "compressed-tensors"},
+      {"config_groups",
+       {{"g", {{"weights", {{"num_bits", 8}, {"type", "float"}, {"strategy", "channel"}}}}}}}});
+  auto m = FindFp8Matrix(**nan_ckpt, *config, "a.weight", kRows, kCols);
+  ASSERT_TRUE(m.ok());
+  std::vector<uint8_t> row(dtype_row_bytes(DType::kF8, kCols));
+  EXPECT_TRUE(m->ConvertRow(0, row.data()).ok());
+  const Status st = m->ConvertRow(1, row.data());
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("a.weight holds an FP8 NaN at row 1, column 7"), std::string::npos)
+      << st.ToString();
 }
 
 void RewriteConfig(const std::string& dir, const std::function<void(json&)>& edit) {
