@@ -18,7 +18,24 @@ namespace sy {
 //   chunk holds element i in its low nibble and element 16 + i in its high nibble (llama.cpp's
 //   Q4_0 order). Values past cols are 0; the packed part is padded to whole groups and to a
 //   multiple of 64 elements so that the kernels can read it 32 bytes at a time.
-enum class DType : uint8_t { kF32, kF16, kBF16, kI32, kI64, kI8, kI4G32, kI4G64, kI4G128 };
+
+// kF8: a weight matrix in FP8 e4m3fn with one f32 scale per 128-column block of each row: each
+// row is its ceil(cols / 128) scales s followed by cols e4m3fn bytes q, and element c of the row
+// is s[c / 128] * e4m3fn(q[c]). Rows are self-contained, like kI8 rows.
+// kE4M3: plain e4m3fn bytes as a checkpoint stores them (safetensors F8_E4M3); read at load.
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kI32,
+  kI64,
+  kI8,
+  kI4G32,
+  kI4G64,
+  kI4G128,
+  kF8,
+  kE4M3
+};
 
 inline constexpr bool is_int4(DType t) {
   return t == DType::kI4G32 || t == DType::kI4G64 || t == DType::kI4G128;
@@ -57,6 +74,8 @@ inline constexpr size_t dtype_size(DType t) {
     case DType::kI64:
       return 8;
     case DType::kI8:
+    case DType::kF8:
+    case DType::kE4M3:
       return 1;
     case DType::kI4G32:  // half a byte: use dtype_row_bytes
     case DType::kI4G64:
@@ -69,11 +88,20 @@ inline constexpr size_t dtype_size(DType t) {
 // Bytes before each kI8 row's int8 values: its f32 scale.
 inline constexpr size_t kI8RowScaleBytes = sizeof(float);
 
-// Bytes one row of `cols` elements takes (kI8 rows carry their scale).
+// Columns that share one scale in a kF8 row.
+inline constexpr int64_t kF8BlockColumns = 128;
+
+// Bytes before each kF8 row's e4m3fn values: one f32 scale per block of 128 columns.
+inline constexpr size_t f8_row_scale_bytes(int64_t cols) {
+  return static_cast<size_t>((cols + kF8BlockColumns - 1) / kF8BlockColumns) * sizeof(float);
+}
+
+// Bytes one row of `cols` elements takes (kI8 and kF8 rows carry their scales).
 inline constexpr size_t dtype_row_bytes(DType t, int64_t cols) {
   if (is_int4(t))
     return int4_header_bytes(t, cols) + static_cast<size_t>(int4_padded_cols(t, cols) / 2);
-  return static_cast<size_t>(cols) * dtype_size(t) + (t == DType::kI8 ? kI8RowScaleBytes : 0);
+  return static_cast<size_t>(cols) * dtype_size(t) + (t == DType::kI8 ? kI8RowScaleBytes : 0) +
+         (t == DType::kF8 ? f8_row_scale_bytes(cols) : 0);
 }
 
 inline constexpr std::string_view dtype_name(DType t) {
@@ -96,6 +124,10 @@ inline constexpr std::string_view dtype_name(DType t) {
       return "int4g64";
     case DType::kI4G128:
       return "int4g128";
+    case DType::kF8:
+      return "fp8";
+    case DType::kE4M3:
+      return "f8_e4m3";
   }
   return "?";
 }
@@ -269,7 +301,82 @@ inline void quantize_i4_row(DType t, const float* x, int64_t n, void* row) {
   }
 }
 
-// Reads element i of a weight array stored as f32, bf16 or f16.
+// The value of an e4m3fn byte (OCP FP8: sign, 4 exponent bits with bias 7, 3 mantissa bits; no
+// infinities; 0x7f and 0xff are NaN; the largest finite magnitude is 448).
+inline float e4m3_to_f32(uint8_t b) {
+  const uint32_t sign = static_cast<uint32_t>(b & 0x80u) << 24;
+  const uint32_t exp = (b >> 3) & 0xfu;
+  const uint32_t mant = b & 0x7u;
+  uint32_t bits;
+  if ((b & 0x7fu) == 0x7fu) {
+    bits = sign | 0x7fc00000u;
+  } else if (exp == 0) {  // zero or subnormal: mant * 2^-9, exact in f32
+    float f = static_cast<float>(mant) * (1.0f / 512.0f);
+    std::memcpy(&bits, &f, sizeof bits);
+    bits |= sign;
+  } else {
+    bits = sign | ((exp + 127 - 7) << 23) | (mant << 20);
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// The e4m3fn byte nearest to f, ties to even, as torch's float8_e4m3fn cast; magnitudes beyond
+// 448 (infinities included) saturate to +-448 (torch's cast gives NaN from 464 up, so quantizers
+// clamp first; this is that clamp and cast in one). NaN becomes 0x7f (or 0xff).
+inline uint8_t f32_to_e4m3(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  uint32_t abs = bits & 0x7fffffffu;
+  if (abs > 0x7f800000u) return sign | 0x7fu;
+  if (abs >= 0x43e00000u) return sign | 0x7eu;  // >= 448
+  if (abs < 0x3c800000u) {                      // below 2^-6: subnormal or zero in e4m3
+    // Adding 2^14 (whose f32 ulp is e4m3's subnormal step 2^-9) makes f32's own round to
+    // nearest even do the rounding; the low bits are then the step count (torch's trick).
+    float shifted;
+    std::memcpy(&shifted, &abs, sizeof shifted);
+    shifted += 16384.0f;
+    uint32_t sbits;
+    std::memcpy(&sbits, &shifted, sizeof sbits);
+    return sign | static_cast<uint8_t>(sbits - 0x46800000u);
+  }
+  const uint32_t mant_odd = (abs >> 20) & 1u;
+  abs += (static_cast<uint32_t>(7 - 127) << 23) + 0x7ffffu + mant_odd;
+  return sign | static_cast<uint8_t>(abs >> 20);
+}
+
+// The scale of block b of a kF8 row (the row's bytes start with the scales; may be unaligned).
+inline float f8_row_scale(const void* row, int64_t block) {
+  float scale;
+  std::memcpy(&scale, static_cast<const uint8_t*>(row) + block * sizeof(float), sizeof scale);
+  return scale;
+}
+
+// The e4m3fn values of a kF8 row of `cols` columns.
+inline const uint8_t* f8_row_values(const void* row, int64_t cols) {
+  return static_cast<const uint8_t*>(row) + f8_row_scale_bytes(cols);
+}
+
+// Quantizes n values into one kF8 row at `row` (dtype_row_bytes(kF8, n) bytes): each block of
+// 128 gets scale = max|x| / 448 and q = e4m3(x / scale), so the block's largest magnitude maps
+// to 448 exactly. An all-zero block gets scale 0 and zeros.
+inline void quantize_f8_row(const float* x, int64_t n, void* row) {
+  uint8_t* q = static_cast<uint8_t*>(row) + f8_row_scale_bytes(n);
+  for (int64_t b0 = 0; b0 < n; b0 += kF8BlockColumns) {
+    const int64_t b1 = n - b0 > kF8BlockColumns ? b0 + kF8BlockColumns : n;
+    float max_abs = 0.0f;
+    for (int64_t i = b0; i < b1; ++i)
+      max_abs = x[i] > max_abs ? x[i] : (-x[i] > max_abs ? -x[i] : max_abs);
+    const float scale = max_abs / 448.0f;
+    std::memcpy(static_cast<uint8_t*>(row) + b0 / kF8BlockColumns * sizeof(float), &scale,
+                sizeof scale);
+    for (int64_t i = b0; i < b1; ++i) q[i] = scale > 0.0f ? f32_to_e4m3(x[i] / scale) : 0;
+  }
+}
+
+// Reads element i of a weight array stored as f32, bf16, f16 or plain e4m3fn.
 inline float load_as_f32(const void* p, DType t, int64_t i) {
   switch (t) {
     case DType::kF32:
@@ -278,6 +385,8 @@ inline float load_as_f32(const void* p, DType t, int64_t i) {
       return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
     case DType::kF16:
       return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kE4M3:
+      return e4m3_to_f32(static_cast<const uint8_t*>(p)[i]);
     default:
       return 0.0f;
   }

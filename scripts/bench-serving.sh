@@ -3,8 +3,8 @@
 # checkpoint (hidden 1024, 8 layers, 8 experts top-2) and drives it with `switchyard bench` at
 # 1, 4, 8, 16 and 64 concurrent streams (128-token prompts, 64 output tokens, ignore_eos), then
 # offers 2x the sustainable request rate against a short queue to show overload behaviour.
-# Usage: scripts/bench-serving.sh [dtype: bf16|f16] [threads] [quantization: none|int8]
-# (results in out/bench-serving/DTYPE, or DTYPE-int8 with --quantization int8 at load)
+# Usage: scripts/bench-serving.sh [dtype: bf16|f16] [threads] [quantization: none|int8|fp8]
+# (results in out/bench-serving/DTYPE, or DTYPE-int8 / DTYPE-fp8 when quantized at load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dtype=${1:-bf16}

@@ -38,7 +38,8 @@ Command AddMakeModelCommand(CLI::App& app) {
   auto quantization = std::make_shared<std::string>("none");
   CLI::App* cmd = app.add_subcommand(
       "make-model", "Write a random-weight MoE checkpoint (config.json, safetensors, tokenizer)");
-  cmd->add_option("--arch", opts->arch, "mixtral, qwen2_moe, qwen3_moe or olmoe");
+  cmd->add_option("--arch", opts->arch,
+                  "mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3 or glm4_moe");
   cmd->add_option("--preset", opts->preset, "a preset name (see --list-presets)");
   cmd->add_option("--set", opts->overrides, "override a config.json field: key=value")->take_all();
   cmd->add_option("--out", opts->out_dir, "output directory");
@@ -51,10 +52,12 @@ Command AddMakeModelCommand(CLI::App& app) {
                   "seed of the per-layer expert popularity order");
   cmd->add_option("--max-shard-bytes", opts->max_shard_bytes, "split into shards above this size");
   cmd->add_option("--quantization", *quantization,
-                  "none, or gptq / awq / pack-quantized: the linear layers quantized to int4 "
-                  "(round to nearest) and packed as GPTQ (v1), AWQ (GEMM) or compressed-tensors "
+                  "none; fp8: matmul weights as F8_E4M3 with 128x128 block scales "
+                  "(weight_scale_inv) and a quantization_config, as DeepSeek-V3 publishes; or "
+                  "gptq / awq / pack-quantized: the linear layers quantized to int4 (round to "
+                  "nearest) and packed as GPTQ (v1), AWQ (GEMM) or compressed-tensors "
                   "pack-quantized (symmetric) checkpoints are")
-      ->check(CLI::IsMember({"none", "gptq", "awq", "pack-quantized"}))
+      ->check(CLI::IsMember({"none", "fp8", "gptq", "awq", "pack-quantized"}))
       ->capture_default_str();
   cmd->add_option(
          "--group-size", opts->int4_group_size,
@@ -69,7 +72,8 @@ Command AddMakeModelCommand(CLI::App& app) {
           return 0;
         }
         opts->dtype = *dtype == "f32" ? DType::kF32 : *dtype == "f16" ? DType::kF16 : DType::kBF16;
-        opts->int4_format = *quantization == "none" ? "" : *quantization;
+        opts->int4_format = *quantization == "none" || *quantization == "fp8" ? "" : *quantization;
+        opts->fp8 = *quantization == "fp8";
         Status st = MakeModel(
             *opts, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
         if (!st.ok()) {

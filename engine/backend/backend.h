@@ -31,8 +31,8 @@ struct Tensor {
   size_t nbytes() const { return static_cast<size_t>(rows) * row_bytes(); }
   // Rows [begin, begin + n) of this tensor.
   Tensor Rows(int64_t begin, int64_t n) const;
-  // The same memory seen with another shape of equal element count (not for kI8 or int4, whose
-  // rows carry their scales).
+  // The same memory seen with another shape of equal element count (not for kI8, int4 or kF8,
+  // whose rows carry their scales).
   Tensor Reshaped(int64_t new_rows, int64_t new_cols) const;
 };
 

@@ -48,7 +48,8 @@ void CpuBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
 }
 
 bool CpuBackend::SupportsWeightDType(DType dtype) const {
-  return dtype == DType::kI8 || is_int4(dtype) || Backend::SupportsWeightDType(dtype);
+  return dtype == DType::kI8 || is_int4(dtype) || dtype == DType::kF8 ||
+         Backend::SupportsWeightDType(dtype);
 }
 
 void CpuBackend::Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) {

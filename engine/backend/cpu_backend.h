@@ -22,7 +22,7 @@ class CpuBackend final : public Backend {
   void CopyToDevice(void* dst, const void* src, size_t bytes) override;
   void CopyToHost(void* dst, const void* src, size_t bytes) override;
   void Synchronize() override {}
-  // f32, bf16, f16, int8 (DType::kI8) and int4 (DType::kI4G*) weight matrices.
+  // f32, bf16, f16, int8 (DType::kI8), int4 (DType::kI4G*) and fp8 (DType::kF8) weight matrices.
   bool SupportsWeightDType(DType dtype) const override;
 
   void Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;

@@ -287,6 +287,12 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, c
   Use();
   SY_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
   if (failed() || x.rows == 0) return;
+  if (w.dtype == DType::kF8) {
+    Check(cuda::fp8_matmul(ptr<float>(x), w.data, bias != nullptr ? ptr<float>(*bias) : nullptr,
+                           ptr<float>(y), x.rows, w.rows, w.cols, impl_->stream),
+          "fp8_matmul");
+    return;
+  }
   if (x.rows <= cuda::kSkinnyMaxRows) {
     Check(cuda::skinny_matmul(ptr<float>(x), w.data, w.dtype,
                               bias != nullptr ? ptr<float>(*bias) : nullptr, ptr<float>(y), x.rows,
@@ -435,6 +441,15 @@ void CudaBackend::GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const
   SY_CHECK(offsets.numel() == table.num_experts + 1 && x.cols == table.hidden &&
            scratch.numel() >= x.rows * 3 * table.inter);
   if (failed() || x.rows == 0) return;
+  if (table.dtype == DType::kF8) {
+    Check(cuda::fp8_grouped_expert_ffn(ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,
+                                       static_cast<const void* const*>(table.gate_up_ptrs.data),
+                                       static_cast<const void* const*>(table.down_ptrs.data),
+                                       table.hidden, table.inter, x.rows, ptr<float>(scratch),
+                                       ptr<float>(y), impl_->stream),
+          "fp8_grouped_expert_ffn");
+    return;
+  }
   if (!capturing_ && x.rows >= kBlasRowsPerExpert * table.num_experts &&
       static_cast<int64_t>(table.gate_up_host.size()) == table.num_experts) {
     ExpertsByBlas(x, offsets, table, scratch, y);

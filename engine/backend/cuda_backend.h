@@ -37,6 +37,10 @@ class CudaBackend final : public Backend {
   DType kv_cache_dtype() const override { return options_.kv_dtype; }
 
   bool SupportsGraphs() const override { return true; }
+  // f32, bf16, f16 and fp8 (DType::kF8, kernels/cuda/fp8_gemm.cu) weight matrices.
+  bool SupportsWeightDType(DType dtype) const override {
+    return dtype == DType::kF8 || Backend::SupportsWeightDType(dtype);
+  }
   Status BeginCapture() override;
   StatusOr<int> EndCapture() override;
   Status Replay(int graph) override;

@@ -406,6 +406,9 @@ Status ParseConfig(const json& root, ModelConfig* c) {
   SY_RETURN_IF_ERROR(f.Range("num_experts_per_tok", c->num_experts_per_tok, 1, c->num_experts));
   if (deepseek_family) SY_RETURN_IF_ERROR(ParseDeepseekFamilyRouter(f, c));
   SY_RETURN_IF_ERROR(ParseTokens(f, d, c));
+  if (const json* q = f.Find("quantization_config"); q != nullptr) {
+    SY_ASSIGN_OR_RETURN(c->quantization_config, ParseQuantizationConfig(*q));
+  }
   const char* dtype_key = f.Find("torch_dtype") != nullptr ? "torch_dtype" : "dtype";
   return f.String(dtype_key, "", &c->torch_dtype);
 }
@@ -542,6 +545,9 @@ json ModelConfigToJson(const ModelConfig& c) {
     j["eos_token_id"] = c.eos_token_ids;
   }
   if (!c.torch_dtype.empty()) j["torch_dtype"] = c.torch_dtype;
+  if (c.quantization_config.method != QuantMethod::kNone) {
+    j["quantization_config"] = QuantizationConfigToJson(c.quantization_config);
+  }
   AddArchFields(c, &j);
   return j;
 }

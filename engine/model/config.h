@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/core/status.h"
+#include "engine/model/quant_config.h"
 
 namespace sy {
 
@@ -103,7 +104,8 @@ struct ModelConfig {
 
   std::optional<int32_t> bos_token_id;
   std::vector<int32_t> eos_token_ids;
-  std::string torch_dtype;  // "bfloat16", "float32", ...; empty when not given
+  std::string torch_dtype;                 // "bfloat16", "float32", ...; empty when not given
+  QuantizationConfig quantization_config;  // how the checkpoint stores its weights
 
   friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
 };

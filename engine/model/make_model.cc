@@ -10,6 +10,7 @@
 #include <set>
 
 #include "engine/model/config.h"
+#include "engine/model/fp8_blocks.h"
 #include "engine/model/int4_checkpoint.h"
 #include "engine/model/presets.h"
 #include "engine/model/safetensors_writer.h"
@@ -242,6 +243,11 @@ StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& o) {
     SY_ASSIGN_OR_RETURN(Int4CheckpointFormat f, Int4FormatFor(o.int4_format, o.int4_group_size));
     cfg["quantization_config"] = json::parse(Int4QuantizationConfigJson(f));
   }
+  if (o.fp8) {
+    if (o.fp8_block < 1) return Status::InvalidArgument("the FP8 block size must be positive");
+    SY_ASSIGN_OR_RETURN(const ModelConfig parsed, ParseModelConfig(cfg.dump()));
+    cfg["quantization_config"] = Fp8QuantizationConfigJson(parsed, o.fp8_block);
+  }
   text = cfg.dump(2);
   SY_RETURN_IF_ERROR(ParseModelConfig(text).status());
   return text;
@@ -278,10 +284,19 @@ Status MakeModel(const MakeModelOptions& o,
   if (!o.int4_format.empty()) {
     SY_ASSIGN_OR_RETURN(int4, Int4FormatFor(o.int4_format, o.int4_group_size));
   }
+  if (int4 && o.fp8) return Status::InvalidArgument("choose int4 packing or FP8, not both");
   const std::set<std::string> linears = int4 ? LinearNames(config) : std::set<std::string>();
   auto prefix = [](const std::string& name) { return name.substr(0, name.size() - 7); };
+  const std::set<std::string> fp8_names = o.fp8 ? Fp8WeightNames(config) : std::set<std::string>();
+  auto is_fp8 = [&](const WeightSpec& s) { return fp8_names.count(s.name) != 0; };
   ShardedSafetensorsWriter writer(o.out_dir, o.max_shard_bytes);
   for (const WeightSpec& s : specs) {
+    if (is_fp8(s)) {
+      SY_RETURN_IF_ERROR(writer.Declare(s.name, DType::kE4M3, s.shape));
+      SY_RETURN_IF_ERROR(writer.Declare(Fp8ScaleName(s.name), DType::kF32,
+                                        Fp8ScaleShape(s.shape[0], s.shape[1], o.fp8_block)));
+      continue;
+    }
     if (linears.count(s.name) == 0) {
       SY_RETURN_IF_ERROR(writer.Declare(s.name, o.dtype, s.shape));
       continue;
@@ -316,6 +331,14 @@ Status MakeModel(const MakeModelOptions& o,
            PackInt4Linear(*int4, values.data(), s.shape[0], s.shape[1])) {
         SY_RETURN_IF_ERROR(writer.Write(prefix(s.name) + t.suffix, t.bytes.data()));
       }
+      continue;
+    }
+    if (is_fp8(s)) {
+      Fp8BlockWriter blocks(s.shape[0], s.shape[1], o.fp8_block);
+      SY_RETURN_IF_ERROR(writer.Write(s.name, [&](uint64_t offset, std::span<std::byte> chunk) {
+        blocks.Fill(offset, chunk, next_value);
+      }));
+      SY_RETURN_IF_ERROR(writer.Write(Fp8ScaleName(s.name), blocks.scales().data()));
       continue;
     }
     SY_RETURN_IF_ERROR(writer.Write(s.name, [&](uint64_t offset, std::span<std::byte> chunk) {

@@ -32,6 +32,13 @@ struct MakeModelOptions {
   // (int4_checkpoint.h).
   std::string int4_format;
   int64_t int4_group_size = 128;
+  // Store the matmul weights (attention projections, expert and dense FFN matrices) as FP8
+  // e4m3fn (F8_E4M3) with f32 `weight_scale_inv` per fp8_block x fp8_block block and a
+  // quantization_config {quant_method: fp8, weight_block_size: [fp8_block, fp8_block]}: the
+  // layout DeepSeek-V3 and Qwen3-FP8 publish. Embeddings, routers, shared-expert gates and the
+  // LM head stay in `dtype` (modules_to_not_convert).
+  bool fp8 = false;
+  int64_t fp8_block = 128;
 };
 
 // Writes the checkpoint; `progress` (optional) receives a line per written tensor group.

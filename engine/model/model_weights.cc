@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/model/fp8_checkpoint.h"
 #include "engine/model/int4_checkpoint.h"
 #include "engine/model/rope.h"
 #include "engine/model/weight_names.h"
@@ -37,21 +38,23 @@ class WeightSource {
     return t;
   }
 
-  // A matrix a matmul reads: as the checkpoint stores it when pre-quantized (GPTQ, AWQ), int8
-  // or int4 rows when quantizing, else as Matrix gives it.
+  // A matrix a matmul reads: as the checkpoint stores it when pre-quantized (GPTQ, AWQ, FP8),
+  // int8, int4 or fp8 rows when quantizing, else as Matrix gives it.
   StatusOr<Tensor> Linear(const std::string& name, int64_t rows, int64_t cols) {
     if (const std::optional<DType> stored = PreQuantizedDType(name)) {
       SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(*stored, rows, cols));
       SY_RETURN_IF_ERROR(UploadPreQuantized(name, t));
       return t;
     }
-    if (quantization_ == Quantization::kNone) return Matrix(name, rows, cols);
+    if (quantization_ == Quantization::kNone || StoredQuantized(name, rows, cols)) {
+      return Matrix(name, rows, cols);
+    }
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(name, t));
     return t;
   }
 
-  // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scale.
+  // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scales.
   StatusOr<Tensor> LinearStacked(const std::string& a, const std::string& b, int64_t rows,
                                  int64_t cols) {
     if (const std::optional<DType> stored = PreQuantizedDType(a)) {
@@ -63,7 +66,9 @@ class WeightSource {
       SY_RETURN_IF_ERROR(UploadPreQuantized(b, t.Rows(rows, rows)));
       return t;
     }
-    if (quantization_ == Quantization::kNone) return Stacked(a, b, rows, cols);
+    if (quantization_ == Quantization::kNone || StoredQuantized(a, rows, cols)) {
+      return Stacked(a, b, rows, cols);
+    }
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), 2 * rows, cols));
     SY_RETURN_IF_ERROR(UploadQuantized(a, t.Rows(0, rows)));
     SY_RETURN_IF_ERROR(UploadQuantized(b, t.Rows(rows, rows)));
@@ -71,13 +76,18 @@ class WeightSource {
   }
 
   // Rows `pick` of matrix `name` [rows, cols], as one matrix a matmul reads (in the stored
-  // dtype, or int8 rows when quantizing).
+  // dtype, FP8 rows copied exactly, or quantized rows when quantizing).
   StatusOr<Tensor> LinearRows(const std::string& name, int64_t rows, int64_t cols,
                               const std::vector<int64_t>& pick) {
+    if (StoredQuantized(name, rows, cols)) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kF8, static_cast<int64_t>(pick.size()), cols));
+      SY_RETURN_IF_ERROR(UploadStoredRows(name, rows, cols, pick, t));
+      return t;
+    }
     SY_ASSIGN_OR_RETURN(RowReader read, RowsOf(name, rows, cols));
     SY_ASSIGN_OR_RETURN(DType dtype, LinearDType(name, rows, cols));
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(dtype, static_cast<int64_t>(pick.size()), cols));
-    SY_RETURN_IF_ERROR(UploadRows([&](int64_t r, float* out) { read(pick[r], out); }, t));
+    SY_RETURN_IF_ERROR(UploadValues([&](int64_t r, float* out) { read(pick[r], out); }, t));
     return t;
   }
 
@@ -91,7 +101,7 @@ class WeightSource {
     std::vector<float> host(static_cast<size_t>(rows * cols));
     for (int64_t r = 0; r < rows; ++r) read(r, host.data() + r * cols);
     SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(dtype, blocks * cols, n));
-    SY_RETURN_IF_ERROR(UploadRows(
+    SY_RETURN_IF_ERROR(UploadValues(
         [&](int64_t r, float* out) {
           const int64_t block = r / cols, col = r % cols;
           for (int64_t i = 0; i < n; ++i) out[i] = host[(block * stride + offset + i) * cols + col];
@@ -112,7 +122,8 @@ class WeightSource {
   using RowReader = std::function<void(int64_t r, float* out)>;
   virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
 
-  // The dtype matrix `name` is stored in when the checkpoint holds it quantized, and its upload.
+  // The dtype matrix `name` is stored in when the checkpoint holds it int4-quantized, and its
+  // upload.
   virtual std::optional<DType> PreQuantizedDType(const std::string& /*name*/) const {
     return std::nullopt;
   }
@@ -120,7 +131,17 @@ class WeightSource {
     return Status::Internal("no pre-quantized tensor " + name);
   }
 
-  // The dtype a matrix stored as `name` is kept in (before quantization).
+  // Whether the source holds matrix `name` in FP8 already (then Matrix loads it as kF8 rows).
+  virtual bool StoredQuantized(const std::string& /*name*/, int64_t /*rows*/, int64_t /*cols*/) {
+    return false;
+  }
+  // Rows `pick` of such an FP8 matrix into the kF8 tensor t, exactly.
+  virtual Status UploadStoredRows(const std::string& name, int64_t /*rows*/, int64_t /*cols*/,
+                                  const std::vector<int64_t>& /*pick*/, const Tensor& /*t*/) {
+    return Status::Internal("no FP8 tensor " + name);
+  }
+
+  // The dtype a float matrix stored as `name` is kept in (f32 for an FP8 one).
   virtual StatusOr<DType> StoredDType(const std::string& name, int64_t rows, int64_t cols) = 0;
 
   // The dtype of matrix `name` as a matmul reads it, for the loads that rearrange its rows.
@@ -133,47 +154,56 @@ class WeightSource {
     return StoredDType(name, rows, cols);
   }
 
-  // Quantizes matrix `name` row by row into the kI8 or int4 tensor t through a host staging
-  // buffer.
+  // Quantizes matrix `name` row by row into the int8, int4 or fp8 tensor t.
   Status UploadQuantized(const std::string& name, const Tensor& t) {
     SY_ASSIGN_OR_RETURN(RowReader read_row, RowsOf(name, t.rows, t.cols));
-    return UploadRows(read_row, t);
+    return UploadValues(read_row, t);
   }
 
-  // Writes the rows `read_row` gives into t (f32, bf16, f16, int8 or int4) through a host staging
-  // buffer, converting (or quantizing) each.
-  Status UploadRows(const RowReader& read_row, const Tensor& t) {
+  // Writes the rows `read_row` gives into t (f32, bf16, f16, or int8 / int4 / fp8 rows),
+  // converting or quantizing each.
+  Status UploadValues(const RowReader& read_row, const Tensor& t) {
+    std::vector<float> values(t.cols);
+    return UploadRows(t, [&](int64_t r, uint8_t* row) {
+      read_row(r, values.data());
+      switch (t.dtype) {
+        case DType::kI8:
+          quantize_i8_row(values.data(), t.cols, row);
+          break;
+        case DType::kI4G32:
+        case DType::kI4G64:
+        case DType::kI4G128:
+          quantize_i4_row(t.dtype, values.data(), t.cols, row);
+          break;
+        case DType::kF8:
+          quantize_f8_row(values.data(), t.cols, row);
+          break;
+        case DType::kBF16:
+        case DType::kF16:
+          for (int64_t c = 0; c < t.cols; ++c) {
+            const uint16_t v =
+                t.dtype == DType::kBF16 ? f32_to_bf16(values[c]) : f32_to_f16(values[c]);
+            std::memcpy(row + 2 * c, &v, 2);
+          }
+          break;
+        default:
+          std::memcpy(row, values.data(), t.cols * sizeof(float));
+      }
+      return Status::Ok();
+    });
+  }
+
+  // Fills tensor t row by row (write_row(r, bytes of row r)) through a host staging buffer.
+  Status UploadRows(const Tensor& t, const std::function<Status(int64_t, uint8_t*)>& write_row) {
     constexpr size_t kStagingBytes = size_t{4} << 20;
     const size_t row_bytes = t.row_bytes();
     const int64_t rows_per_copy =
         std::max<int64_t>(1, static_cast<int64_t>(kStagingBytes / row_bytes));
-    std::vector<float> values(t.cols);
     std::vector<uint8_t> staging(std::min<int64_t>(rows_per_copy, t.rows) * row_bytes);
     for (int64_t r0 = 0; r0 < t.rows; r0 += rows_per_copy) {
       const int64_t n = std::min(rows_per_copy, t.rows - r0);
       for (int64_t r = 0; r < n; ++r) {
-        read_row(r0 + r, values.data());
-        uint8_t* row = staging.data() + r * row_bytes;
-        switch (t.dtype) {
-          case DType::kI8:
-            quantize_i8_row(values.data(), t.cols, row);
-            break;
-          case DType::kI4G32:
-          case DType::kI4G64:
-          case DType::kI4G128:
-            quantize_i4_row(t.dtype, values.data(), t.cols, row);
-            break;
-          case DType::kBF16:
-          case DType::kF16:
-            for (int64_t c = 0; c < t.cols; ++c) {
-              const uint16_t v =
-                  t.dtype == DType::kBF16 ? f32_to_bf16(values[c]) : f32_to_f16(values[c]);
-              std::memcpy(row + 2 * c, &v, 2);
-            }
-            break;
-          default:
-            std::memcpy(row, values.data(), t.cols * sizeof(float));
-        }
+        SY_RETURN_IF_ERROR(write_row(r0 + r, staging.data() + r * row_bytes));
       }
       backend_->CopyToDevice(t.Rows(r0, n).data, staging.data(), n * row_bytes);
     }
@@ -194,15 +224,22 @@ class WeightSource {
   Quantization quantization_;
 };
 
-// Copies checkpoint tensors into backend memory.
+// Copies checkpoint tensors into backend memory; FP8 ones (F8_E4M3 with scales, per the
+// config's quantization_config) become DType::kF8 rows.
 class WeightUploader final : public WeightSource {
  public:
-  WeightUploader(const Checkpoint& ckpt, Backend* backend, ModelWeights* out,
-                 Quantization quantization, std::optional<Int4CheckpointFormat> int4 = {})
-      : WeightSource(backend, out, quantization), ckpt_(ckpt), int4_(int4) {}
+  WeightUploader(const Checkpoint& ckpt, const QuantizationConfig& stored, Backend* backend,
+                 ModelWeights* out, Quantization quantization,
+                 std::optional<Int4CheckpointFormat> int4 = {})
+      : WeightSource(backend, out, quantization), ckpt_(ckpt), stored_(stored), int4_(int4) {}
 
   // A matrix [rows, cols] in its stored dtype.
   StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
+    if (StoredQuantized(name, rows, cols)) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kF8, rows, cols));
+      SY_RETURN_IF_ERROR(UploadFp8(name, t));
+      return t;
+    }
     const int64_t shape[] = {rows, cols};
     SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
     SY_RETURN_IF_ERROR(CheckFloat(v));
@@ -214,6 +251,12 @@ class WeightUploader final : public WeightSource {
   // Two matrices with the same columns stacked as [rows_a + rows_b, cols].
   StatusOr<Tensor> Stacked(const std::string& a, const std::string& b, int64_t rows,
                            int64_t cols) override {
+    if (StoredQuantized(a, rows, cols) && StoredQuantized(b, rows, cols)) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(DType::kF8, 2 * rows, cols));
+      SY_RETURN_IF_ERROR(UploadFp8(a, t.Rows(0, rows)));
+      SY_RETURN_IF_ERROR(UploadFp8(b, t.Rows(rows, rows)));
+      return t;
+    }
     const int64_t shape[] = {rows, cols};
     SY_ASSIGN_OR_RETURN(TensorView va, ckpt_.Get(a, shape));
     SY_ASSIGN_OR_RETURN(TensorView vb, ckpt_.Get(b, shape));
@@ -237,7 +280,11 @@ class WeightUploader final : public WeightSource {
     return FromHost(host);
   }
 
+  // An FP8 matrix that is rearranged at load beyond picking rows (MLA's transposed W_UK) is
+  // kept in f32: its values fp8 * scale are exact there, and no longer in bf16 (other servers
+  // round them to bf16); for DeepSeek-V3 that is 2 GB beside 671 GB of FP8.
   StatusOr<DType> StoredDType(const std::string& name, int64_t rows, int64_t cols) override {
+    if (StoredQuantized(name, rows, cols)) return DType::kF32;
     const int64_t shape[] = {rows, cols};
     SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
     SY_RETURN_IF_ERROR(CheckFloat(v));
@@ -245,6 +292,10 @@ class WeightUploader final : public WeightSource {
   }
 
   StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) override {
+    if (StoredQuantized(name, rows, cols)) {
+      SY_ASSIGN_OR_RETURN(Fp8CheckpointMatrix m, FindFp8Matrix(ckpt_, stored_, name, rows, cols));
+      return RowReader([m](int64_t r, float* out) { m.DequantizeRow(r, out); });
+    }
     const int64_t shape[] = {rows, cols};
     SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
     SY_RETURN_IF_ERROR(CheckFloat(v));
@@ -266,7 +317,30 @@ class WeightUploader final : public WeightSource {
     return Status::Ok();
   }
 
+  bool StoredQuantized(const std::string& name, int64_t rows, int64_t cols) override {
+    const int64_t shape[] = {rows, cols};
+    const StatusOr<TensorView> v = ckpt_.Get(name, shape);
+    return v.ok() && v->dtype == DType::kE4M3;
+  }
+
+  Status UploadStoredRows(const std::string& name, int64_t rows, int64_t cols,
+                          const std::vector<int64_t>& pick, const Tensor& t) override {
+    SY_ASSIGN_OR_RETURN(Fp8CheckpointMatrix m, FindFp8Matrix(ckpt_, stored_, name, rows, cols));
+    return UploadRows(t, [&](int64_t r, uint8_t* out) { return m.ConvertRow(pick[r], out); });
+  }
+
  private:
+  // Converts the checkpoint's FP8 matrix `name` into the kF8 tensor t through a host staging
+  // buffer.
+  Status UploadFp8(const std::string& name, const Tensor& t) {
+    if (!backend_->SupportsWeightDType(DType::kF8)) {
+      return Status::Unimplemented("FP8 weights (tensor " + name + ") are not implemented on the " +
+                                   std::string(backend_->name()) + " backend");
+    }
+    SY_ASSIGN_OR_RETURN(Fp8CheckpointMatrix m, FindFp8Matrix(ckpt_, stored_, name, t.rows, t.cols));
+    return UploadRows(t, [&](int64_t r, uint8_t* out) { return m.ConvertRow(r, out); });
+  }
+
   static Status CheckFloat(const TensorView& v) {
     if (v.dtype == DType::kF32 || v.dtype == DType::kBF16 || v.dtype == DType::kF16) {
       return Status::Ok();
@@ -276,6 +350,7 @@ class WeightUploader final : public WeightSource {
   }
 
   const Checkpoint& ckpt_;
+  const QuantizationConfig& stored_;
   std::optional<Int4CheckpointFormat> int4_;
 };
 
@@ -439,6 +514,10 @@ Status CheckQuantization(Quantization q, const Backend& backend) {
                                  " is not implemented on the " + std::string(backend.name()) +
                                  " backend (CPU only so far)");
   }
+  if (q == Quantization::kFp8 && !backend.SupportsWeightDType(DType::kF8)) {
+    return Status::Unimplemented("--quantization fp8 is not implemented on the " +
+                                 std::string(backend.name()) + " backend");
+  }
   return Status::Ok();
 }
 
@@ -448,6 +527,10 @@ Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up,
   }
   const ModelWeightNames names = WeightNamesFor(c);
   SY_ASSIGN_OR_RETURN(w.embed, up.Matrix(names.embed, c.vocab_size, c.hidden_size));
+  if (w.embed.dtype == DType::kF8) {
+    return Status::Unimplemented("the embedding table " + names.embed +
+                                 " is stored in FP8; only matmul weights may be");
+  }
   if (names.lm_head.empty()) {
     w.lm_head = w.embed;
   } else {
@@ -471,19 +554,23 @@ StatusOr<Quantization> ParseQuantization(std::string_view name) {
   if (name == "none") return Quantization::kNone;
   if (name == "int8") return Quantization::kInt8;
   if (name == "int4") return Quantization::kInt4;
+  if (name == "fp8") return Quantization::kFp8;
   return Status::InvalidArgument("unknown --quantization '" + std::string(name) +
-                                 "' (expected none, int8 or int4)");
+                                 "' (expected none, int8, int4 or fp8)");
 }
 
 std::string_view QuantizationName(Quantization q) {
   switch (q) {
+    case Quantization::kNone:
+      return "none";
     case Quantization::kInt8:
       return "int8";
     case Quantization::kInt4:
       return "int4";
-    default:
-      return "none";
+    case Quantization::kFp8:
+      return "fp8";
   }
+  return "?";
 }
 
 DType QuantizedWeightDType(Quantization q) {
@@ -492,6 +579,8 @@ DType QuantizedWeightDType(Quantization q) {
       return DType::kI8;
     case Quantization::kInt4:
       return DType::kI4G128;
+    case Quantization::kFp8:
+      return DType::kF8;
     default:
       return DType::kF32;
   }
@@ -508,7 +597,7 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
                                  std::string(backend->name()) + " backend (CPU only so far)");
   }
   ModelWeights w;
-  WeightUploader up(ckpt, backend, &w, quantization, int4);
+  WeightUploader up(ckpt, c.quantization_config, backend, &w, quantization, int4);
   SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
   return w;
 }
@@ -517,16 +606,24 @@ size_t WeightBytes(const ModelConfig& c, DType dtype, Quantization quantization)
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-  // A matrix kept in `dtype`, and one a matmul reads (int8/int4 rows with scales when
-  // quantizing).
+  // A matrix kept in `dtype`, and one a matmul reads (rows with scales when the checkpoint
+  // stores it in FP8 or it is quantized at load).
+  const bool stored_fp8 = c.quantization_config.method == QuantMethod::kFp8;
   auto plain = [&](int64_t rows, int64_t cols) { return rows * dtype_row_bytes(dtype, cols); };
   auto linear = [&](int64_t rows, int64_t cols) {
+    if (stored_fp8) return rows * dtype_row_bytes(DType::kF8, cols);
     return quantization != Quantization::kNone
                ? rows * dtype_row_bytes(QuantizedWeightDType(quantization), cols)
                : plain(rows, cols);
   };
   auto ffn = [&](int64_t inter) { return inter > 0 ? linear(2 * inter, h) + linear(h, inter) : 0; };
-  size_t bytes = plain(c.vocab_size, h) + (c.tie_word_embeddings ? 0 : linear(c.vocab_size, h));
+  // Checkpoints usually keep the LM head unquantized (modules_to_not_convert).
+  const bool lm_head_linear =
+      quantization != Quantization::kNone || c.quantization_config.Quantizes("lm_head");
+  size_t bytes = plain(c.vocab_size, h);
+  if (!c.tie_word_embeddings) {
+    bytes += lm_head_linear ? linear(c.vocab_size, h) : plain(c.vocab_size, h);
+  }
   int64_t vector = h;
   const MlaConfig& m = c.mla;
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -569,7 +666,7 @@ StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& c, const Checkpoint& c
                                        Backend* backend, const FfnNames& names,
                                        std::vector<DeviceBuffer>* buffers) {
   ModelWeights owner;
-  WeightUploader up(ckpt, backend, &owner, Quantization::kNone);
+  WeightUploader up(ckpt, c.quantization_config, backend, &owner, Quantization::kNone);
   SY_ASSIGN_OR_RETURN(FfnWeights f, up.Ffn(names, c.moe_intermediate_size, c.hidden_size));
   for (DeviceBuffer& b : owner.buffers) buffers->push_back(std::move(b));
   return f;

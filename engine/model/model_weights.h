@@ -20,10 +20,13 @@ namespace sy {
 // expert and dense FFN matrix, and an untied LM head. The embedding table (a tied LM head with
 // it), the router and the shared-expert gate keep their dtype.
 // kInt4: the same matrices as weight-only int4 (W4A16), asymmetric in groups of 128 input
-// columns (DType::kI4G128: an f16 scale and min per group).
-enum class Quantization { kNone, kInt8, kInt4 };
+// columns (DType::kI4G128: an f16 scale and min per group). kFp8: the same matrices as FP8
+// e4m3fn with one f32 scale per 128 columns of each row (DType::kF8, scale = max|w| / 448).
+// Matrices a checkpoint already stores quantized (config.json quantization_config: FP8, GPTQ,
+// AWQ, compressed-tensors) load as published whatever this says; it applies to the others.
+enum class Quantization { kNone, kInt8, kInt4, kFp8 };
 
-// "none", "int8" or "int4"; InvalidArgument for anything else.
+// "none", "int8", "int4" or "fp8"; InvalidArgument for anything else.
 StatusOr<Quantization> ParseQuantization(std::string_view name);
 std::string_view QuantizationName(Quantization q);
 
@@ -83,7 +86,8 @@ StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& config, Backend* ba
                                           Quantization quantization = Quantization::kNone);
 
 // Bytes the weights of `config` take with matrices in `dtype` (vectors in f32), the quantized
-// ones as int8 or int4 rows with their scales: what a backend must hold before anything else.
+// ones (at load, or in the checkpoint per config.quantization_config) as int8, int4 or fp8 rows
+// with their scales: what a backend must hold before anything else.
 size_t WeightBytes(const ModelConfig& config, DType dtype,
                    Quantization quantization = Quantization::kNone);
 

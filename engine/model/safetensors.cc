@@ -27,7 +27,7 @@ constexpr std::array<DTypeInfo, 20> kDTypes = {{
     {"I32", 32, DType::kI32},     {"I64", 64, DType::kI64},     {"F64", 64, std::nullopt},
     {"U64", 64, std::nullopt},    {"U32", 32, std::nullopt},    {"I16", 16, std::nullopt},
     {"U16", 16, std::nullopt},    {"I8", 8, std::nullopt},      {"U8", 8, std::nullopt},
-    {"BOOL", 8, std::nullopt},    {"F8_E5M2", 8, std::nullopt}, {"F8_E4M3", 8, std::nullopt},
+    {"BOOL", 8, std::nullopt},    {"F8_E5M2", 8, std::nullopt}, {"F8_E4M3", 8, DType::kE4M3},
     {"F8_E8M0", 8, std::nullopt}, {"C64", 64, std::nullopt},    {"F6_E2M3", 6, std::nullopt},
     {"F6_E3M2", 6, std::nullopt}, {"F4", 4, std::nullopt},
 }};
@@ -193,8 +193,9 @@ StatusOr<SafetensorsHeader> ParseHeaderImpl(std::string_view bytes, const Errors
     header.tensors.emplace(name, std::move(entry));
   }
   if (!first_unsupported.empty()) {
-    return Status::Unimplemented("safetensors file " + err.path() + ": " + first_unsupported +
-                                 ", which is not supported (supported: F32, F16, BF16, I32, I64)");
+    return Status::Unimplemented(
+        "safetensors file " + err.path() + ": " + first_unsupported +
+        ", which is not supported (supported: F32, F16, BF16, I32, I64, F8_E4M3)");
   }
   return header;
 }
@@ -219,10 +220,13 @@ std::string_view SafetensorsDTypeName(DType dtype) {
       return "I32";
     case DType::kI64:
       return "I64";
-    case DType::kI8:  // rows with scales: a layout of ours, not a safetensors dtype
+    case DType::kE4M3:
+      return "F8_E4M3";
+    case DType::kI8:  // rows with scales: layouts of ours, not safetensors dtypes
     case DType::kI4G32:
     case DType::kI4G64:
     case DType::kI4G128:
+    case DType::kF8:
       return "?";
   }
   return "?";

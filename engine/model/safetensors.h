@@ -30,7 +30,7 @@ struct TensorView {
   int64_t numel() const;
 };
 
-// "F32", "F16", "BF16", "I32", "I64": the spelling in safetensors headers.
+// "F32", "F16", "BF16", "I32", "I64", "F8_E4M3": the spelling in safetensors headers.
 std::string_view SafetensorsDTypeName(DType dtype);
 // The DType for a safetensors dtype string; nullopt for anything we do not support.
 std::optional<DType> ParseSafetensorsDType(std::string_view name);

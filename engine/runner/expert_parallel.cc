@@ -36,7 +36,8 @@ StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(const ModelConf
         const int64_t shape[] = {config.moe_intermediate_size, config.hidden_size};
         SY_ASSIGN_OR_RETURN(TensorView v,
                             checkpoint.Get(names.layers[layer].experts[0].gate, shape));
-        ep->expert_dtype_ = v.dtype;
+        // FP8 checkpoint tensors load as kF8 rows (with their scales).
+        ep->expert_dtype_ = v.dtype == DType::kE4M3 ? DType::kF8 : v.dtype;
       }
       for (const SlotRef& s : p.replicas(li, e)) {
         if (s.rank != comm->rank()) continue;
@@ -110,8 +111,10 @@ Status ExpertParallel::MigrateLayer(int32_t li) {
   staged_experts_[layer].resize(experts);
   staged_buffers_[layer].resize(experts);
   const size_t gate_up_bytes =
-      2 * config_.moe_intermediate_size * config_.hidden_size * dtype_size(expert_dtype_);
-  const size_t expert_bytes = gate_up_bytes + gate_up_bytes / 2;
+      2 * config_.moe_intermediate_size * dtype_row_bytes(expert_dtype_, config_.hidden_size);
+  const size_t expert_bytes =
+      gate_up_bytes +
+      config_.hidden_size * dtype_row_bytes(expert_dtype_, config_.moe_intermediate_size);
   // Every rank derives the same transfer list: (destination, expert) for each expert a rank
   // gains, in rank then expert order, sent by MigrationSource.
   std::vector<size_t> send(n, 0), recv(n, 0);

@@ -57,6 +57,7 @@ struct KernelTable {
   void (*matmul_i8)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);  // DType::kI8 rows
   // DType::kI4G* rows, with a.x_int4: int8 x times 4-bit weights in integer dot products.
   void (*matmul_i4)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
+  void (*matmul_f8)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);  // DType::kF8 rows
   int64_t matmul_columns_per_unit;
   // Attention for work items [begin, end), item = token * n_kv_heads + kv_head (all the query
   // heads that share the KV head).

@@ -49,6 +49,8 @@ MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
       }
 #endif
       return kt.matmul_i4;
+    case DType::kF8:
+      return kt.matmul_f8;
     default:
       return nullptr;
   }

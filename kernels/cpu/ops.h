@@ -1,8 +1,9 @@
 // CPU kernels: plain functions over pointers and shapes. Every op exists twice with the same
 // signature: sy::cpu::ref (plain scalar loops, the oracle) and sy::cpu (vectorised, threaded).
 //
-// Conventions: activations are f32; big weight matrices are f32, bf16, f16 or int8 (DType::kI8:
-// per-row scale + int8 values, dequantized in registers) and row-major as in Hugging Face
+// Conventions: activations are f32; big weight matrices are f32, bf16, f16, int8 (DType::kI8:
+// per-row scale + int8 values) or fp8 (DType::kF8: per-row block scales + e4m3fn values), the
+// last two dequantized in registers, and row-major as in Hugging Face
 // checkpoints (nn.Linear: [out_features, in_features]); accumulation is f32. Results
 // for one row never depend on which other rows are in the call (batch invariance): reduction
 // order is fixed per row. `pool` may be null (run on the calling thread).

@@ -45,6 +45,24 @@ void matmul(const float* x, const void* w, DType w_dtype, const float* bias, flo
     }
     return;
   }
+  if (w_dtype == DType::kF8) {
+    // Each weight is its block's scale times its e4m3fn value, formed before the product.
+    const auto* rows = static_cast<const uint8_t*>(w);
+    const size_t row_bytes = dtype_row_bytes(DType::kF8, k);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        const uint8_t* row = rows + j * row_bytes;
+        const uint8_t* q = f8_row_values(row, k);
+        float sum = 0.0f;
+        for (int64_t kk = 0; kk < k; ++kk) {
+          const float weight = f8_row_scale(row, kk / kF8BlockColumns) * e4m3_to_f32(q[kk]);
+          sum += x[i * k + kk] * weight;
+        }
+        y[i * n + j] = bias != nullptr ? sum + bias[j] : sum;
+      }
+    }
+    return;
+  }
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       float sum = 0.0f;

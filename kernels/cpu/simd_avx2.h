@@ -72,6 +72,21 @@ struct Avx2 {
     return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s));
   }
   static __m256i dot_finish(__m256i acc) { return _mm256_madd_epi16(acc, _mm256_set1_epi16(1)); }
+  // e4m3fn bytes as f16 bit patterns: byte b becomes ((b & 0x80) << 8) | ((b & 0x7f) << 7),
+  // whose f16 value is exactly e4m3fn(b) * 2^-8 (subnormals included; NaN codes read as 480).
+  static F widen_e4m3(__m128i b) {
+    const __m128i high = _mm_unpacklo_epi8(_mm_setzero_si128(), b);  // b << 8 per u16 lane
+    const __m128i h = _mm_and_si128(_mm_srai_epi16(high, 1), _mm_set1_epi16(-16385));  // ~0x4000
+    return _mm256_cvtph_ps(h);
+  }
+  static F load_e4m3(const uint8_t* p) {
+    return widen_e4m3(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_e4m3_partial(const uint8_t* p, int n) {
+    alignas(16) uint8_t block[16] = {};
+    for (int i = 0; i < n; ++i) block[i] = p[i];
+    return widen_e4m3(_mm_load_si128(reinterpret_cast<const __m128i*>(block)));
+  }
 
   static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
   static void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }

@@ -69,6 +69,19 @@ struct Avx512 {
     return _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s));
   }
   static __m256i dot_finish(__m256i acc) { return _mm256_madd_epi16(acc, _mm256_set1_epi16(1)); }
+  // e4m3fn bytes as f16 bit patterns: byte b becomes ((b & 0x80) << 8) | ((b & 0x7f) << 7),
+  // whose f16 value is exactly e4m3fn(b) * 2^-8 (subnormals included; NaN codes read as 480).
+  // Sign-extended and shifted left by 7, the sign lands in bits 15 and 14; the AND clears 14.
+  static F widen_e4m3(__m128i b) {
+    const __m256i shifted = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7);
+    return _mm512_cvtph_ps(_mm256_and_si256(shifted, _mm256_set1_epi16(-16385)));  // ~0x4000
+  }
+  static F load_e4m3(const uint8_t* p) {
+    return widen_e4m3(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_e4m3_partial(const uint8_t* p, int n) {
+    return widen_e4m3(_mm_maskz_loadu_epi8(first(n), p));
+  }
 
   static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
   static void prefetch_l2(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }

@@ -13,7 +13,7 @@
 
 namespace sy::cpu::simd {
 
-enum class WeightType { kF32, kBf16, kF16, kI8 };
+enum class WeightType { kF32, kBf16, kF16, kI8, kF8 };
 
 template <WeightType kW>
 struct WeightElement {
@@ -27,10 +27,19 @@ template <>
 struct WeightElement<WeightType::kI8> {
   using type = int8_t;
 };
+template <>
+struct WeightElement<WeightType::kF8> {
+  using type = uint8_t;
+};
 
-// Elements before a weight row's values: kI8 rows start with their f32 scale (kernels/dtype.h).
+// Elements before a weight row's values: kI8 rows start with their f32 scale, kF8 rows with one
+// f32 scale per 128 columns (kernels/dtype.h).
 template <WeightType kW>
-inline constexpr int64_t kRowHeader = kW == WeightType::kI8 ? 4 : 0;
+inline constexpr int64_t row_header(int64_t k) {
+  if constexpr (kW == WeightType::kI8) return 4;
+  if constexpr (kW == WeightType::kF8) return (k + 127) / 128 * 4;
+  return 0;
+}
 
 // Loads n <= kWidth lanes (n == kWidth: a plain load; the branch folds away for constant n).
 template <class V>
@@ -55,6 +64,9 @@ inline typename V::F load_weights_n(const typename WeightElement<kW>::type* p, i
     return n == V::kWidth ? V::load_bf16(p) : V::load_bf16_partial(p, n);
   } else if constexpr (kW == WeightType::kI8) {
     return n == V::kWidth ? V::load_i8(p) : V::load_i8_partial(p, n);
+  } else if constexpr (kW == WeightType::kF8) {
+    // e4m3fn values times 2^-8 (V::load_e4m3's f16 reinterpretation); the scale brings the 2^8.
+    return n == V::kWidth ? V::load_e4m3(p) : V::load_e4m3_partial(p, n);
   } else {
     return n == V::kWidth ? V::load_f16(p) : V::load_f16_partial(p, n);
   }
@@ -101,7 +113,9 @@ inline float exp_scalar(float x) {
 // around it or the thread: lane l sums x[i,kk] * w[j,kk] over kk = l (mod kWidth) in increasing
 // kk with FMAs, the lanes are then added by V::reduce_add's fixed tree, then the bias. For int8
 // weights the lanes sum x * q (q converted to f32 in registers) and the row's scale multiplies
-// the reduced sum once, before the bias.
+// the reduced sum once, before the bias. For fp8 weights each weight vector is decoded and
+// multiplied by its block's scale (times 2^8) in registers, so the lanes sum x * (s * e4m3(q))
+// with exactly the products the reference forms.
 
 // The weight rows of a tile are contiguous, so a tile reads one linear region. `prefetch` (or
 // null) runs kPrefetchBytes ahead in that region at the rate it is consumed: short rows defeat the
@@ -109,10 +123,11 @@ inline float exp_scalar(float x) {
 // bf16 weight reads went from ~12 to ~20 GB/s; 8 KiB ahead beat 2, 4, 16 and 32 KiB).
 inline constexpr int64_t kPrefetchBytes = 8 << 10;
 
-// Weight row j of a tile starts at w + j * ldw; its values at kRowHeader<kW> past that.
+// Weight row j of a tile starts at w + j * ldw; its values at row_header<kW>(k) past that.
 template <class V, WeightType kW, int kRows, int kCols>
 void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, int64_t ldw,
                  const char* prefetch, const float* bias, float* y, int64_t ldy, int64_t k) {
+  const int64_t header = row_header<kW>(k);
   using T = typename WeightElement<kW>::type;
   constexpr int64_t kStepBytes = kCols * V::kWidth * static_cast<int64_t>(sizeof(T));
   typename V::F acc[kRows][kCols];
@@ -121,7 +136,21 @@ void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, int6
 #pragma GCC unroll 8
     for (int j = 0; j < kCols; ++j) acc[i][j] = V::zero();
   }
+  typename V::F block_scale[kCols];  // kF8: each row's current block scale times 2^8
+#pragma GCC unroll 8
+  for (int j = 0; j < kCols; ++j) block_scale[j] = V::zero();  // set at kk = 0
   for_each_vector<V>(k, [&](int64_t kk, int lanes) {
+    if constexpr (kW == WeightType::kF8) {
+      // kWidth divides 128, so a vector never spans two blocks. The scale times 2^8 is exact.
+      if (kk % 128 == 0) {
+#pragma GCC unroll 8
+        for (int j = 0; j < kCols; ++j) {
+          float s;
+          __builtin_memcpy(&s, w + j * ldw + kk / 128 * 4, sizeof(float));
+          block_scale[j] = V::set1(s * 256.0f);
+        }
+      }
+    }
     if (prefetch != nullptr) {
       const char* ahead = prefetch + kk / V::kWidth * kStepBytes;
 #pragma GCC unroll 8
@@ -130,7 +159,8 @@ void matmul_tile(const float* x, const typename WeightElement<kW>::type* w, int6
     typename V::F wv[kCols];
 #pragma GCC unroll 8
     for (int j = 0; j < kCols; ++j) {
-      wv[j] = load_weights_n<V, kW>(w + j * ldw + kRowHeader<kW> + kk, lanes);
+      wv[j] = load_weights_n<V, kW>(w + j * ldw + header + kk, lanes);
+      if constexpr (kW == WeightType::kF8) wv[j] = V::mul(wv[j], block_scale[j]);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
@@ -192,7 +222,7 @@ void matmul_columns(const detail::MatmulArgs& a, int64_t n_begin, int64_t n_end)
   constexpr int kRows = V::kMatmulRows;
   constexpr int kCols = V::kMatmulCols;
   const auto* w = static_cast<const typename WeightElement<kW>::type*>(a.w);
-  const int64_t ldw = a.k + kRowHeader<kW>;
+  const int64_t ldw = a.k + row_header<kW>(a.k);
   for (int64_t row0 = 0; row0 < a.m; row0 += kRowsPerPass) {
     const int64_t row1 = a.m - row0 > kRowsPerPass ? row0 + kRowsPerPass : a.m;
     for (int64_t p0 = n_begin; p0 < n_end; p0 += kPanelColumns<V>) {
@@ -561,6 +591,7 @@ constexpr detail::KernelTable make_kernel_table() {
       .matmul_f16 = &matmul_columns<V, WeightType::kF16>,
       .matmul_i8 = &matmul_columns<V, WeightType::kI8>,
       .matmul_i4 = &matmul_i4_columns<V>,
+      .matmul_f8 = &matmul_columns<V, WeightType::kF8>,
       .matmul_columns_per_unit = kPanelColumns<V>,
       .paged_attention = &paged_attention_items<V>,
       .rms_norm = &rms_norm_rows<V>,

@@ -64,9 +64,9 @@ struct Weights {
   DType dtype = DType::kF32;
   std::vector<float> f32;      // used when dtype == kF32
   std::vector<uint16_t> half;  // bf16 or f16 bits when dtype is one of those
-  std::vector<uint8_t> i8;     // kI8 or int4 (DType::kI4G*) rows with their scales
+  std::vector<uint8_t> i8;     // kI8, int4 (DType::kI4G*) or kF8 rows with their scales
   const void* data() const {
-    if (dtype == DType::kI8 || is_int4(dtype)) return i8.data();
+    if (dtype == DType::kI8 || is_int4(dtype) || dtype == DType::kF8) return i8.data();
     return dtype == DType::kF32 ? static_cast<const void*>(f32.data()) : half.data();
   }
 };
@@ -83,10 +83,10 @@ inline Weights random_weights(DType dtype, size_t n, float lo, float hi, uint32_
   return w;
 }
 
-// A [rows, cols] matrix of uniform values in `dtype`; kI8 and int4 quantize each row of them.
+// A [rows, cols] matrix of uniform values in `dtype`; kI8, int4 and kF8 quantize each row of them.
 inline Weights random_weight_matrix(DType dtype, int64_t rows, int64_t cols, float lo, float hi,
                                     uint32_t seed) {
-  if (dtype != DType::kI8 && !is_int4(dtype))
+  if (dtype != DType::kI8 && !is_int4(dtype) && dtype != DType::kF8)
     return random_weights(dtype, static_cast<size_t>(rows * cols), lo, hi, seed);
   const std::vector<float> values = random_floats(static_cast<size_t>(rows * cols), lo, hi, seed);
   Weights w{dtype, {}, {}, std::vector<uint8_t>(rows * dtype_row_bytes(dtype, cols))};
@@ -95,7 +95,11 @@ inline Weights random_weight_matrix(DType dtype, int64_t rows, int64_t cols, flo
     if (dtype == DType::kI8) {
       quantize_i8_row(values.data() + r * cols, cols, row);
     } else {
-      quantize_i4_row(dtype, values.data() + r * cols, cols, row);
+      if (dtype == DType::kF8) {
+        quantize_f8_row(values.data() + r * cols, cols, row);
+      } else {
+        quantize_i4_row(dtype, values.data() + r * cols, cols, row);
+      }
     }
   }
   return w;

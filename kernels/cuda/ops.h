@@ -125,6 +125,18 @@ cudaError_t grouped_expert_ffn(const float* x, const int32_t* offsets, int64_t e
                                DType w_dtype, int64_t hidden, int64_t inter, int64_t rows,
                                float* act, float* y, cudaStream_t stream);
 
+// --- FP8 weights (kernels/cuda/fp8_gemm.cu): w holds DType::kF8 rows (an f32 scale per 128
+// columns, then e4m3fn bytes). Any number of rows; per-row results do not depend on m. ---
+// y[m,n] = x[m,k] . dequantize(w)[n,k]^T (+ bias[n]), as sy::cpu::ref::matmul with DType::kF8.
+cudaError_t fp8_matmul(const float* x, const void* w, const float* bias, float* y, int64_t m,
+                       int64_t n, int64_t k, cudaStream_t stream);
+// grouped_expert_ffn for kF8 experts (same arguments but the dtype); each row's values equal
+// fp8_matmul + silu_mul + fp8_matmul over its expert.
+cudaError_t fp8_grouped_expert_ffn(const float* x, const int32_t* offsets, int64_t experts,
+                                   const void* const* gate_up_ptrs, const void* const* down_ptrs,
+                                   int64_t hidden, int64_t inter, int64_t rows, float* act,
+                                   float* y, cudaStream_t stream);
+
 // y[r,:] += bias for every row (kernels/cuda/bias.cu).
 cudaError_t add_bias(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
 

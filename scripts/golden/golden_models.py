@@ -16,6 +16,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, DeepseekV2Config,
                           OlmoeConfig, OlmoeForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM,
                           Qwen3MoeConfig, Qwen3MoeForCausalLM)
 
+import golden_fp8
 from corpus import PROMPT_TEXTS
 from golden_json import write_json
 from router_gaps import router_gaps
@@ -45,6 +46,7 @@ class ModelSpec:
     weights_from: str = ""       # same weights (seed) as that spec, searched jointly
     max_shard_size: str = ""     # save sharded when set
     expected_tensors: list = field(default_factory=list)
+    fp8_block: list = None       # save as an FP8 checkpoint with these [rows, cols] blocks
 
 
 MOE_MLP_NAMES = ["model.layers.{S}.mlp.gate.weight",
@@ -127,6 +129,15 @@ SPECS = [
               seed=6000,
               expected_tensors=MOE_MLP_NAMES + ["model.layers.{L}.self_attn.q_norm.weight",
                                                 "model.layers.{L}.self_attn.k_norm.weight"]),
+    # A published-FP8 checkpoint (golden_fp8.py): every projection and expert matrix in
+    # float8_e4m3fn with one scale per 16 x 128 block (several row blocks per matrix; a block
+    # as wide as the rows, as in 128 x 128 checkpoints of wider models), routers and LM head
+    # in float32.
+    ModelSpec("mixtral_fp8", MixtralConfig, MixtralForCausalLM, "sp",
+              dict(MIXTRAL, num_local_experts=4), seed=7000, fp8_block=[16, 128],
+              expected_tensors=MIXTRAL_NAMES[:2] + [
+                  "model.layers.{S}.block_sparse_moe.experts.0.w1.weight_scale_inv",
+                  "model.layers.{L}.self_attn.q_proj.weight_scale_inv", "lm_head.weight"]),
 ]
 
 # The DeepSeek family and GLM-4.5: eight routed experts in four groups of two, two groups
@@ -158,6 +169,13 @@ DEEPSEEK_SPECS = [
               dict(DEEPSEEK, q_lora_rank=24, n_shared_experts=1, norm_topk_prob=True,
                    routed_scaling_factor=2.5, rope_theta=1e4, rope_scaling=DEEPSEEK_YARN),
               dtype="bfloat16", weights_from="deepseek_v3",
+              expected_tensors=MOE_MLP_NAMES + MLA_NAMES + BIAS_NAMES),
+    # DeepSeek-V3 as published: FP8 e4m3 weights with block scales (16 x 128 here so that the
+    # tiny matrices hold several row blocks; golden_fp8.py), router and LM head unquantized.
+    ModelSpec("deepseek_v3_fp8", DeepseekV3Config, DeepseekV3ForCausalLM, "bpe_qwen",
+              dict(DEEPSEEK, q_lora_rank=24, n_shared_experts=1, norm_topk_prob=True,
+                   routed_scaling_factor=2.5, rope_theta=1e4, rope_scaling=DEEPSEEK_YARN),
+              seed=7100, fp8_block=[16, 128],
               expected_tensors=MOE_MLP_NAMES + MLA_NAMES + BIAS_NAMES),
     ModelSpec("deepseek_v2", DeepseekV2Config, DeepseekV2ForCausalLM, "bpe_gpt2",
               dict(DEEPSEEK, q_lora_rank=None, n_shared_experts=2, topk_method="group_limited_greedy",
@@ -223,6 +241,8 @@ def build_model(spec, tok, seed):
     config = spec.config_class(**spec.config, **_special_ids(tok), attn_implementation="eager")
     model = spec.model_class(config).eval()
     _init_weights(model, seed)
+    if spec.fp8_block:
+        model.fp8_weights = golden_fp8.quantize_model(model, spec.fp8_block)
     return model
 
 
@@ -265,6 +285,8 @@ def save_model(model, spec, tok_dir, model_dir):
     if spec.max_shard_size:
         kwargs["max_shard_size"] = spec.max_shard_size
     copy.deepcopy(model).to(DTYPES[spec.dtype]).save_pretrained(model_dir, **kwargs)
+    if spec.fp8_block:
+        golden_fp8.write_checkpoint(model_dir, model, model.fp8_weights, spec.fp8_block)
     for f in sorted(tok_dir.iterdir()):
         shutil.copy(f, model_dir / f.name)
     if spec.max_shard_size and not (model_dir / "model.safetensors.index.json").exists():
@@ -273,6 +295,8 @@ def save_model(model, spec, tok_dir, model_dir):
 
 
 def load_model(model_dir, dtype):
+    if golden_fp8.is_fp8_checkpoint(model_dir):
+        return golden_fp8.load_dequantized(model_dir, dtype)
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype,
                                                 attn_implementation="eager").eval()
 
@@ -437,6 +461,8 @@ def _write_outputs(spec, seed, fields, tok, model_dir, versions):
             "tokenizer": spec.tokenizer,
             "tokenizer_kind": "sentencepiece" if spec.tokenizer == "sp" else "tokenizer.json",
             "sharded": bool(spec.max_shard_size), "seed": seed,
+            **({"quantization": "fp8", "weight_block_size": spec.fp8_block}
+               if spec.fp8_block else {}),
             "num_hidden_layers": config["num_hidden_layers"], "hidden_size": config["hidden_size"],
             "num_experts": experts, "num_experts_per_tok": config["num_experts_per_tok"],
             "vocab_size": config["vocab_size"]}

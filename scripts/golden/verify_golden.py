@@ -43,11 +43,16 @@ def verify_tokenizers(golden: Path):
 def verify_model(model_dir: Path):
     import torch
     from transformers import AutoModelForCausalLM
+
+    import golden_fp8
     torch.set_grad_enabled(False)
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     golden = json.loads((model_dir / "golden.json").read_text())
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                 attn_implementation="eager").eval()
+    if golden_fp8.is_fp8_checkpoint(model_dir):  # FP8 layers need a GPU: run the dequantized
+        model = golden_fp8.load_dequantized(model_dir, torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                     attn_implementation="eager").eval()
     native = None
     if golden["dtype"] != "float32":
         native = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtypes[golden["dtype"]],

@@ -2,7 +2,7 @@
 // roofline measured in the same run. Prints a table and one JSON line. Not a test.
 //
 //   decode_bench --model DIR [--threads 2] [--prompt-len 128] [--decode 32] [--batches 1,4,16,64]
-//                [--quantization none|int8|int4]
+//                [--quantization none|int8|int4|fp8]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -83,7 +83,7 @@ int Main(int argc, char** argv) {
   app.add_option("--batches", batches)->delimiter(',');
   app.add_option("--membw-bytes", membw_bytes);
   app.add_option("--quantization", quantization_name,
-                 "none, int8 or int4 (as serve --quantization)");
+                 "none, int8, int4 or fp8 (as serve --quantization)");
   CLI11_PARSE(app, argc, argv);
   auto quantization = ParseQuantization(quantization_name);
   if (!quantization.ok()) return Fail(quantization.status());

@@ -253,7 +253,8 @@ int run(const Options& o) {
     };
     for (const Shape& s : {Shape{1024, 2816}, Shape{2816, 1024}, Shape{1024, 32000}}) {
       for (int64_t m : {1, 4, 16, 64, 128}) {
-        for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8, DType::kI4G128}) {
+        for (DType dtype :
+             {DType::kF32, DType::kBF16, DType::kF16, DType::kI8, DType::kI4G128, DType::kF8}) {
           for (size_t t = 0; t < owned.size(); ++t) {
             const MatmulResult r =
                 time_matmul(s.k, s.n, m, dtype, *owned[t], read_gbs[t], min_seconds);

@@ -50,11 +50,20 @@ grep -q "generated 8 tokens" "$work/err10" || fail "int8 summary: $(cat "$work/e
 "$bin" generate --model "$work/m" --quantization int4 --prompt "Hello there" --max-tokens 8 \
   --ignore-eos >/dev/null 2>"$work/err13" || fail "int4 checkpoint: $(cat "$work/err13")"
 grep -q "generated 8 tokens" "$work/err13" || fail "int4 summary: $(cat "$work/err13")"
+# FP8: quantized at load, and a published FP8 checkpoint (make-model --quantization fp8).
+"$bin" generate --model "$work/m" --quantization fp8 --prompt "Hello there" --max-tokens 8 \
+  --ignore-eos >/dev/null 2>"$work/err15" || fail "fp8 at load: $(cat "$work/err15")"
+"$bin" make-model --arch qwen3_moe --quantization fp8 --out "$work/m-fp8" --seed 2 2>/dev/null ||
+  fail "make-model --quantization fp8"
+grep -q '"quant_method": "fp8"' "$work/m-fp8/config.json" || fail "fp8 quantization_config"
+"$bin" generate --model "$work/m-fp8" --prompt "Hello there" --max-tokens 8 --ignore-eos \
+  >/dev/null 2>"$work/err16" || fail "fp8 checkpoint: $(cat "$work/err16")"
+grep -q "generated 8 tokens" "$work/err16" || fail "fp8 summary: $(cat "$work/err16")"
 for cmd in "generate --prompt hi" "serve --grpc-port 0"; do
   if "$bin" $cmd --model "$work/m" --quantization int2 >"$work/err12" 2>&1; then
     fail "$cmd --quantization int2"
   fi
-  grep -q "unknown --quantization 'int2' (expected none, int8 or int4)" "$work/err12" ||
+  grep -q "unknown --quantization 'int2' (expected none, int8, int4 or fp8)" "$work/err12" ||
     fail "$cmd quantization message: $(cat "$work/err12")"
 done
 # make-model --quantization gptq / awq: int4 checkpoints as those libraries write them, loaded

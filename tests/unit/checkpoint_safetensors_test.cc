@@ -134,7 +134,7 @@ TEST(SafetensorsHeader, RejectsBadEntries) {
 
 TEST(SafetensorsHeader, UnsupportedDTypesAreUnimplemented) {
   const std::string data(64, '\0');
-  for (const char* dtype : {"F8_E4M3", "I8", "U8", "BOOL", "F64"}) {
+  for (const char* dtype : {"F8_E5M2", "I8", "U8", "BOOL", "F64"}) {
     const std::string header = std::string(R"({"model.q":{"dtype":")") + dtype +
                                R"(","shape":[4],"data_offsets":[0,)" +
                                std::to_string(std::string_view(dtype) == "F64" ? 32 : 4) + "]}}";
@@ -149,7 +149,7 @@ TEST(SafetensorsHeader, UnsupportedDTypesAreUnimplemented) {
 }
 
 TEST(SafetensorsHeader, DTypeNames) {
-  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kI32, DType::kI64}) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kI32, DType::kI64, DType::kE4M3}) {
     EXPECT_EQ(ParseSafetensorsDType(SafetensorsDTypeName(t)), t);
   }
   EXPECT_FALSE(ParseSafetensorsDType("U8").has_value());

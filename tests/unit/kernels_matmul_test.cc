@@ -1,4 +1,4 @@
-// The fast matmul against the reference over many shapes, every weight dtype (int8 included),
+// The fast matmul against the reference over many shapes, every weight dtype (int8, fp8 too),
 // instruction set and thread count; batch invariance: one row's output is bit-identical alone or
 // in any batch; and the int8 reference against a float matmul over the dequantized weights.
 #include <gtest/gtest.h>
@@ -49,7 +49,7 @@ class KernelsMatmul : public testing::Test {
 TEST_F(KernelsMatmul, MatchesReference) {
   if (vector_isas().empty()) GTEST_SKIP() << "no vector instruction set on this processor";
   uint32_t seed = 1;
-  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}) {
+  for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8, DType::kF8}) {
     for (const Shape& s : shapes()) {
       const std::vector<float> x = random_floats(s.m * s.k, -1, 1, ++seed);
       const Weights w = random_weight_matrix(dtype, s.n, s.k, -1, 1, ++seed);
@@ -82,7 +82,7 @@ TEST_F(KernelsMatmul, RowIsBitIdenticalAloneOrInAnyBatch) {
   const std::vector<float> x = random_floats(kM * kK, -1, 1, 7);
   const std::vector<float> bias = random_floats(kN, -1, 1, 8);
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16, DType::kI8, DType::kI4G32,
-                      DType::kI4G64, DType::kI4G128}) {
+                      DType::kI4G64, DType::kI4G128, DType::kF8}) {
     const Weights w = random_weight_matrix(dtype, kN, kK, -1, 1, 9);
     for (Isa isa : supported_isas()) {
       const IsaScope scope(isa);

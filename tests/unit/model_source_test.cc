@@ -84,7 +84,8 @@ TEST(ModelSource, RandomWeightsAreDeterministicPerSeed) {
 }
 
 TEST(ModelSource, WeightBytesPredictsTheAllocation) {
-  for (Quantization q : {Quantization::kNone, Quantization::kInt8, Quantization::kInt4}) {
+  for (Quantization q :
+       {Quantization::kNone, Quantization::kInt8, Quantization::kInt4, Quantization::kFp8}) {
     for (const char* preset : {"tiny-mixtral", "tiny-olmoe", "tiny-qwen2-moe", "tiny-qwen3-moe"}) {
       const ModelSource s{std::string("preset:") + preset, true, 0, q};
       CpuBackend backend(1);
@@ -105,13 +106,17 @@ TEST(ModelSource, QuantizationNames) {
   EXPECT_EQ(ParseQuantization("none").value(), Quantization::kNone);
   EXPECT_EQ(ParseQuantization("int8").value(), Quantization::kInt8);
   EXPECT_EQ(ParseQuantization("int4").value(), Quantization::kInt4);
-  for (const char* bad : {"int2", "INT8", "", "int4g64"}) {
+  EXPECT_EQ(ParseQuantization("fp8").value(), Quantization::kFp8);
+  for (const char* bad : {"int2", "INT8", "", "int4g64", "FP8", "fp8_e5m2"}) {
     const Status st = ParseQuantization(bad).status();
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
-    EXPECT_NE(st.message().find("expected none, int8 or int4"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("expected none, int8, int4 or fp8"), std::string::npos)
+        << st.message();
   }
   EXPECT_EQ(QuantizationName(Quantization::kInt8), "int8");
   EXPECT_EQ(QuantizationName(Quantization::kInt4), "int4");
+  EXPECT_EQ(QuantizationName(Quantization::kFp8), "fp8");
+  EXPECT_EQ(QuantizedWeightDType(Quantization::kFp8), DType::kF8);
   EXPECT_EQ(QuantizedWeightDType(Quantization::kInt4), DType::kI4G128);
   EXPECT_EQ(QuantizedWeightDType(Quantization::kInt8), DType::kI8);
 }
@@ -144,32 +149,41 @@ TEST(ModelSource, Int8WeightBytesAreAboutHalf) {
 }
 
 // Quantized random weights are the unquantized random weights (in the config's dtype) quantized
-// per row: the same model a user gets by quantizing the checkpoint make-model would write.
-TEST(ModelSource, RandomInt8WeightsAreTheRandomWeightsQuantized) {
+// per row (int8) or per 128-column block of each row (fp8): the same model a user gets by
+// quantizing the checkpoint make-model would write.
+TEST(ModelSource, RandomQuantizedWeightsAreTheRandomWeightsQuantized) {
   auto c = LoadSourceConfig(ModelSource{"preset:tiny-mixtral", true});
   ASSERT_TRUE(c.ok());
   CpuBackend backend(1);
   auto plain = RandomModelWeights(*c, &backend, 3, DType::kBF16);
-  auto q8 = RandomModelWeights(*c, &backend, 3, DType::kBF16, Quantization::kInt8);
-  ASSERT_TRUE(plain.ok() && q8.ok());
-  EXPECT_EQ(q8->embed.dtype, DType::kBF16);
-  EXPECT_EQ(q8->layers[0].router.dtype, DType::kBF16);
-  const LayerWeights& pl = plain->layers[0];
-  const LayerWeights& ql = q8->layers[0];
-  using Pair = std::pair<const Tensor*, const Tensor*>;
-  for (const auto& [want, got] :
-       {Pair{&pl.wq, &ql.wq}, Pair{&pl.wo, &ql.wo},
-        Pair{&pl.experts[1].gate_up, &ql.experts[1].gate_up},
-        Pair{&pl.experts[2].down, &ql.experts[2].down}, Pair{&plain->lm_head, &q8->lm_head}}) {
-    ASSERT_EQ(got->dtype, DType::kI8);
-    ASSERT_EQ(got->rows, want->rows);
-    std::vector<float> values(want->cols);
-    std::vector<uint8_t> row(got->row_bytes());
-    for (int64_t r = 0; r < want->rows; ++r) {
-      const void* src = want->Rows(r, 1).data;
-      for (int64_t i = 0; i < want->cols; ++i) values[i] = load_as_f32(src, want->dtype, i);
-      quantize_i8_row(values.data(), want->cols, row.data());
-      ASSERT_EQ(std::memcmp(row.data(), got->Rows(r, 1).data, row.size()), 0) << "row " << r;
+  ASSERT_TRUE(plain.ok());
+  for (Quantization quantization : {Quantization::kInt8, Quantization::kFp8}) {
+    const DType dtype = quantization == Quantization::kInt8 ? DType::kI8 : DType::kF8;
+    auto q = RandomModelWeights(*c, &backend, 3, DType::kBF16, quantization);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->embed.dtype, DType::kBF16);
+    EXPECT_EQ(q->layers[0].router.dtype, DType::kBF16);
+    const LayerWeights& pl = plain->layers[0];
+    const LayerWeights& ql = q->layers[0];
+    using Pair = std::pair<const Tensor*, const Tensor*>;
+    for (const auto& [want, got] :
+         {Pair{&pl.wq, &ql.wq}, Pair{&pl.wo, &ql.wo},
+          Pair{&pl.experts[1].gate_up, &ql.experts[1].gate_up},
+          Pair{&pl.experts[2].down, &ql.experts[2].down}, Pair{&plain->lm_head, &q->lm_head}}) {
+      ASSERT_EQ(got->dtype, dtype);
+      ASSERT_EQ(got->rows, want->rows);
+      std::vector<float> values(want->cols);
+      std::vector<uint8_t> row(got->row_bytes());
+      for (int64_t r = 0; r < want->rows; ++r) {
+        const void* src = want->Rows(r, 1).data;
+        for (int64_t i = 0; i < want->cols; ++i) values[i] = load_as_f32(src, want->dtype, i);
+        if (dtype == DType::kI8) {
+          quantize_i8_row(values.data(), want->cols, row.data());
+        } else {
+          quantize_f8_row(values.data(), want->cols, row.data());
+        }
+        ASSERT_EQ(std::memcmp(row.data(), got->Rows(r, 1).data, row.size()), 0) << "row " << r;
+      }
     }
   }
 }
