@@ -7,6 +7,8 @@
 # Prints a table and one JSON line. Nothing of llama.cpp is written into the repository.
 #
 # Usage: scripts/bench-llamacpp.sh [--keep] [--workdir DIR] [--torch-from PYTHON] [--threads N]
+#                                  [--rounds N]
+#   --rounds N        alternate all six runs N times (default 3); the table gives medians
 #   --keep            keep the temporary folder (printed at the end)
 #   --workdir DIR     use DIR as the work folder (kept; steps whose outputs exist are skipped)
 #   --torch-from PY   let the converter's venv see torch/transformers/safetensors from the
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 llama_cpp_python_version=0.3.36
 threads=2
+rounds=3
 keep=0
 work=""
 torch_from=""
@@ -25,6 +28,7 @@ while [[ $# -gt 0 ]]; do
     --workdir) work=$2; keep=1; shift ;;
     --torch-from) torch_from=$2; shift ;;
     --threads) threads=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -133,26 +137,28 @@ done
 res=$work/results
 mkdir -p "$res"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-for pair in f16:none Q8_0:int8 Q4_K_M:int4; do
-  theirs=${pair%%:*}
-  ours=${pair##*:}
-  log "llama-bench $theirs"
-  "$lbin/llama-bench" -m "$work/model-$theirs.gguf" -p 128 -n 32 -t "$threads" -r 3 -o json \
-    >"$res/llama-bench-$theirs.json" 2>"$res/llama-bench-$theirs.log"
-  log "llama-batched-bench $theirs"
-  "$lbin/llama-batched-bench" -m "$work/model-$theirs.gguf" -c 1024 -b 512 -ub 512 -t "$threads" \
-    -npp 16 -ntg 32 -npl 1,8 --output-format jsonl \
-    >"$res/batched-$theirs.jsonl" 2>"$res/batched-$theirs.log"
-  log "decode_bench --quantization $ours"
-  "$bench" --model "$model" --threads "$threads" --prompt-len 128 --decode 32 --batches 1,8 \
-    --quantization "$ours" >"$res/decode-$ours.txt" 2>&1
+for round in $(seq "$rounds"); do
+  for pair in f16:none Q8_0:int8 Q4_K_M:int4; do
+    theirs=${pair%%:*}
+    ours=${pair##*:}
+    log "round $round: llama-bench $theirs"
+    "$lbin/llama-bench" -m "$work/model-$theirs.gguf" -p 128 -n 32 -t "$threads" -r 3 -o json \
+      >"$res/llama-bench-$theirs-$round.json" 2>"$res/llama-bench-$theirs-$round.log"
+    log "round $round: llama-batched-bench $theirs"
+    "$lbin/llama-batched-bench" -m "$work/model-$theirs.gguf" -c 1024 -b 512 -ub 512 \
+      -t "$threads" -npp 16 -ntg 32 -npl 1,8 --output-format jsonl \
+      >"$res/batched-$theirs-$round.jsonl" 2>"$res/batched-$theirs-$round.log"
+    log "round $round: decode_bench --quantization $ours"
+    "$bench" --model "$model" --threads "$threads" --prompt-len 128 --decode 32 --batches 1,8 \
+      --quantization "$ours" >"$res/decode-$ours-$round.txt" 2>&1
+  done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # 6. The table and the JSON line. Weight bytes a decoded token reads from a GGUF: every tensor
 #    once, except the experts (top_k of num_experts) and the embedding (one row).
-"$py" - "$work" "$res" "$load_before" "$load_after" "$threads" <<'EOF'
-import json, os, sys
+"$py" - "$work" "$res" "$load_before" "$load_after" "$threads" "$rounds" <<'EOF'
+import json, os, statistics, sys
 from pathlib import Path
 import gguf
 work, res = Path(sys.argv[1]), Path(sys.argv[2])
@@ -172,31 +178,38 @@ rows = []
 for theirs, ours in (("f16", "none"), ("Q8_0", "int8"), ("Q4_K_M", "int4")):
     path = work / f"model-{theirs}.gguf"
     params, active = gguf_bytes(path)
-    lb = json.loads((res / f"llama-bench-{theirs}.json").read_text())
-    pp = next(r["avg_ts"] for r in lb if r["n_prompt"] > 0 and r["n_gen"] == 0)
-    tg = next(r["avg_ts"] for r in lb if r["n_gen"] > 0 and r["n_prompt"] == 0)
-    batched = {}
-    for line in (res / f"batched-{theirs}.jsonl").read_text().splitlines():
-        if line.startswith("{"):
-            r = json.loads(line)
-            batched[r["pl"]] = r["speed_tg"]
-    decode = json.loads((res / f"decode-{ours}.txt").read_text().strip().splitlines()[-1])
-    ob = {b["batch"]: b["decode_tok_s"] for b in decode["batched"]}
-    rows.append({
-        "ours": ours, "theirs": theirs,
-        "ours_prefill_tok_s": decode["prefill_tok_s"], "theirs_prefill_tok_s": pp,
-        "ours_decode_1_tok_s": decode["decode_tok_s"], "theirs_decode_1_tok_s": tg,
-        "ours_batch1_tok_s": ob.get(1), "theirs_batch1_tok_s": batched.get(1),
-        "ours_batch8_tok_s": ob.get(8), "theirs_batch8_tok_s": batched.get(8),
-        "ours_bytes_per_token": decode["bytes_per_token"], "theirs_weight_bytes_per_token": active,
-        "theirs_file_bits_per_weight": os.path.getsize(path) * 8 / params,
-        "read_bandwidth_gbs": decode["read_bandwidth_gbs"]})
+    runs = []
+    for n in range(1, int(sys.argv[6]) + 1):
+        lb = json.loads((res / f"llama-bench-{theirs}-{n}.json").read_text())
+        batched = {}
+        for line in (res / f"batched-{theirs}-{n}.jsonl").read_text().splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                batched[r["pl"]] = r["speed_tg"]
+        decode = json.loads((res / f"decode-{ours}-{n}.txt").read_text().strip().splitlines()[-1])
+        ob = {b["batch"]: b["decode_tok_s"] for b in decode["batched"]}
+        runs.append({
+            "ours_prefill_tok_s": decode["prefill_tok_s"],
+            "theirs_prefill_tok_s": next(r["avg_ts"] for r in lb
+                                         if r["n_prompt"] > 0 and r["n_gen"] == 0),
+            "ours_decode_1_tok_s": decode["decode_tok_s"],
+            "theirs_decode_1_tok_s": next(r["avg_ts"] for r in lb
+                                          if r["n_gen"] > 0 and r["n_prompt"] == 0),
+            "ours_batch1_tok_s": ob[1], "theirs_batch1_tok_s": batched[1],
+            "ours_batch8_tok_s": ob[8], "theirs_batch8_tok_s": batched[8],
+            "ours_bytes_per_token": decode["bytes_per_token"],
+            "read_bandwidth_gbs": decode["read_bandwidth_gbs"]})
+    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    spread = {k: [min(r[k] for r in runs), max(r[k] for r in runs)] for k in runs[0]}
+    rows.append({"ours": ours, "theirs": theirs, **median, "range": spread,
+                 "theirs_weight_bytes_per_token": active,
+                 "theirs_file_bits_per_weight": os.path.getsize(path) * 8 / params})
 
 def ratio(a, b):
     return f"{a / b:5.2f}" if a and b else "  n/a"
 
-print(f"\nSwitchyard vs llama.cpp, medium-mixtral (f16 checkpoint), {sys.argv[5]} threads; "
-      f"load {sys.argv[3]} -> {sys.argv[4]}")
+print(f"\nSwitchyard vs llama.cpp, medium-mixtral (f16 checkpoint), {sys.argv[5]} threads, "
+      f"median of {sys.argv[6]} rounds (tok/s); load {sys.argv[3]} -> {sys.argv[4]}")
 print(f"{'format':16} {'prefill128':>22} {'decode 1 (tg32)':>22} {'batch 1 (pp16+32)':>22} "
       f"{'batch 8 (pp16+32)':>22} {'MB/token':>16} {'GGUF bpw':>8}")
 print(f"{'ours / theirs':16} " + " ".join(f"{'ours  theirs  ratio':>22}" for _ in range(4)) +
@@ -209,6 +222,7 @@ for r in rows:
     print(f"{r['ours'] + ' / ' + r['theirs']:16} " + " ".join(f"{c:>22}" for c in cells) +
           f" {r['ours_bytes_per_token'] / 1e6:7.1f} {r['theirs_weight_bytes_per_token'] / 1e6:8.1f}"
           f" {r['theirs_file_bits_per_weight']:8.2f}")
-print(json.dumps({"bench": "llamacpp", "threads": int(sys.argv[5]), "load_before": sys.argv[3],
+print(json.dumps({"bench": "llamacpp", "threads": int(sys.argv[5]),
+                  "rounds": int(sys.argv[6]), "load_before": sys.argv[3],
                   "load_after": sys.argv[4], "rows": rows}))
 EOF
