@@ -39,9 +39,9 @@ for b in "$bin" "$bench"; do
   [[ -x $b ]] || { echo "missing $b: build server/switchyard and tests/bench/decode_bench" >&2; exit 1; }
 done
 if [[ -z $work ]]; then work=$(mktemp -d /tmp/sy-bench-llamacpp.XXXXXX); fi
-mkdir -p "$work"
-work=$(cd "$work" && pwd)
+work=$(realpath -m "$work")
 case $work/ in "$repo"/*) echo "the work folder must be outside the repository" >&2; exit 2 ;; esac
+mkdir -p "$work"
 cleanup() { if [[ $keep == 0 ]]; then rm -rf "$work"; else echo "kept $work"; fi; }
 trap cleanup EXIT
 log() { echo "[bench-llamacpp $(date -u +%H:%M:%S)] $*" >&2; }
