@@ -80,6 +80,12 @@ struct KernelTable {
   void (*latent_attention_span)(const LatentAttentionArgs& a, const LatentSpan& span);
 };
 
+using MatmulColumns = void (*)(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
+
+// The matmul kernel of `kt` for weight rows of `w_dtype` (the VNNI one for int4 where the
+// processor has it), or null for dtypes it lacks. Int4 kernels need MatmulArgs::x_int4.
+MatmulColumns matmul_columns(const KernelTable& kt, DType w_dtype);
+
 #if defined(__x86_64__)
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512Kernels;

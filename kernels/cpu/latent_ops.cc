@@ -10,6 +10,7 @@
 
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace sy::cpu {
@@ -24,24 +25,6 @@ constexpr int64_t kMinParallelWork = int64_t{1} << 15;
 
 ThreadPool* pool_for(ThreadPool* pool, int64_t work) {
   return work >= kMinParallelWork ? pool : nullptr;
-}
-
-using MatmulColumns = void (*)(const MatmulArgs&, int64_t, int64_t);
-
-// The kernels known to take one weight row per output column; other dtypes use the reference.
-MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
-  switch (w_dtype) {
-    case DType::kF32:
-      return kt.matmul_f32;
-    case DType::kBF16:
-      return kt.matmul_bf16;
-    case DType::kF16:
-      return kt.matmul_f16;
-    case DType::kI8:
-      return kt.matmul_i8;
-    default:
-      return nullptr;
-  }
 }
 
 // head_matmul: rows of x per pass, so that a head's gathered rows (and its weights, re-read per
@@ -103,11 +86,27 @@ void merge_piece(float& m, float& d, float* o, float mi, float di, const float* 
 
 void head_matmul(const float* x, const void* w, DType w_dtype, float* y, int64_t m, int64_t heads,
                  int64_t n, int64_t k, ThreadPool* pool) {
-  const KernelTable* kt = detail::active_kernels();
-  const MatmulColumns columns = kt != nullptr ? matmul_kernel(*kt, w_dtype) : nullptr;
-  if (columns == nullptr) return ref::head_matmul(x, w, w_dtype, y, m, heads, n, k, pool);
   if (m <= 0 || heads <= 0 || n <= 0) return;
   const size_t head_bytes = static_cast<size_t>(n) * dtype_row_bytes(w_dtype, k);
+  const KernelTable* kt = detail::active_kernels();
+  const detail::MatmulColumns columns =
+      kt != nullptr && !is_int4(w_dtype) ? detail::matmul_columns(*kt, w_dtype) : nullptr;
+  if (columns == nullptr) {
+    // Int4 (whose kernels take x quantized per call) and processors without vector kernels:
+    // one cpu::matmul per head over that head's gathered rows of x.
+    std::vector<float> xs(m * k), ys(m * n);
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t r = 0; r < m; ++r) {
+        std::memcpy(xs.data() + r * k, x + (r * heads + h) * k, k * sizeof(float));
+      }
+      matmul(xs.data(), static_cast<const uint8_t*>(w) + h * head_bytes, w_dtype, nullptr,
+             ys.data(), m, n, k, pool);
+      for (int64_t r = 0; r < m; ++r) {
+        std::memcpy(y + (r * heads + h) * n, ys.data() + r * n, n * sizeof(float));
+      }
+    }
+    return;
+  }
   const int64_t unit = kt->matmul_columns_per_unit;
   const int64_t units_per_head = (n + unit - 1) / unit;
   for (int64_t row0 = 0; row0 < m; row0 += kHeadRowsPerPass) {

@@ -17,6 +17,7 @@ namespace {
 using detail::Int4Activations;
 using detail::KernelTable;
 using detail::MatmulArgs;
+using detail::MatmulColumns;
 
 // Below this many multiply-adds (or elements touched), waking the pool costs more than it saves.
 constexpr int64_t kMinParallelWork = int64_t{1} << 15;
@@ -26,34 +27,6 @@ constexpr int64_t kRopeSlice = 256;
 
 ThreadPool* pool_for(ThreadPool* pool, int64_t work) {
   return work >= kMinParallelWork ? pool : nullptr;
-}
-
-using MatmulColumns = void (*)(const MatmulArgs&, int64_t, int64_t);
-
-MatmulColumns matmul_kernel(const KernelTable& kt, DType w_dtype) {
-  switch (w_dtype) {
-    case DType::kF32:
-      return kt.matmul_f32;
-    case DType::kBF16:
-      return kt.matmul_bf16;
-    case DType::kF16:
-      return kt.matmul_f16;
-    case DType::kI8:
-      return kt.matmul_i8;
-    case DType::kI4G32:
-    case DType::kI4G64:
-    case DType::kI4G128:
-#if defined(__x86_64__)
-      if (&kt == &detail::kAvx512Kernels && detail::has_avx512_vnni()) {
-        return &detail::matmul_i4_avx512_vnni;
-      }
-#endif
-      return kt.matmul_i4;
-    case DType::kF8:
-      return kt.matmul_f8;
-    default:
-      return nullptr;
-  }
 }
 
 // Ranks NaN as -inf (as sy::cpu::ref::route).
@@ -144,7 +117,7 @@ Int4Activations quantize_int4_activations(const float* x, int64_t m, int64_t k, 
 void matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y, int64_t m,
             int64_t n, int64_t k, ThreadPool* pool) {
   const KernelTable* kt = detail::active_kernels();
-  const MatmulColumns columns = kt != nullptr ? matmul_kernel(*kt, w_dtype) : nullptr;
+  const MatmulColumns columns = kt != nullptr ? detail::matmul_columns(*kt, w_dtype) : nullptr;
   if (columns == nullptr) return ref::matmul(x, w, w_dtype, bias, y, m, n, k, pool);
   if (m <= 0 || n <= 0) return;
   // Threads split the output columns: every thread streams its own slice of the weights once.
@@ -458,5 +431,35 @@ void fill_random(void* data, DType dtype, int64_t n, uint64_t seed, float scale)
     }
   }
 }
+
+namespace detail {
+
+MatmulColumns matmul_columns(const KernelTable& kt, DType w_dtype) {
+  switch (w_dtype) {
+    case DType::kF32:
+      return kt.matmul_f32;
+    case DType::kBF16:
+      return kt.matmul_bf16;
+    case DType::kF16:
+      return kt.matmul_f16;
+    case DType::kI8:
+      return kt.matmul_i8;
+    case DType::kI4G32:
+    case DType::kI4G64:
+    case DType::kI4G128:
+#if defined(__x86_64__)
+      if (&kt == &detail::kAvx512Kernels && detail::has_avx512_vnni()) {
+        return &detail::matmul_i4_avx512_vnni;
+      }
+#endif
+      return kt.matmul_i4;
+    case DType::kF8:
+      return kt.matmul_f8;
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace detail
 
 }  // namespace sy::cpu

@@ -5,6 +5,7 @@
 // checked separately against the reference kernels, which use exact f32 x: it must stay small.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "kernels/cpu/testing.h"
@@ -58,7 +59,9 @@ TEST_P(Int4QualityTest, FastKernelsAddLittleToTheWeightError) {
   const cpu::IsaScope scalar(cpu::Isa::kScalar);
   const testing::QuantizedQuality exact =
       testing::MeasureQuantizedQuality(GetParam(), Quantization::kInt4);
-  EXPECT_NEAR(fast.mean_kl, exact.mean_kl, 0.1 * exact.mean_kl);
+  // (With a floor: on a checkpoint stored in FP8, int4 reaches only the LM head and MLA's
+  // W_UK, and the mean KL is too small for a 10% band.)
+  EXPECT_NEAR(fast.mean_kl, exact.mean_kl, std::max(0.1 * exact.mean_kl, 0.01));
   EXPECT_NEAR(fast.max_logit_diff, exact.max_logit_diff, 0.1 * exact.max_logit_diff);
 }
 
