@@ -76,6 +76,20 @@ for fmt in gptq awq pack-quantized; do
     >/dev/null 2>"$work/err14" || fail "$fmt checkpoint: $(cat "$work/err14")"
   grep -q "generated 8 tokens" "$work/err14" || fail "$fmt summary: $(cat "$work/err14")"
 done
+# The DeepSeek family from make-model: each architecture generates, and a DeepSeek-V3 FP8
+# checkpoint in the published layout (MLA projections in F8_E4M3 too) loads and generates.
+for arch in deepseek_v2 deepseek_v3 glm4_moe; do
+  "$bin" make-model --arch $arch --seed 3 --out "$work/$arch" 2>/dev/null || fail "make-model $arch"
+  "$bin" generate --model "$work/$arch" --prompt "Hello there" --max-tokens 8 --ignore-eos \
+    >/dev/null 2>"$work/err17" || fail "$arch: $(cat "$work/err17")"
+  grep -q "generated 8 tokens" "$work/err17" || fail "$arch summary: $(cat "$work/err17")"
+done
+"$bin" make-model --arch deepseek_v3 --quantization fp8 --seed 3 --out "$work/ds-fp8" 2>/dev/null ||
+  fail "make-model deepseek_v3 fp8"
+grep -q "kv_b_proj.weight_scale_inv" "$work/ds-fp8/model.safetensors" || fail "MLA not in FP8"
+"$bin" generate --model "$work/ds-fp8" --prompt "Hello there" --max-tokens 8 --ignore-eos \
+  >/dev/null 2>"$work/err18" || fail "deepseek fp8: $(cat "$work/err18")"
+grep -q "generated 8 tokens" "$work/err18" || fail "deepseek fp8 summary: $(cat "$work/err18")"
 # Without a GPU (CI), --device cuda is a clear error, never a crash.
 if ! nvidia-smi >/dev/null 2>&1; then
   if "$bin" generate --model "$work/m" --prompt hi --device cuda 2>"$work/err9"; then
