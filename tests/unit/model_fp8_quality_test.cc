@@ -8,9 +8,8 @@
 // decode off by an exponent step or a misplaced block scale moves the logits by whole units).
 #include <gtest/gtest.h>
 
-#include <cstdio>
-
-#include "tests/common/quantization_quality.h"
+#include "tests/common/quantized_quality.h"
+#include "tests/common/test_model.h"
 
 namespace sy {
 namespace {
@@ -27,20 +26,9 @@ constexpr double kMinGreedyAgreement = 0.05;  // greedy tokens before the first 
 class Fp8QualityTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Fp8QualityTest, StaysCloseToTheUnquantizedModel) {
-  const auto dir = std::filesystem::path(testing::GoldenDir()) / "models" / GetParam();
-  const testing::QualityComparison c = testing::CompareQuantized(dir, Quantization::kFp8);
+  const testing::QuantizedQuality c =
+      testing::MeasureQuantizedQuality(GetParam(), Quantization::kFp8);
   ASSERT_GT(c.positions, 0);
-  std::printf(
-      "fp8 vs none, %s: max|logit diff| %.5f, KL max %.3g mean %.3g nats, top-1 %lld/%lld, "
-      "greedy prefix %lld/%lld\n",
-      GetParam().c_str(), c.max_logit_diff, c.max_kl, c.mean_kl,
-      static_cast<long long>(c.top1_same), static_cast<long long>(c.positions),
-      static_cast<long long>(c.greedy_same), static_cast<long long>(c.greedy_total));
-  RecordProperty("max_logit_diff", std::to_string(c.max_logit_diff));
-  RecordProperty("max_kl", std::to_string(c.max_kl));
-  RecordProperty("mean_kl", std::to_string(c.mean_kl));
-  RecordProperty("top1_agreement", std::to_string(c.top1()));
-  RecordProperty("greedy_agreement", std::to_string(c.greedy()));
   EXPECT_GT(c.max_logit_diff, 0.0) << "fp8 weights should change the logits at all";
   EXPECT_LE(c.max_logit_diff, kMaxLogitDiff);
   EXPECT_LE(c.max_kl, kMaxKl);
