@@ -97,24 +97,6 @@ __device__ __forceinline__ int visible(int ctx_len, int64_t capacity) {
   return static_cast<int>(min(static_cast<int64_t>(ctx_len), capacity));
 }
 
-// 16 bytes of cache (4 f32 or 8 bf16) as f32.
-__device__ __forceinline__ void load16(const float* src, float* dst) {
-  const float4 x = *reinterpret_cast<const float4*>(src);
-  dst[0] = x.x;
-  dst[1] = x.y;
-  dst[2] = x.z;
-  dst[3] = x.w;
-}
-__device__ __forceinline__ void load16(const uint16_t* src, float* dst) {
-  const uint4 x = *reinterpret_cast<const uint4*>(src);
-  const uint32_t w[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    dst[2 * i] = __uint_as_float(w[i] << 16);
-    dst[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 size_t smem_bytes(int row) {
   return sizeof(float) * (static_cast<size_t>(kHeadsPerBlock) * row +
                           static_cast<size_t>(kBK) * (row + 4) + kHeadsPerBlock * kBK);
