@@ -49,12 +49,18 @@ int32_t I32At(const TensorView& v, int64_t i) {
 // [0, 2, 4, 6, 1, 3, 5, 7], so column c sits in slot kAwqSlot[c].
 constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
+// The int4 dtype of a group size, if it is one the kernels run.
+std::optional<DType> Int4DTypeOf(int64_t group_size) {
+  if (group_size == 32) return DType::kI4G32;
+  if (group_size == 64) return DType::kI4G64;
+  if (group_size == 128) return DType::kI4G128;
+  return std::nullopt;
+}
+
 StatusOr<DType> DTypeForGroup(const json& group) {
-  const int64_t g = group.is_number_integer() ? group.get<int64_t>() : 0;
-  if (g == 32) return DType::kI4G32;
-  if (g == 64) return DType::kI4G64;
-  if (g == 128) return DType::kI4G128;
-  return Unsupported("group_size", group.dump(), "expected 32, 64 or 128");
+  const std::optional<DType> t = Int4DTypeOf(group.is_number_integer() ? group.get<int64_t>() : 0);
+  if (!t) return Unsupported("group_size", group.dump(), "expected 32, 64 or 128");
+  return *t;
 }
 
 // compressed-tensors' quantization_config with format pack-quantized.
@@ -193,21 +199,13 @@ StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
   const int64_t group = q.contains("group_size") && q["group_size"].is_number_integer()
                             ? q["group_size"].get<int64_t>()
                             : 0;
-  switch (group) {
-    case 32:
-      f.dtype = DType::kI4G32;
-      break;
-    case 64:
-      f.dtype = DType::kI4G64;
-      break;
-    case 128:
-      f.dtype = DType::kI4G128;
-      break;
-    default:
-      return Unsupported("group_size",
-                         q.contains("group_size") ? q["group_size"].dump() : "(missing)",
-                         "expected 32, 64 or 128");
+  const std::optional<DType> dtype = Int4DTypeOf(group);
+  if (!dtype) {
+    return Unsupported("group_size",
+                       q.contains("group_size") ? q["group_size"].dump() : "(missing)",
+                       "expected 32, 64 or 128");
   }
+  f.dtype = *dtype;
   f.group_size = group;
   if (f.method == Int4CheckpointFormat::Method::kGptq) {
     if (q.value("desc_act", false)) {
@@ -457,20 +455,12 @@ StatusOr<Int4CheckpointFormat> Int4FormatFor(std::string_view method, int64_t gr
   }
   f.group_size = group_size;
   f.zero_offset = method == "gptq" ? 1 : 0;
-  switch (group_size) {
-    case 32:
-      f.dtype = DType::kI4G32;
-      break;
-    case 64:
-      f.dtype = DType::kI4G64;
-      break;
-    case 128:
-      f.dtype = DType::kI4G128;
-      break;
-    default:
-      return Status::InvalidArgument("int4 group size " + std::to_string(group_size) +
-                                     " is not supported (expected 32, 64 or 128)");
+  const std::optional<DType> dtype = Int4DTypeOf(group_size);
+  if (!dtype) {
+    return Status::InvalidArgument("int4 group size " + std::to_string(group_size) +
+                                   " is not supported (expected 32, 64 or 128)");
   }
+  f.dtype = *dtype;
   return f;
 }
 
