@@ -25,6 +25,10 @@ struct Tensor {
   DType dtype = DType::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
+  // Weights only: null, or int32 [cols] in backend memory: column c of this weight multiplies
+  // column input_perm[c] of x (GPTQ act-order int4 weights, stored with each group's columns
+  // together). Backends whose SupportsInputPermutation() is true apply it; Rows keeps it.
+  const int32_t* input_perm = nullptr;
 
   int64_t numel() const { return rows * cols; }
   size_t row_bytes() const { return dtype_row_bytes(dtype, cols); }
@@ -81,6 +85,9 @@ struct ExpertTable {
   // The same pointers on the host (for backends that plan per expert on the host).
   std::span<void* const> gate_up_host;
   std::span<void* const> down_host;
+  // Each expert's gate_up input_perm on the host (empty when no expert has one; down has none:
+  // the loader moves a down_proj permutation into gate_up's rows).
+  std::span<const int32_t* const> gate_up_perm_host;
   DType dtype = DType::kBF16;
   int64_t num_experts = 0;
   int64_t hidden = 0;
@@ -148,6 +155,8 @@ class Backend {
   virtual bool SupportsWeightDType(DType dtype) const {
     return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
   }
+  // Whether MatMul, Ffn and the expert FFNs apply weights' Tensor::input_perm.
+  virtual bool SupportsInputPermutation() const { return false; }
 
   // --- ops: activations are f32; weights may be f32, bf16 or f16 (and kI8 or int4 where
   // SupportsWeightDType says so) ---

@@ -61,8 +61,20 @@ void CpuBackend::Embedding(const Tensor& ids, const Tensor& table, const Tensor&
 void CpuBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
   SY_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
   SY_CHECK(bias == nullptr || bias->numel() == w.rows);
-  cpu::matmul(ptr<float>(x), w.data, w.dtype, bias ? ptr<float>(*bias) : nullptr, ptr<float>(y),
-              x.rows, w.rows, w.cols, pool_.get());
+  const float* xs = w.input_perm != nullptr ? PermutedColumns(x, w.input_perm) : ptr<float>(x);
+  cpu::matmul(xs, w.data, w.dtype, bias ? ptr<float>(*bias) : nullptr, ptr<float>(y), x.rows,
+              w.rows, w.cols, pool_.get());
+}
+
+const float* CpuBackend::PermutedColumns(const Tensor& x, const int32_t* perm) {
+  permuted_x_.resize(static_cast<size_t>(x.numel()));
+  const float* src = ptr<float>(x);
+  for (int64_t r = 0; r < x.rows; ++r) {
+    const float* in = src + r * x.cols;
+    float* out = permuted_x_.data() + r * x.cols;
+    for (int64_t c = 0; c < x.cols; ++c) out[c] = in[perm[c]];
+  }
+  return permuted_x_.data();
 }
 
 void CpuBackend::RmsNorm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {
@@ -181,7 +193,8 @@ void CpuBackend::GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const 
   for (int64_t e = 0; e < table.num_experts; ++e) {
     const int64_t n = off[e + 1] - off[e];
     if (n == 0) continue;
-    const FfnWeights w{Tensor{gate_up[e], table.dtype, 2 * table.inter, table.hidden},
+    const int32_t* perm = table.gate_up_perm_host.empty() ? nullptr : table.gate_up_perm_host[e];
+    const FfnWeights w{Tensor{gate_up[e], table.dtype, 2 * table.inter, table.hidden, perm},
                        Tensor{down[e], table.dtype, table.hidden, table.inter}};
     Ffn(x.Rows(off[e], n), w, scratch, y.Rows(off[e], n));
   }
@@ -201,7 +214,7 @@ void CpuBackend::FillRandom(const Tensor& t, uint64_t seed, float scale) {
 
 void CpuBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, int heads) {
   SY_CHECK(heads > 0 && x.cols % heads == 0 && w.rows % heads == 0 && y.rows == x.rows);
-  SY_CHECK(x.cols / heads == w.cols && y.cols == w.rows);
+  SY_CHECK(x.cols / heads == w.cols && y.cols == w.rows && w.input_perm == nullptr);
   cpu::head_matmul(ptr<float>(x), w.data, w.dtype, ptr<float>(y), x.rows, heads, w.rows / heads,
                    w.cols, pool_.get());
 }

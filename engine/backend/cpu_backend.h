@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "engine/backend/backend.h"
 #include "kernels/cpu/thread_pool.h"
@@ -24,6 +25,8 @@ class CpuBackend final : public Backend {
   void Synchronize() override {}
   // f32, bf16, f16, int8 (DType::kI8), int4 (DType::kI4G*) and fp8 (DType::kF8) weight matrices.
   bool SupportsWeightDType(DType dtype) const override;
+  // MatMul gathers x's columns in a weight's input_perm order before the kernel.
+  bool SupportsInputPermutation() const override { return true; }
 
   void Embedding(const Tensor& ids, const Tensor& table, const Tensor& out) override;
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) override;
@@ -63,7 +66,11 @@ class CpuBackend final : public Backend {
                        const Tensor& out) override;
 
  private:
+  // x with its columns in the order `perm` gives (in permuted_x_).
+  const float* PermutedColumns(const Tensor& x, const int32_t* perm);
+
   std::unique_ptr<cpu::ThreadPool> pool_;
+  std::vector<float> permuted_x_;
 };
 
 }  // namespace sy

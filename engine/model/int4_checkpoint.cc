@@ -208,11 +208,7 @@ StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
   f.dtype = *dtype;
   f.group_size = group;
   if (f.method == Int4CheckpointFormat::Method::kGptq) {
-    if (q.value("desc_act", false)) {
-      return Unsupported("desc_act", "true",
-                         "act-order groups are not runs of consecutive input columns; "
-                         "re-quantize with desc_act false");
-    }
+    f.act_order = q.value("desc_act", false);
     const std::string format = q.value("checkpoint_format", std::string("gptq"));
     if (format == "gptq") {
       f.zero_offset = 1;
@@ -237,13 +233,57 @@ bool HasInt4Linear(const Checkpoint& ckpt, std::string_view weight_name) {
          ckpt.Has(Prefix(weight_name) + ".weight_packed");
 }
 
-Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
-                      std::string_view weight_name, int64_t rows, int64_t cols, uint8_t* out) {
+StatusOr<std::vector<int32_t>> ReadInt4InputOrder(const Checkpoint& ckpt,
+                                                  const Int4CheckpointFormat& f,
+                                                  std::string_view weight_name, int64_t cols) {
   const std::string p = Prefix(weight_name);
+  if (f.method != Int4CheckpointFormat::Method::kGptq) return std::vector<int32_t>();
+  if (!ckpt.Has(p + ".g_idx")) {
+    if (f.act_order) return Status::InvalidArgument(p + ".g_idx is missing (desc_act is true)");
+    return std::vector<int32_t>();
+  }
+  SY_ASSIGN_OR_RETURN(TensorView g_idx, GetTyped(ckpt, p + ".g_idx", {cols}, true));
+  const int64_t groups = (cols + f.group_size - 1) / f.group_size;
+  std::vector<int64_t> next(static_cast<size_t>(groups), 0);  // counts, then next positions
+  bool in_order = true;
+  for (int64_t i = 0; i < cols; ++i) {
+    const int32_t g = I32At(g_idx, i);
+    if (g < 0 || g >= groups) {
+      return Status::InvalidArgument(p + ".g_idx[" + std::to_string(i) + "] is " +
+                                     std::to_string(g) + ", not a group in [0, " +
+                                     std::to_string(groups) + ")");
+    }
+    ++next[g];
+    in_order = in_order && g == i / f.group_size;
+  }
+  if (in_order) return std::vector<int32_t>();
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t want = std::min(f.group_size, cols - g * f.group_size);
+    if (next[g] != want) {
+      return Status::InvalidArgument(
+          p + ".g_idx puts " + std::to_string(next[g]) + " columns in group " + std::to_string(g) +
+          "; GPTQ act-order groups hold group_size (" + std::to_string(f.group_size) +
+          ") columns, the last one the rest");
+    }
+    next[g] = g * f.group_size;
+  }
+  std::vector<int32_t> order(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) order[next[I32At(g_idx, i)]++] = static_cast<int32_t>(i);
+  return order;
+}
+
+Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
+                      std::string_view weight_name, int64_t rows, int64_t cols, uint8_t* out,
+                      std::span<const int32_t> input_order) {
+  const std::string p = Prefix(weight_name);
+  const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
+  if (!input_order.empty() && (!gptq || static_cast<int64_t>(input_order.size()) != cols)) {
+    return Status::InvalidArgument(p +
+                                   ": an input order needs a GPTQ linear and one entry a column");
+  }
   if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
     return ReadPackQuantized(ckpt, f, p, rows, cols, out);
   }
-  const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
   if (rows % 8 != 0 || (gptq && cols % 8 != 0)) {
     return Status::InvalidArgument(p + ": int4 packing needs in and out features divisible by 8");
   }
@@ -255,12 +295,17 @@ Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
   SY_ASSIGN_OR_RETURN(TensorView scales, GetTyped(ckpt, p + ".scales", {groups, rows}, false));
   if (gptq && ckpt.Has(p + ".g_idx")) {
     SY_ASSIGN_OR_RETURN(TensorView g_idx, GetTyped(ckpt, p + ".g_idx", {cols}, true));
-    for (int64_t i = 0; i < cols; ++i) {
-      if (I32At(g_idx, i) != i / f.group_size) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (I32At(g_idx, input_order.empty() ? c : input_order[c]) != c / f.group_size) {
         return Status::InvalidArgument(
-            p + ".g_idx is not i / group_size (act-order, desc_act true): not supported");
+            p + (input_order.empty()
+                     ? ".g_idx is not i / group_size (act-order, desc_act true): load it in its "
+                       "input order (ReadInt4InputOrder)"
+                     : ".g_idx does not match the input order"));
       }
     }
+  } else if (!input_order.empty()) {
+    return Status::InvalidArgument(p + ": an input order without a g_idx");
   }
   // The 4-bit value in an int32 [.., rows / 8] tensor (qzeros, AWQ qweight) for column j.
   auto column_nibble = [&](const TensorView& t, int64_t r, int64_t j) {
@@ -276,11 +321,12 @@ Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
       const auto zero = static_cast<float>(column_nibble(qzeros, g, j) + f.zero_offset);
       set_int4_group(row, g, scale, -scale * zero);
     }
-    for (int64_t i = 0; i < cols; ++i) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = input_order.empty() ? c : input_order[c];
       const uint32_t q =
           gptq ? (static_cast<uint32_t>(I32At(qweight, i / 8 * rows + j)) >> (4 * (i % 8))) & 0xfu
                : column_nibble(qweight, i, j);
-      set_int4_q(f.dtype, row, cols, i, static_cast<int>(q));
+      set_int4_q(f.dtype, row, cols, c, static_cast<int>(q));
     }
   }
   return Status::Ok();
@@ -341,7 +387,8 @@ std::vector<PackedInt4Tensor> PackSymmetric(const Int4CheckpointFormat& f, const
 }
 
 std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& f, const float* w,
-                                             int64_t rows, int64_t cols) {
+                                             int64_t rows, int64_t cols,
+                                             std::span<const int32_t> act_order) {
   if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
     return PackSymmetric(f, w, rows, cols);
   }
@@ -356,14 +403,16 @@ std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& f, cons
     return 4 * (gptq ? static_cast<int>(j % 8) : kAwqSlot[j % 8]);
   };
   const int min_zero = f.zero_offset == 1 ? 1 : 0;
+  // The input column at position k of the order the groups are formed in.
+  auto column = [&](int64_t k) { return act_order.empty() ? k : int64_t{act_order[k]}; };
   for (int64_t j = 0; j < rows; ++j) {
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t begin = g * f.group_size;
       const int64_t end = std::min(cols, begin + f.group_size);
       float lo = 0.0f, hi = 0.0f;
-      for (int64_t i = begin; i < end; ++i) {
-        lo = std::min(lo, w[j * cols + i]);
-        hi = std::max(hi, w[j * cols + i]);
+      for (int64_t k = begin; k < end; ++k) {
+        lo = std::min(lo, w[j * cols + column(k)]);
+        hi = std::max(hi, w[j * cols + column(k)]);
       }
       const uint16_t scale_bits = f32_to_f16((hi - lo) / 15.0f);
       const float scale = f16_to_f32(scale_bits);
@@ -372,7 +421,8 @@ std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& f, cons
           scale > 0.0f ? std::clamp(static_cast<int>(std::lround(-lo / scale)), min_zero, 15) : 8;
       qzeros[g * (rows / 8) + j / 8] |= static_cast<uint32_t>(zero - f.zero_offset)
                                         << column_shift(j);
-      for (int64_t i = begin; i < end; ++i) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t i = column(k);
         const int q =
             scale > 0.0f
                 ? std::clamp(static_cast<int>(std::lround(w[j * cols + i] / scale)) + zero, 0, 15)
@@ -394,7 +444,7 @@ std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& f, cons
   out[2].bytes = bytes_of(scales);
   if (gptq) {
     std::vector<int32_t> g_idx(static_cast<size_t>(cols));
-    for (int64_t i = 0; i < cols; ++i) g_idx[i] = static_cast<int32_t>(i / f.group_size);
+    for (int64_t k = 0; k < cols; ++k) g_idx[column(k)] = static_cast<int32_t>(k / f.group_size);
     out[3].bytes = bytes_of(g_idx);
   }
   return out;
@@ -425,7 +475,7 @@ std::string Int4QuantizationConfigJson(const Int4CheckpointFormat& f) {
     q = {{"quant_method", "gptq"},
          {"bits", 4},
          {"group_size", f.group_size},
-         {"desc_act", false},
+         {"desc_act", f.act_order},
          {"sym", false},
          {"static_groups", false},
          {"true_sequential", true},

@@ -1,4 +1,4 @@
-// Pre-quantized int4 checkpoints read as they are: GPTQ (v1 and v2 zero points, desc_act false),
+// Pre-quantized int4 checkpoints read as they are: GPTQ (v1 and v2 zero points, act-order too),
 // AWQ (GEMM packing) and compressed-tensors pack-quantized linear layers converted into
 // DType::kI4G* rows at load, with no re-quantization: each group's scale is the checkpoint's,
 // its min -scale * zero.
@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,9 @@ struct Int4CheckpointFormat {
   DType dtype = DType::kI4G128;  // the rows it loads into: kI4G<group_size>
   int zero_offset = 1;           // GPTQ v1 stores zero - 1 (its "+1"); GPTQ v2 and AWQ store zero
   bool symmetric = false;        // pack-quantized: no weight_zero_point (the zero is 8)
+  // GPTQ desc_act (act-order): a group is not a run of consecutive input columns but the
+  // columns whose g_idx is the group (ReadInt4InputOrder).
+  bool act_order = false;
 };
 
 // The int4 format of <model_dir>/config.json's quantization_config: nullopt when it has none,
@@ -30,8 +34,7 @@ struct Int4CheckpointFormat {
 // compressed-tensors pack-quantized needs one config group (or all alike) of int weights with
 // num_bits 4, strategy group, group_size 32/64/128, no actorder, no input_activations.
 // InvalidArgument naming the field for what is not supported: bits other than 4, group_size
-// other than 32/64/128, desc_act true (GPTQ act-order: its groups are not runs of consecutive
-// input columns; re-quantize with desc_act false), checkpoint_format other than gptq/gptq_v2,
+// other than 32/64/128, checkpoint_format other than gptq/gptq_v2,
 // AWQ version other than gemm or zero_point false, or an unknown quant_method.
 StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
     const std::string& model_dir);
@@ -45,12 +48,25 @@ bool HasInt4Linear(const Checkpoint& ckpt, std::string_view weight_name);
 // checkpoint's tensors (GPTQ: qweight int32 [cols / 8, rows], qzeros int32 [groups, rows / 8],
 // scales [groups, rows], g_idx int32 [cols] if present; AWQ: qweight int32 [cols, rows / 8],
 // qzeros int32 [groups, rows / 8], scales [groups, rows]) are checked against those shapes;
-// a GPTQ g_idx must be i / group_size (InvalidArgument naming desc_act otherwise).
+// a GPTQ g_idx must put column input_order[c] (c when input_order is empty) in group
+// c / group_size (InvalidArgument naming desc_act otherwise). Column c of the rows written is
+// the checkpoint's column input_order[c]: pass ReadInt4InputOrder's order (GPTQ only).
 // pack-quantized: weight_packed int32 [rows, ceil(cols / 8)] (value 8c+k in bits 4k, stored
 // + 8), weight_scale [rows, groups], weight_zero_point int32 [ceil(rows / 8), groups] when
 // asymmetric (packed along rows, + 8), weight_shape [2] = {rows, cols}; weight_g_idx refused.
 Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& format,
-                      std::string_view weight_name, int64_t rows, int64_t cols, uint8_t* out);
+                      std::string_view weight_name, int64_t rows, int64_t cols, uint8_t* out,
+                      std::span<const int32_t> input_order = {});
+
+// The order GPTQ linear `weight_name` ([rows, cols]) loads its input columns in: sorted by group
+// (g_idx, stably), so that each group's columns are consecutive as DType::kI4G* rows need; a
+// matmul then reads x's column input_order[c] for column c. Empty when the columns are in
+// order already (no g_idx, or g_idx[i] == i / group_size), and for AWQ and pack-quantized.
+// InvalidArgument naming g_idx when a group does not hold exactly group_size columns (the last
+// group: the rest), as GPTQ's act-order always gives, or desc_act is true without a g_idx.
+StatusOr<std::vector<int32_t>> ReadInt4InputOrder(const Checkpoint& ckpt,
+                                                  const Int4CheckpointFormat& format,
+                                                  std::string_view weight_name, int64_t cols);
 
 // One tensor of a packed linear: the name suffix after the linear's prefix (".qweight", ...).
 struct PackedInt4Tensor {
@@ -70,15 +86,20 @@ std::vector<PackedInt4Tensor> Int4PackedLayout(const Int4CheckpointFormat& forma
 // to include 0 (scale = (max - min) / 15 in f16, zero = round(-min / scale) in [1, 15] for GPTQ
 // v1 (which stores zero - 1), [0, 15] otherwise), q = clamp(round(w / scale) + zero, 0, 15).
 // pack-quantized: symmetric, scale = max|w| / 7.5 in f16, q = clamp(round(w / scale), -8, 7).
+// GPTQ with act_order (format.act_order): columns are grouped in the order GPTQ visits them
+// (desc_act: by descending Hessian diagonal), group g holding columns act_order[g * group_size,
+// ...), and g_idx says each column's group; qweight stays in the original column order, as
+// AutoGPTQ / GPTQModel write it. act_order is a permutation of [0, cols), empty otherwise.
 std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& format, const float* w,
-                                             int64_t rows, int64_t cols);
+                                             int64_t rows, int64_t cols,
+                                             std::span<const int32_t> act_order = {});
 
 // The quantization_config object the library writes into config.json for `format`.
 std::string Int4QuantizationConfigJson(const Int4CheckpointFormat& format);
 
 // "gptq", "awq" or "pack-quantized" with a group size (32, 64 or 128) as a format (GPTQ: v1,
-// desc_act false; pack-quantized: compressed-tensors' symmetric W4A16); InvalidArgument for
-// anything else.
+// desc_act false unless set after; pack-quantized: compressed-tensors' symmetric W4A16);
+// InvalidArgument for anything else.
 StatusOr<Int4CheckpointFormat> Int4FormatFor(std::string_view method, int64_t group_size);
 
 }  // namespace sy

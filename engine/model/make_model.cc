@@ -163,19 +163,37 @@ class RouterSkew {
 };
 
 // The linear layers an int4 checkpoint stores packed: attention projections and every FFN
-// matrix (experts, shared expert, dense); the router, embedding and LM head stay plain.
-std::set<std::string> LinearNames(const ModelConfig& c) {
-  std::set<std::string> names;
+// matrix (experts, shared expert, dense); the router, embedding and LM head stay plain. Each
+// maps to the first linear reading the same input (q for q/k/v, gate for gate/up): GPTQ's
+// act-order column order depends on the input alone.
+std::map<std::string, std::string> LinearNames(const ModelConfig& c) {
+  std::map<std::string, std::string> names;
   for (const LayerWeightNames& l : WeightNamesFor(c).layers) {
-    for (const std::string* n : {&l.q, &l.k, &l.v, &l.o}) names.insert(*n);
+    for (const std::string* n : {&l.q, &l.k, &l.v}) names[*n] = l.q;
+    names[l.o] = l.o;
     std::vector<const FfnNames*> ffns = {&l.shared_expert, &l.dense};
     for (const FfnNames& expert : l.experts) ffns.push_back(&expert);
     for (const FfnNames* ffn : ffns) {
       if (ffn->gate.empty()) continue;
-      names.insert({ffn->gate, ffn->up, ffn->down});
+      names[ffn->gate] = ffn->gate;
+      names[ffn->up] = ffn->gate;
+      names[ffn->down] = ffn->down;
     }
   }
   return names;
+}
+
+// The order GPTQ act-order (desc_act) visits the input columns of the linears reading `input`:
+// by descending Hessian diagonal, which the calibration inputs decide; here a random
+// permutation per input.
+std::vector<int32_t> ActOrder(uint64_t seed, const std::string& input, int64_t cols) {
+  std::vector<int32_t> order(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i) order[i] = static_cast<int32_t>(i);
+  Rng rng(HashName(seed, "act_order." + input));
+  for (int64_t i = cols - 1; i > 0; --i) {
+    std::swap(order[i], order[rng.Next() % static_cast<uint64_t>(i + 1)]);
+  }
+  return order;
 }
 
 // 256 byte tokens and the three special tokens of the synthesized tokenizer.
@@ -239,8 +257,12 @@ StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& o) {
   // The synthesized tokenizer ends with <|endoftext|>, <|im_start|>, <|im_end|>.
   cfg["eos_token_id"] = vocab - 3;
   cfg["bos_token_id"] = nullptr;
+  if (o.int4_act_order && o.int4_format != "gptq") {
+    return Status::InvalidArgument("--desc-act needs --quantization gptq");
+  }
   if (!o.int4_format.empty()) {
     SY_ASSIGN_OR_RETURN(Int4CheckpointFormat f, Int4FormatFor(o.int4_format, o.int4_group_size));
+    f.act_order = o.int4_act_order;
     cfg["quantization_config"] = json::parse(Int4QuantizationConfigJson(f));
   }
   if (o.fp8) {
@@ -283,9 +305,11 @@ Status MakeModel(const MakeModelOptions& o,
   std::optional<Int4CheckpointFormat> int4;
   if (!o.int4_format.empty()) {
     SY_ASSIGN_OR_RETURN(int4, Int4FormatFor(o.int4_format, o.int4_group_size));
+    int4->act_order = o.int4_act_order;
   }
   if (int4 && o.fp8) return Status::InvalidArgument("choose int4 packing or FP8, not both");
-  const std::set<std::string> linears = int4 ? LinearNames(config) : std::set<std::string>();
+  const std::map<std::string, std::string> linears =
+      int4 ? LinearNames(config) : std::map<std::string, std::string>();
   auto prefix = [](const std::string& name) { return name.substr(0, name.size() - 7); };
   const std::set<std::string> fp8_names = o.fp8 ? Fp8WeightNames(config) : std::set<std::string>();
   auto is_fp8 = [&](const WeightSpec& s) { return fp8_names.count(s.name) != 0; };
@@ -327,8 +351,11 @@ Status MakeModel(const MakeModelOptions& o,
                     : o.dtype == DType::kF16 ? f16_to_f32(f32_to_f16(v))
                                              : v;
       }
+      const std::vector<int32_t> act_order = int4->act_order
+                                                 ? ActOrder(o.seed, linears.at(s.name), s.shape[1])
+                                                 : std::vector<int32_t>();
       for (const PackedInt4Tensor& t :
-           PackInt4Linear(*int4, values.data(), s.shape[0], s.shape[1])) {
+           PackInt4Linear(*int4, values.data(), s.shape[0], s.shape[1], act_order)) {
         SY_RETURN_IF_ERROR(writer.Write(prefix(s.name) + t.suffix, t.bytes.data()));
       }
       continue;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -43,7 +44,8 @@ class WeightSource {
   StatusOr<Tensor> Linear(const std::string& name, int64_t rows, int64_t cols) {
     if (const std::optional<DType> stored = PreQuantizedDType(name)) {
       SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(*stored, rows, cols));
-      SY_RETURN_IF_ERROR(UploadPreQuantized(name, t));
+      SY_ASSIGN_OR_RETURN(std::vector<int32_t> order, UploadPreQuantized(name, t, {}));
+      SY_RETURN_IF_ERROR(AttachInputOrder(name, order, &t));
       return t;
     }
     if (quantization_ == Quantization::kNone || StoredQuantized(name, rows, cols)) {
@@ -54,17 +56,30 @@ class WeightSource {
     return t;
   }
 
-  // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scales.
+  // Two such matrices stacked as [2 * rows, cols]; each row keeps its own scales. With a
+  // row_order (pre-quantized only), row r of each is its row row_order[r].
   StatusOr<Tensor> LinearStacked(const std::string& a, const std::string& b, int64_t rows,
-                                 int64_t cols) {
+                                 int64_t cols, std::span<const int32_t> row_order = {}) {
     if (const std::optional<DType> stored = PreQuantizedDType(a)) {
       if (PreQuantizedDType(b) != stored) {
         return Status::Unimplemented("tensors " + a + " and " + b + " are stored differently");
       }
       SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(*stored, 2 * rows, cols));
-      SY_RETURN_IF_ERROR(UploadPreQuantized(a, t.Rows(0, rows)));
-      SY_RETURN_IF_ERROR(UploadPreQuantized(b, t.Rows(rows, rows)));
+      SY_ASSIGN_OR_RETURN(std::vector<int32_t> order_a,
+                          UploadPreQuantized(a, t.Rows(0, rows), row_order));
+      SY_ASSIGN_OR_RETURN(std::vector<int32_t> order_b,
+                          UploadPreQuantized(b, t.Rows(rows, rows), row_order));
+      if (order_a != order_b) {
+        return Status::InvalidArgument(
+            "the g_idx of " + a + " and " + b +
+            " group the input columns differently (act-order); stacked, they need one order");
+      }
+      SY_RETURN_IF_ERROR(AttachInputOrder(a, order_a, &t));
       return t;
+    }
+    if (!row_order.empty()) {
+      return Status::Unimplemented("tensors " + a + " and " + b +
+                                   " are not int4-quantized but their down_proj is (act-order)");
     }
     if (quantization_ == Quantization::kNone || StoredQuantized(a, rows, cols)) {
       return Stacked(a, b, rows, cols);
@@ -110,8 +125,19 @@ class WeightSource {
     return t;
   }
 
+  // A pre-quantized act-order down_proj needs no permutation at run time: gate_up's rows are
+  // stored in down's input order instead, so silu(gate) * up comes out in that order (exact:
+  // each row keeps its own scales).
   StatusOr<FfnWeights> Ffn(const FfnNames& names, int64_t inter, int64_t hidden) {
     FfnWeights f;
+    if (const std::optional<DType> stored = PreQuantizedDType(names.down)) {
+      SY_ASSIGN_OR_RETURN(f.down, NewTensor(*stored, hidden, inter));
+      SY_ASSIGN_OR_RETURN(std::vector<int32_t> down_order,
+                          UploadPreQuantized(names.down, f.down, {}));
+      SY_ASSIGN_OR_RETURN(f.gate_up,
+                          LinearStacked(names.gate, names.up, inter, hidden, down_order));
+      return f;
+    }
     SY_ASSIGN_OR_RETURN(f.gate_up, LinearStacked(names.gate, names.up, inter, hidden));
     SY_ASSIGN_OR_RETURN(f.down, Linear(names.down, hidden, inter));
     return f;
@@ -123,12 +149,30 @@ class WeightSource {
   virtual StatusOr<RowReader> RowsOf(const std::string& name, int64_t rows, int64_t cols) = 0;
 
   // The dtype matrix `name` is stored in when the checkpoint holds it int4-quantized, and its
-  // upload.
+  // upload: row r of t is the checkpoint's row row_order[r] (r when empty), its columns in the
+  // returned input order (ReadInt4InputOrder; empty: as stored).
   virtual std::optional<DType> PreQuantizedDType(const std::string& /*name*/) const {
     return std::nullopt;
   }
-  virtual Status UploadPreQuantized(const std::string& name, const Tensor& /*t*/) {
+  virtual StatusOr<std::vector<int32_t>> UploadPreQuantized(
+      const std::string& name, const Tensor& /*t*/, std::span<const int32_t> /*row_order*/) {
     return Status::Internal("no pre-quantized tensor " + name);
+  }
+
+  // Keeps a non-empty input order of matrix `name` in backend memory as t's input_perm.
+  Status AttachInputOrder(const std::string& name, const std::vector<int32_t>& order, Tensor* t) {
+    if (order.empty()) return Status::Ok();
+    if (!backend_->SupportsInputPermutation()) {
+      return Status::Unimplemented("act-order int4 weights (GPTQ desc_act, " + name +
+                                   ") are not implemented on the " + std::string(backend_->name()) +
+                                   " backend");
+    }
+    SY_ASSIGN_OR_RETURN(DeviceBuffer buf, backend_->Allocate(order.size() * sizeof(int32_t)));
+    backend_->CopyToDevice(buf.data(), order.data(), buf.size());
+    t->input_perm = static_cast<const int32_t*>(buf.data());
+    out_->total_bytes += buf.size();
+    out_->buffers.push_back(std::move(buf));
+    return Status::Ok();
   }
 
   // Whether the source holds matrix `name` in FP8 already (then Matrix loads it as kF8 rows).
@@ -310,11 +354,26 @@ class WeightUploader final : public WeightSource {
   }
 
   // Converts on the host (ReadInt4Linear), then one copy.
-  Status UploadPreQuantized(const std::string& name, const Tensor& t) override {
+  StatusOr<std::vector<int32_t>> UploadPreQuantized(const std::string& name, const Tensor& t,
+                                                    std::span<const int32_t> row_order) override {
+    SY_ASSIGN_OR_RETURN(std::vector<int32_t> order,
+                        ReadInt4InputOrder(ckpt_, *int4_, name, t.cols));
     std::vector<uint8_t> host(t.nbytes());
-    SY_RETURN_IF_ERROR(ReadInt4Linear(ckpt_, *int4_, name, t.rows, t.cols, host.data()));
+    SY_RETURN_IF_ERROR(ReadInt4Linear(ckpt_, *int4_, name, t.rows, t.cols, host.data(), order));
+    if (!row_order.empty()) {
+      if (static_cast<int64_t>(row_order.size()) != t.rows) {
+        return Status::Internal("row order of " + name + " has the wrong length");
+      }
+      std::vector<uint8_t> in_order(host.size());
+      const size_t row_bytes = t.row_bytes();
+      for (int64_t r = 0; r < t.rows; ++r) {
+        std::memcpy(in_order.data() + r * row_bytes, host.data() + row_order[r] * row_bytes,
+                    row_bytes);
+      }
+      host.swap(in_order);
+    }
     backend_->CopyToDevice(t.data, host.data(), host.size());
-    return Status::Ok();
+    return order;
   }
 
   bool StoredQuantized(const std::string& name, int64_t rows, int64_t cols) override {

@@ -135,12 +135,25 @@ Status MoeModel::BuildExpertTables() {
   const int64_t e = c.num_experts;
   std::vector<void*>& host = table_host_;
   host.assign(layers.size() * 2 * e, nullptr);
+  table_perm_host_.assign(layers.size() * e, nullptr);
+  bool any_perm = false;
   for (size_t i = 0; i < layers.size(); ++i) {
     for (int64_t j = 0; j < e; ++j) {
-      host[(2 * i) * e + j] = layers[i]->experts[j].gate_up.data;
-      host[(2 * i + 1) * e + j] = layers[i]->experts[j].down.data;
+      const FfnWeights& expert = layers[i]->experts[j];
+      host[(2 * i) * e + j] = expert.gate_up.data;
+      host[(2 * i + 1) * e + j] = expert.down.data;
+      table_perm_host_[i * e + j] = expert.gate_up.input_perm;
+      any_perm = any_perm || expert.gate_up.input_perm != nullptr;
+      if (expert.down.input_perm != nullptr) {
+        return Status::Internal("an expert's down_proj has an input permutation");
+      }
     }
   }
+  if (any_perm && !backend_->SupportsInputPermutation()) {
+    return Status::Unimplemented("act-order (GPTQ desc_act) experts are not implemented on the " +
+                                 std::string(backend_->name()) + " backend");
+  }
+  if (!any_perm) table_perm_host_.clear();
   SY_ASSIGN_OR_RETURN(table_buffer_, backend_->Allocate(host.size() * sizeof(void*)));
   backend_->CopyToDevice(table_buffer_.data(), host.data(), host.size() * sizeof(void*));
   auto* base = static_cast<void**>(table_buffer_.data());
@@ -150,6 +163,9 @@ Status MoeModel::BuildExpertTables() {
     t.down_ptrs = Tensor{base + (2 * i + 1) * e, DType::kI64, 1, e};
     t.gate_up_host = std::span<void* const>(host.data() + (2 * i) * e, e);
     t.down_host = std::span<void* const>(host.data() + (2 * i + 1) * e, e);
+    if (!table_perm_host_.empty()) {
+      t.gate_up_perm_host = std::span<const int32_t* const>(table_perm_host_.data() + i * e, e);
+    }
     t.dtype = layers[i]->experts[0].gate_up.dtype;
     t.num_experts = e;
     t.hidden = c.hidden_size;

@@ -85,6 +85,8 @@ class MoeModel {
   std::vector<ExpertTable> tables_;  // per layer; empty for dense layers and EP ranks
   DeviceBuffer table_buffer_;
   std::vector<void*> table_host_;  // the tables' pointers, host side
+  // Each table's experts' gate_up input_perm (act-order int4), host side; empty when none has one.
+  std::vector<const int32_t*> table_perm_host_;
   // Host-side scratch for the routing record and the expert-parallel exchange.
   std::vector<int32_t> topk_ids_host_;
   std::vector<int32_t> offsets_host_;

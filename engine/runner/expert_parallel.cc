@@ -46,6 +46,13 @@ StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(const ModelConf
             LoadExpertWeights(config, checkpoint, backend, names.layers[layer].experts[e],
                               &ep->buffers_[layer][e]));
         const FfnWeights& w = ep->experts_[layer][e];
+        // Migration copies an expert as (gate_up, down) bytes, which would drop a permutation.
+        if (w.gate_up.input_perm != nullptr || w.down.input_perm != nullptr) {
+          return Status::Unimplemented(
+              "expert parallelism does not carry act-order (GPTQ desc_act) input permutations; "
+              "layer " +
+              std::to_string(layer) + " expert " + std::to_string(e) + " has one");
+        }
         // Migration copies an expert as (gate_up, down) in one dtype.
         if (w.gate_up.dtype != ep->expert_dtype_ || w.down.dtype != ep->expert_dtype_) {
           return Status::Unimplemented(

@@ -9,9 +9,14 @@
 #include <numeric>
 
 #include "engine/backend/backend_factory.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/config.h"
+#include "engine/model/make_model.h"
 #include "engine/model/model_source.h"
+#include "engine/model/model_weights.h"
 #include "engine/runner/generator.h"
 #include "engine/runner/model_runner.h"
+#include "tests/common/test_model.h"
 #include "tests/gpu/gpu_testing.h"
 
 namespace sy {
@@ -290,6 +295,30 @@ TEST(CudaBackendTest, RouteRopeAndAddMatchCpu) {
   EXPECT_EQ(host_of(gpu->get(), y_g), host_of(cpu->get(), y_c));
   (*gpu)->Synchronize();
   EXPECT_TRUE((*gpu)->status().ok()) << (*gpu)->status().ToString();
+}
+
+// GPTQ act-order weights need Tensor::input_perm, which the CUDA backend does not apply: the
+// load fails naming the backend instead of running with the permutation dropped.
+TEST(CudaBackendTest, ActOrderInt4CheckpointIsAClearError) {
+  SY_REQUIRE_GPU();
+  testing::ScratchDir scratch("cuda_act_order");
+  MakeModelOptions o;
+  o.preset = "tiny-mixtral";
+  o.dtype = DType::kF32;
+  o.int4_format = "gptq";
+  o.int4_act_order = true;
+  o.out_dir = scratch.path().string();
+  ASSERT_TRUE(MakeModel(o).ok());
+  auto backend = CreateBackend(ParseDevice("cuda").value(), BackendOptions{});
+  ASSERT_TRUE(backend.ok());
+  auto config = LoadModelConfig(o.out_dir);
+  auto ckpt = Checkpoint::Open(o.out_dir);
+  ASSERT_TRUE(config.ok() && ckpt.ok());
+  auto w = LoadModelWeights(*config, **ckpt, backend->get());
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(w.status().message().find("not implemented on the cuda backend"), std::string::npos)
+      << w.status().ToString();
 }
 
 }  // namespace

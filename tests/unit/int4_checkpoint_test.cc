@@ -2,7 +2,8 @@
 // compressed-tensors pack-quantized fixtures of
 // tests/golden/int4 (scripts/golden/gen_int4_checkpoints.py) load into int4 rows whose
 // dequantized values match the weights dequantized there with the libraries' own unpacking; a
-// permuted g_idx (act-order) and unsupported quantization_config fields fail naming the field.
+// permuted g_idx (act-order) read without its input order and unsupported quantization_config
+// fields fail naming the field (int4_act_order_test loads act-order checkpoints).
 #include "engine/model/int4_checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -182,6 +183,11 @@ TEST(Int4Checkpoint, QuantizationConfigFields) {
   ASSERT_TRUE(v2.ok()) << v2.status().ToString();
   EXPECT_EQ((*v2)->dtype, DType::kI4G32);
   EXPECT_EQ((*v2)->zero_offset, 0);
+  EXPECT_FALSE((*v2)->act_order);
+  auto act_order = read(R"({"quantization_config": {"quant_method": "gptq", "bits": 4,
+                           "group_size": 128, "desc_act": true}})");
+  ASSERT_TRUE(act_order.ok()) << act_order.status().ToString();
+  EXPECT_TRUE((*act_order)->act_order);
   struct Bad {
     const char* config;
     const char* field;
@@ -189,8 +195,6 @@ TEST(Int4Checkpoint, QuantizationConfigFields) {
   for (const Bad& bad : {
            Bad{R"({"quant_method": "gptq", "bits": 8, "group_size": 128})", "bits"},
            Bad{R"({"quant_method": "gptq", "bits": 4, "group_size": -1})", "group_size"},
-           Bad{R"({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": true})",
-               "desc_act"},
            Bad{R"({"quant_method": "gptq", "bits": 4, "group_size": 128,
                    "checkpoint_format": "marlin"})",
                "checkpoint_format"},
