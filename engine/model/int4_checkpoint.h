@@ -34,8 +34,8 @@ struct Int4CheckpointFormat {
 // compressed-tensors pack-quantized needs one config group (or all alike) of int weights with
 // num_bits 4, strategy group, group_size 32/64/128, no actorder, no input_activations.
 // InvalidArgument naming the field for what is not supported: bits other than 4, group_size
-// other than 32/64/128, checkpoint_format other than gptq/gptq_v2,
-// AWQ version other than gemm or zero_point false, or an unknown quant_method.
+// other than 32/64/128, checkpoint_format other than gptq/gptq_v2, AWQ version other than gemm
+// or zero_point false, or an unknown quant_method.
 StatusOr<std::optional<Int4CheckpointFormat>> ReadInt4CheckpointFormat(
     const std::string& model_dir);
 
@@ -49,7 +49,8 @@ bool HasInt4Linear(const Checkpoint& ckpt, std::string_view weight_name);
 // scales [groups, rows], g_idx int32 [cols] if present; AWQ: qweight int32 [cols, rows / 8],
 // qzeros int32 [groups, rows / 8], scales [groups, rows]) are checked against those shapes;
 // a GPTQ g_idx must put column input_order[c] (c when input_order is empty) in group
-// c / group_size (InvalidArgument naming desc_act otherwise). Column c of the rows written is
+// c / group_size (InvalidArgument otherwise, naming desc_act when input_order is empty, as an
+// act-order checkpoint read without its order). Column c of the rows written is
 // the checkpoint's column input_order[c]: pass ReadInt4InputOrder's order (GPTQ only).
 // pack-quantized: weight_packed int32 [rows, ceil(cols / 8)] (value 8c+k in bits 4k, stored
 // + 8), weight_scale [rows, groups], weight_zero_point int32 [ceil(rows / 8), groups] when
@@ -62,8 +63,9 @@ Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& format
 // (g_idx, stably), so that each group's columns are consecutive as DType::kI4G* rows need; a
 // matmul then reads x's column input_order[c] for column c. Empty when the columns are in
 // order already (no g_idx, or g_idx[i] == i / group_size), and for AWQ and pack-quantized.
-// InvalidArgument naming g_idx when a group does not hold exactly group_size columns (the last
-// group: the rest), as GPTQ's act-order always gives, or desc_act is true without a g_idx.
+// GPTQ's act-order gives every group exactly group_size columns (the last one the rest):
+// InvalidArgument naming g_idx for any other count, a group out of range, or desc_act true
+// without a g_idx.
 StatusOr<std::vector<int32_t>> ReadInt4InputOrder(const Checkpoint& ckpt,
                                                   const Int4CheckpointFormat& format,
                                                   std::string_view weight_name, int64_t cols);

@@ -76,6 +76,17 @@ for fmt in gptq awq pack-quantized; do
     >/dev/null 2>"$work/err14" || fail "$fmt checkpoint: $(cat "$work/err14")"
   grep -q "generated 8 tokens" "$work/err14" || fail "$fmt summary: $(cat "$work/err14")"
 done
+# --desc-act: a GPTQ act-order checkpoint (g_idx in a permuted order) loads and generates; the
+# flag needs gptq.
+"$bin" make-model --preset tiny-mixtral --seed 2 --quantization gptq --desc-act \
+  --out "$work/gptq-act-order" 2>/dev/null || fail "make-model gptq --desc-act"
+grep -q '"desc_act": true' "$work/gptq-act-order/config.json" || fail "desc_act config"
+"$bin" generate --model "$work/gptq-act-order" --prompt "Hello there" --max-tokens 8 \
+  --ignore-eos >/dev/null 2>"$work/err14" || fail "act-order checkpoint: $(cat "$work/err14")"
+grep -q "generated 8 tokens" "$work/err14" || fail "act-order summary: $(cat "$work/err14")"
+"$bin" make-model --preset tiny-mixtral --quantization awq --desc-act --out "$work/awq-act" \
+  2>"$work/err14" && fail "awq --desc-act accepted"
+grep -q "desc-act needs --quantization gptq" "$work/err14" || fail "--desc-act: $(cat "$work/err14")"
 # The DeepSeek family from make-model: each architecture generates, and a DeepSeek-V3 FP8
 # checkpoint in the published layout (MLA projections in F8_E4M3 too) loads and generates.
 for arch in deepseek_v2 deepseek_v3 glm4_moe; do
