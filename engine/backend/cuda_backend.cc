@@ -287,10 +287,11 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, c
   Use();
   SY_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
   if (failed() || x.rows == 0) return;
-  if (w.dtype == DType::kF8) {
-    Check(cuda::fp8_matmul(ptr<float>(x), w.data, bias != nullptr ? ptr<float>(*bias) : nullptr,
-                           ptr<float>(y), x.rows, w.rows, w.cols, impl_->stream),
-          "fp8_matmul");
+  if (cuda::is_quantized_weight(w.dtype)) {  // fp8, int8, int4 rows: kernels/cuda, any rows
+    Check(cuda::quantized_matmul(ptr<float>(x), w.data, w.dtype,
+                                 bias != nullptr ? ptr<float>(*bias) : nullptr, ptr<float>(y),
+                                 x.rows, w.rows, w.cols, impl_->stream),
+          "quantized_matmul");
     return;
   }
   if (x.rows <= cuda::kSkinnyMaxRows) {
@@ -441,13 +442,13 @@ void CudaBackend::GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const
   SY_CHECK(offsets.numel() == table.num_experts + 1 && x.cols == table.hidden &&
            scratch.numel() >= x.rows * 3 * table.inter);
   if (failed() || x.rows == 0) return;
-  if (table.dtype == DType::kF8) {
-    Check(cuda::fp8_grouped_expert_ffn(ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,
-                                       static_cast<const void* const*>(table.gate_up_ptrs.data),
-                                       static_cast<const void* const*>(table.down_ptrs.data),
-                                       table.hidden, table.inter, x.rows, ptr<float>(scratch),
-                                       ptr<float>(y), impl_->stream),
-          "fp8_grouped_expert_ffn");
+  if (cuda::is_quantized_weight(table.dtype)) {
+    Check(cuda::quantized_grouped_expert_ffn(
+              ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,
+              static_cast<const void* const*>(table.gate_up_ptrs.data),
+              static_cast<const void* const*>(table.down_ptrs.data), table.dtype, table.hidden,
+              table.inter, x.rows, ptr<float>(scratch), ptr<float>(y), impl_->stream),
+          "quantized_grouped_expert_ffn");
     return;
   }
   if (!capturing_ && x.rows >= kBlasRowsPerExpert * table.num_experts &&
@@ -533,6 +534,13 @@ void CudaBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, 
   SY_CHECK(heads > 0 && x.cols % heads == 0 && w.rows % heads == 0 && y.rows == x.rows);
   SY_CHECK(x.cols / heads == w.cols && y.cols == w.rows);
   if (failed() || x.rows == 0) return;
+  if (cuda::is_quantized_weight(w.dtype)) {
+    // cuBLAS multiplies plain 16/32-bit types only, and the quantized kernels take no strides.
+    error_ = Status::Unimplemented("MLA absorption with " + std::string(dtype_name(w.dtype)) +
+                                   " weights is not implemented on the CUDA backend");
+    spdlog::error("{}", error_.message());
+    return;
+  }
   const int64_t n = w.rows / heads;
   const int64_t k = w.cols;
   const void* b = x.data;

@@ -37,9 +37,11 @@ class CudaBackend final : public Backend {
   DType kv_cache_dtype() const override { return options_.kv_dtype; }
 
   bool SupportsGraphs() const override { return true; }
-  // f32, bf16, f16 and fp8 (DType::kF8, kernels/cuda/fp8_gemm.cu) weight matrices.
+  // f32, bf16, f16, fp8 (DType::kF8, kernels/cuda/fp8_gemm.cu), int8 and int4 (DType::kI8,
+  // kI4G32/64/128, kernels/cuda/quant_gemm.cu) weight matrices.
   bool SupportsWeightDType(DType dtype) const override {
-    return dtype == DType::kF8 || Backend::SupportsWeightDType(dtype);
+    return dtype == DType::kF8 || dtype == DType::kI8 || is_int4(dtype) ||
+           Backend::SupportsWeightDType(dtype);
   }
   Status BeginCapture() override;
   StatusOr<int> EndCapture() override;
