@@ -534,10 +534,16 @@ void CudaBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, 
   SY_CHECK(heads > 0 && x.cols % heads == 0 && w.rows % heads == 0 && y.rows == x.rows);
   SY_CHECK(x.cols / heads == w.cols && y.cols == w.rows);
   if (failed() || x.rows == 0) return;
-  if (cuda::is_quantized_weight(w.dtype)) {
-    // cuBLAS multiplies plain 16/32-bit types only, and the quantized kernels take no strides.
-    error_ = Status::Unimplemented("MLA absorption with " + std::string(dtype_name(w.dtype)) +
-                                   " weights is not implemented on the CUDA backend");
+  if (w.dtype == DType::kI8 || is_int4(w.dtype)) {
+    Check(cuda::quantized_head_matmul(ptr<float>(x), w.data, w.dtype, ptr<float>(y), x.rows, heads,
+                                      w.rows / heads, w.cols, impl_->stream),
+          "quantized_head_matmul");
+    return;
+  }
+  if (w.dtype == DType::kF8) {
+    // cuBLAS multiplies plain 16/32-bit types only, and fp8_matmul takes no head strides.
+    error_ = Status::Unimplemented(
+        "MLA absorption with fp8 weights is not implemented on the CUDA backend");
     spdlog::error("{}", error_.message());
     return;
   }

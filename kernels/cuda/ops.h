@@ -156,6 +156,12 @@ inline constexpr int64_t kQuantGemvMaxRows = 16;
 // (kF8, kI8 or int4; other dtypes: InvalidValue).
 cudaError_t quantized_matmul(const float* x, const void* w, DType w_dtype, const float* bias,
                              float* y, int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+// As sy::cpu::ref::head_matmul (kernels/cpu/latent_ops.h: per head h, columns [h*k, (h+1)*k) of x
+// times rows [h*n, (h+1)*n) of w into columns [h*n, (h+1)*n) of y) for kI8 and int4 weights, with
+// quantized_matmul's kernels and per-row order; kF8 and other dtypes: InvalidValue. heads <=
+// 65535.
+cudaError_t quantized_head_matmul(const float* x, const void* w, DType w_dtype, float* y, int64_t m,
+                                  int64_t heads, int64_t n, int64_t k, cudaStream_t stream);
 // grouped_expert_ffn for kF8, kI8 or int4 experts: each row's values equal quantized_matmul +
 // silu_mul + quantized_matmul over its expert.
 cudaError_t quantized_grouped_expert_ffn(const float* x, const int32_t* offsets, int64_t experts,

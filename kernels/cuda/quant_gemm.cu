@@ -9,6 +9,7 @@
 //   tiles dequantized into shared memory as f32, k summed in order). No tensor cores yet.
 //   Experts: as fp8_gemm.cu, a block per (expert, 8 outputs) over the expert's rows, 4 at a time,
 //   with the decode kernel's dot (the same bits as quantized_matmul for up to 16 rows).
+//   MLA's per-head products (quantized_head_matmul): the same two kernels, one grid layer a head.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -213,6 +214,16 @@ __device__ __forceinline__ void warp_dot(const float* x, int64_t ldx, int rows, 
   }
 }
 
+// Head blockIdx.z of quantized_head_matmul (the whole product when gridDim.z is 1): where its
+// slice of x's and y's rows starts, and their row strides.
+struct HeadSlice {
+  int64_t head, x_offset, y_offset, ldx, ldy;
+};
+__device__ __forceinline__ HeadSlice head_slice(int64_t n, int64_t k) {
+  const int64_t head = blockIdx.z;
+  return {head, head * k, head * n, gridDim.z * k, gridDim.z * n};
+}
+
 // Decode: y[r, j] for the warp's column j and every row, M rows per pass.
 template <bool kInt4, int M>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -220,14 +231,19 @@ __global__ void __launch_bounds__(kThreads, 2)
                       float* __restrict__ y, int64_t m, int64_t n, int64_t k, bool vec_x) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (j >= n) return;
+  const HeadSlice hs = head_slice(n, k);
+  const int64_t ldx = hs.ldx, ldy = hs.ldy;
+  x += hs.x_offset;
+  y += hs.y_offset;
+  q.w += hs.head * n * q.row_bytes;
   for (int64_t r0 = 0; r0 < m; r0 += M) {
     const int rows = static_cast<int>(min(static_cast<int64_t>(M), m - r0));
     float out[M];
-    warp_dot<kInt4, M>(x + r0 * k, k, rows, q, j, k, vec_x, out);
+    warp_dot<kInt4, M>(x + r0 * ldx, ldx, rows, q, j, k, vec_x, out);
 #pragma unroll
     for (int r = 0; r < M; ++r) {
       if (r < rows && threadIdx.x % 32 == 0) {
-        y[(r0 + r) * n + j] = bias != nullptr ? out[r] + bias[j] : out[r];
+        y[(r0 + r) * ldy + j] = bias != nullptr ? out[r] + bias[j] : out[r];
       }
     }
   }
@@ -253,6 +269,11 @@ __global__ void __launch_bounds__(kThreads)
                        float* __restrict__ y, int64_t m, int64_t n, int64_t k) {
   __shared__ float ws[kTileN][kTileK + 1];
   __shared__ float xs[kTileM][kTileK + 1];
+  const HeadSlice hs = head_slice(n, k);
+  const int64_t ldx = hs.ldx, ldy = hs.ldy;
+  x += hs.x_offset;
+  y += hs.y_offset;
+  q.w += hs.head * n * q.row_bytes;
   const int64_t col0 = static_cast<int64_t>(blockIdx.x) * kTileN;
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kTileM;
   const int tc = threadIdx.x % kTileN;
@@ -270,7 +291,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int idx = threadIdx.x; idx < kTileM * kTileK; idx += kThreads) {
       const int r = idx / kTileK, kk = idx % kTileK;
       const bool in = row0 + r < m && k0 + kk < k;
-      xs[r][kk] = in ? __ldg(x + (row0 + r) * k + k0 + kk) : 0.0f;
+      xs[r][kk] = in ? __ldg(x + (row0 + r) * ldx + k0 + kk) : 0.0f;
     }
     __syncthreads();
 #pragma unroll 8
@@ -289,7 +310,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t r = row0 + tr + i;
     if (r >= m) break;
     const float s = acc[i] * scale;
-    y[r * n + col] = bias != nullptr ? s + bias[col] : s;
+    y[r * ldy + col] = bias != nullptr ? s + bias[col] : s;
   }
 }
 
@@ -346,9 +367,8 @@ bool rows_readable(const void* w, DType t) {
 }
 
 template <int M>
-void launch_gemv(int64_t blocks, const float* x, QuantRows q, const float* bias, float* y,
-                 int64_t m, int64_t n, int64_t k, bool vec_x, cudaStream_t stream) {
-  const unsigned grid = static_cast<unsigned>(blocks);
+void launch_gemv(dim3 grid, const float* x, QuantRows q, const float* bias, float* y, int64_t m,
+                 int64_t n, int64_t k, bool vec_x, cudaStream_t stream) {
   if (q.group > 0) {
     quant_gemv_kernel<true, M><<<grid, kThreads, 0, stream>>>(x, q, bias, y, m, n, k, vec_x);
   } else {
@@ -356,30 +376,35 @@ void launch_gemv(int64_t blocks, const float* x, QuantRows q, const float* bias,
   }
 }
 
+// `heads` products side by side (quantized_head_matmul), one grid layer each; 1: a plain matmul.
 cudaError_t int_matmul(const float* x, const void* w, DType w_dtype, const float* bias, float* y,
-                       int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
-  if (m < 0 || n < 0 || k < 0 || !rows_readable(w, w_dtype)) return cudaErrorInvalidValue;
-  if (m == 0 || n == 0) return cudaSuccess;
+                       int64_t m, int64_t heads, int64_t n, int64_t k, cudaStream_t stream) {
+  if (m < 0 || heads < 0 || heads > kMaxGridY || n < 0 || k < 0 || !rows_readable(w, w_dtype)) {
+    return cudaErrorInvalidValue;
+  }
+  if (m == 0 || heads == 0 || n == 0) return cudaSuccess;
   const QuantRows q{static_cast<const uint8_t*>(w), dtype_row_bytes(w_dtype, k),
                     static_cast<int>(int4_group_size(w_dtype))};
   if (m > kQuantGemvMaxRows) {
     const int64_t row_tiles = ceil_div(m, kTileM);
     if (ceil_div(n, kTileN) > INT_MAX || row_tiles > kMaxGridY) return cudaErrorInvalidValue;
-    const dim3 grid(static_cast<unsigned>(ceil_div(n, kTileN)), static_cast<unsigned>(row_tiles));
+    const dim3 grid(static_cast<unsigned>(ceil_div(n, kTileN)), static_cast<unsigned>(row_tiles),
+                    static_cast<unsigned>(heads));
     quant_tiled_kernel<<<grid, kThreads, 0, stream>>>(x, q, bias, y, m, n, k);
     return launch_result();
   }
   const int64_t blocks = ceil_div(n, kWarps);
   if (blocks > INT_MAX) return cudaErrorInvalidValue;
-  const bool vec_x = is_aligned16(x) && k % 4 == 0;
+  const bool vec_x = is_aligned16(x) && k % 4 == 0;  // every head's slice then is too
+  const dim3 grid(static_cast<unsigned>(blocks), 1, static_cast<unsigned>(heads));
   if (m <= 1) {
-    launch_gemv<1>(blocks, x, q, bias, y, m, n, k, vec_x, stream);
+    launch_gemv<1>(grid, x, q, bias, y, m, n, k, vec_x, stream);
   } else if (m <= 2) {
-    launch_gemv<2>(blocks, x, q, bias, y, m, n, k, vec_x, stream);
+    launch_gemv<2>(grid, x, q, bias, y, m, n, k, vec_x, stream);
   } else if (m <= 4) {
-    launch_gemv<4>(blocks, x, q, bias, y, m, n, k, vec_x, stream);
+    launch_gemv<4>(grid, x, q, bias, y, m, n, k, vec_x, stream);
   } else {
-    launch_gemv<8>(blocks, x, q, bias, y, m, n, k, vec_x, stream);
+    launch_gemv<8>(grid, x, q, bias, y, m, n, k, vec_x, stream);
   }
   return launch_result();
 }
@@ -428,7 +453,13 @@ cudaError_t quantized_matmul(const float* x, const void* w, DType w_dtype, const
                              float* y, int64_t m, int64_t n, int64_t k, cudaStream_t stream) {
   if (w_dtype == DType::kF8) return fp8_matmul(x, w, bias, y, m, n, k, stream);
   if (!is_int_quantized(w_dtype)) return cudaErrorInvalidValue;
-  return int_matmul(x, w, w_dtype, bias, y, m, n, k, stream);
+  return int_matmul(x, w, w_dtype, bias, y, m, 1, n, k, stream);
+}
+
+cudaError_t quantized_head_matmul(const float* x, const void* w, DType w_dtype, float* y, int64_t m,
+                                  int64_t heads, int64_t n, int64_t k, cudaStream_t stream) {
+  if (!is_int_quantized(w_dtype)) return cudaErrorInvalidValue;
+  return int_matmul(x, w, w_dtype, nullptr, y, m, heads, n, k, stream);
 }
 
 cudaError_t quantized_grouped_expert_ffn(const float* x, const int32_t* offsets, int64_t experts,

@@ -165,10 +165,12 @@ TEST_P(CudaQuantizedModelTest, PromptLogitsMatchCpu) {
   }
 }
 
-// Presets without MLA: the absorbed MLA products (HeadMatMul) take no quantized weights on CUDA.
+// Every tiny preset; the DeepSeek ones run MLA's absorptions on quantized_head_matmul.
 INSTANTIATE_TEST_SUITE_P(
     Presets, CudaQuantizedModelTest,
-    ::testing::Combine(::testing::Values("tiny-mixtral", "tiny-olmoe", "tiny-qwen3-moe"),
+    ::testing::Combine(::testing::Values("tiny-mixtral", "tiny-olmoe", "tiny-qwen2-moe",
+                                         "tiny-qwen3-moe", "tiny-deepseek-v2", "tiny-deepseek-v3",
+                                         "tiny-glm4-moe"),
                        ::testing::Values(Quantization::kInt8, Quantization::kInt4)),
     [](const ::testing::TestParamInfo<CudaQuantizedModelTest::ParamType>& info) {
       std::string name =

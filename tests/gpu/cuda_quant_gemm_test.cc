@@ -1,11 +1,12 @@
 // The CUDA int8 and int4 matmuls of kernels/cuda/quant_gemm.cu against sy::cpu::ref:
 // quantized_matmul against ref::matmul with DType::kI8 and kI4G32/64/128 weights (odd sizes,
 // partial groups and chunks, the decode kernel's m and the tiled kernel's), batch invariance within
-// each kernel, and quantized_grouped_expert_ffn against ref::matmul + ref::silu_mul + ref::matmul
-// per expert. Weights are kernels/cpu/testing.h's random matrices quantized by quantize_i8_row /
-// quantize_i4_row. The comparison is with the reference, not the CPU backend's fast int4 kernel:
-// that one quantizes x to int8 per group, while these kernels keep x in f32 (weight-only, as
-// ref::matmul). Skipped without a GPU, except the argument checks, which never reach the device.
+// each kernel, quantized_grouped_expert_ffn against ref::matmul + ref::silu_mul + ref::matmul
+// per expert, and quantized_head_matmul against ref::head_matmul. Weights are
+// kernels/cpu/testing.h's random matrices quantized by quantize_i8_row / quantize_i4_row. The
+// comparison is with the reference, not the CPU backend's fast int4 kernel: that one quantizes x to
+// int8 per group, while these kernels keep x in f32 (weight-only, as ref::matmul). Skipped without
+// a GPU, except the argument checks, which never reach the device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cpu/latent_ops.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/testing.h"
 #include "kernels/cuda/ops.h"
@@ -74,6 +76,37 @@ TEST(CudaQuantGemm, MatmulMatchesReference) {
                     "")
               << dtype_name(dtype) << " m=" << m << " n=" << n << " k=" << k
               << " bias=" << (b != nullptr);
+        }
+      }
+    }
+  }
+}
+
+// MLA's per-head products: head h's columns of x times its n rows of w, into its columns of y.
+TEST(CudaQuantGemm, HeadMatmulMatchesReference) {
+  SY_REQUIRE_GPU();
+  uint32_t seed = 500;
+  for (DType dtype : kDTypes) {
+    for (int64_t heads : {1, 3}) {
+      for (int64_t k : {17, 64, 129}) {
+        for (int64_t m : {1, 5, 40}) {
+          constexpr int64_t kN = 7;
+          const std::vector<float> x = cpu::random_floats(m * heads * k, -1, 1, ++seed);
+          const cpu::Weights w = cpu::random_weight_matrix(dtype, heads * kN, k, -1, 1, ++seed);
+          std::vector<float> want(m * heads * kN);
+          cpu::ref::head_matmul(x.data(), w.data(), dtype, want.data(), m, heads, kN, k, nullptr);
+          const DeviceArray<float> dx(x);
+          const DeviceArray<uint8_t> dw(w.i8);
+          DeviceArray<float> dy(want.size());
+          dy.Poison();
+          SY_CUDA_OK(cuda::quantized_head_matmul(dx.get(), dw.get(), dtype, dy.get(), m, heads, kN,
+                                                 k, nullptr));
+          ASSERT_TRUE(DeviceOk());
+          const std::vector<float> got = dy.Download();
+          ASSERT_EQ(cpu::compare_close(got.data(), want.data(), got.size(), MatmulTolerance(k),
+                                       heads * kN),
+                    "")
+              << dtype_name(dtype) << " heads=" << heads << " m=" << m << " k=" << k;
         }
       }
     }
@@ -172,8 +205,12 @@ TEST(CudaQuantGemm, GroupedExpertFfnMatchesReferencePerExpert) {
 TEST(CudaQuantGemm, EntryPointsRejectWhatTheyCannotRead) {
   float x = 0.0f, y = 0.0f;
   alignas(16) uint8_t w[64] = {};
-  // Plain dtypes go to skinny_matmul / cuBLAS, not here.
+  // Plain dtypes go to skinny_matmul / cuBLAS, not here; head products take int8 and int4 only.
   EXPECT_EQ(cuda::quantized_matmul(&x, w, DType::kBF16, nullptr, &y, 1, 1, 1, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::quantized_head_matmul(&x, w, DType::kF8, &y, 1, 1, 1, 1, nullptr),
+            cudaErrorInvalidValue);
+  EXPECT_EQ(cuda::quantized_head_matmul(&x, w, DType::kI8, &y, 1, 65536, 1, 1, nullptr),
             cudaErrorInvalidValue);
   EXPECT_EQ(cuda::quantized_grouped_expert_ffn(&x, nullptr, 1, nullptr, nullptr, DType::kF32, 1, 1,
                                                1, nullptr, &y, nullptr),
