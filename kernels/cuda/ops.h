@@ -149,8 +149,10 @@ inline constexpr bool is_quantized_weight(DType t) {
   return t == DType::kF8 || t == DType::kI8 || is_int4(t);
 }
 // Up to this many rows an int8/int4 product streams the weights once (a warp per output column,
-// 16-byte loads, the same per-row order for any m); more rows go to a tiled kernel, whose
-// per-row order (k in sequence) is its own: deterministic, but not bit-identical to the former.
+// 16-byte loads, f32 activations, the same per-row order for any m); more rows go to a bf16
+// tensor-core kernel (x and the dequantized weights rounded to bf16, as the cuBLAS path rounds
+// x): deterministic, each output from its row and column alone, but not bit-identical to the
+// former. Needs sm_80 or newer.
 inline constexpr int64_t kQuantGemvMaxRows = 16;
 // y[m,n] = x[m,k] . dequantize(w)[n,k]^T (+ bias[n]), as sy::cpu::ref::matmul with w_dtype
 // (kF8, kI8 or int4; other dtypes: InvalidValue).

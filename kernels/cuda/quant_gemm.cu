@@ -1,16 +1,20 @@
 // Matrix products with int8 (DType::kI8) and int4 (DType::kI4G32/64/128) weight rows
 // (kernels/dtype.h), and the entry points that pick these or fp8_gemm.cu's kernels by dtype.
-// Weight-only: the weights are dequantized in registers or shared memory to exactly the values
-// sy::cpu::ref::matmul uses, the f32 activations are never quantized, accumulation is f32.
+// Weight-only: the weights are dequantized to exactly the values sy::cpu::ref::matmul uses, the
+// activations are never quantized, accumulation is f32.
 //   Decode (m <= kQuantGemvMaxRows): one warp per output column streams its weight row once,
-//   16-byte loads, up to 8 rows of x per pass; each lane takes whole 16-byte chunks in a fixed
-//   order, then a butterfly: a row's result never depends on m.
-//   More rows: a simple tiled kernel on CUDA cores (64 columns x 32 rows per block, 32-column k
-//   tiles dequantized into shared memory as f32, k summed in order). No tensor cores yet.
+//   16-byte loads, dequantized in registers, f32 activations, up to 8 rows of x per pass; each
+//   lane takes whole 16-byte chunks in a fixed order, then a butterfly: a row's result never
+//   depends on m.
+//   More rows: bf16 tensor cores (wmma), 64 x 64 outputs per block, 32-column k tiles of x and
+//   the dequantized weights rounded to bf16 in shared memory (as the bf16 cuBLAS path rounds
+//   x). Needs sm_80 or newer.
 //   Experts: as fp8_gemm.cu, a block per (expert, 8 outputs) over the expert's rows, 4 at a time,
 //   with the decode kernel's dot (the same bits as quantized_matmul for up to 16 rows).
 //   MLA's per-head products (quantized_head_matmul): the same two kernels, one grid layer a head.
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <climits>
@@ -19,16 +23,19 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "kernels/cuda/quant_gemm.cu needs sm_80 or newer (bf16 wmma): set CMAKE_CUDA_ARCHITECTURES"
+#endif
+
 namespace sy::cuda {
 namespace {
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kExpertRows = 4;  // x rows per pass of the expert kernels
-constexpr int kTileN = 64;      // tiled kernel: output columns per block (one per thread % 64)
-constexpr int kTileM = 32;      // rows per block (8 per thread)
-constexpr int kTileK = 32;      // k per shared-memory tile (one int4 chunk)
-constexpr int kThreadRows = kTileM / (kThreads / kTileN);
+constexpr int kTileN = 64;      // tensor-core kernel: output columns per block
+constexpr int kTileM = 64;      // rows per block
+constexpr int kTileK = 32;      // k per shared-memory tile
 constexpr int64_t kMaxGridY = 65535;
 
 // The f32 at an address that may not be 4-byte aligned (a kI8 row's scale).
@@ -249,7 +256,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// Weight e of row j as the tiled kernel multiplies it: q for kI8 (the scale is applied to the
+// Weight e of row j as the tensor-core kernel stages it: q for kI8 (the scale is applied to the
 // sum), the dequantized value for int4.
 __device__ __forceinline__ float tile_weight(QuantRows q, int64_t j, int64_t k, int64_t e) {
   const uint8_t* row = q.w + j * q.row_bytes;
@@ -261,14 +268,20 @@ __device__ __forceinline__ float tile_weight(QuantRows q, int64_t j, int64_t k, 
   return i4_value(e % 32 >= 16 ? byte >> 4 : byte & 0xfu, scale, min);
 }
 
-// More rows: block (bx, by) computes columns bx * 64 + (thread % 64) for rows by * 32 + 8 *
-// (thread / 64) + i, i < 8, summing k in order over 32-column tiles of x and the dequantized
-// weights staged in shared memory (rows padded by one float against bank conflicts).
+// More rows, on bf16 tensor cores (wmma 16x16x16, f32 accumulation): block (bx, by) computes
+// the 64 x 64 outputs of rows by * 64 and columns bx * 64, warp w the 16 rows 16 * (w / 2) and
+// 32 columns 32 * (w % 2). Per 32-column k tile, x and the dequantized weights (each rounded to
+// bf16, as cuBLAS products of bf16 weights round x) are staged in shared memory, rows padded
+// by 8 elements against bank conflicts (wmma needs 16-byte row strides, 32-byte aligned tiles).
+// The accumulators go through shared memory to the int8 row scales, the bias and y.
 __global__ void __launch_bounds__(kThreads)
-    quant_tiled_kernel(const float* __restrict__ x, QuantRows q, const float* __restrict__ bias,
-                       float* __restrict__ y, int64_t m, int64_t n, int64_t k) {
-  __shared__ float ws[kTileN][kTileK + 1];
-  __shared__ float xs[kTileM][kTileK + 1];
+    quant_mma_kernel(const float* __restrict__ x, QuantRows q, const float* __restrict__ bias,
+                     float* __restrict__ y, int64_t m, int64_t n, int64_t k) {
+  constexpr int kLd = kTileK + 8;     // bf16 elements per staged row
+  constexpr int kOutLd = kTileN + 4;  // floats per row of the staged outputs
+  __shared__ __align__(32) __nv_bfloat16 xs[kTileM][kLd];
+  __shared__ __align__(32) __nv_bfloat16 ws[kTileN][kLd];
+  __shared__ __align__(32) float out[kTileM][kOutLd];
   const HeadSlice hs = head_slice(n, k);
   const int64_t ldx = hs.ldx, ldy = hs.ldy;
   x += hs.x_offset;
@@ -276,41 +289,59 @@ __global__ void __launch_bounds__(kThreads)
   q.w += hs.head * n * q.row_bytes;
   const int64_t col0 = static_cast<int64_t>(blockIdx.x) * kTileN;
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kTileM;
-  const int tc = threadIdx.x % kTileN;
-  const int tr = threadIdx.x / kTileN * kThreadRows;
-  float acc[kThreadRows];
-#pragma unroll
-  for (int i = 0; i < kThreadRows; ++i) acc[i] = 0.0f;
+  const int warp = threadIdx.x / 32;
+  const int warp_row = (warp / 2) * 16;
+  const int warp_col = (warp % 2) * 32;
+  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> acc[2];
+  nvcuda::wmma::fill_fragment(acc[0], 0.0f);
+  nvcuda::wmma::fill_fragment(acc[1], 0.0f);
   for (int64_t k0 = 0; k0 < k; k0 += kTileK) {
-    // Consecutive threads take consecutive k of one row: coalesced reads of w and x.
+    // Consecutive threads take consecutive k of one row: coalesced reads of w and x. Past n, m
+    // or k: zeros.
     for (int idx = threadIdx.x; idx < kTileN * kTileK; idx += kThreads) {
       const int c = idx / kTileK, kk = idx % kTileK;
       const bool in = col0 + c < n && k0 + kk < k;
-      ws[c][kk] = in ? tile_weight(q, col0 + c, k, k0 + kk) : 0.0f;
+      ws[c][kk] = __float2bfloat16_rn(in ? tile_weight(q, col0 + c, k, k0 + kk) : 0.0f);
     }
     for (int idx = threadIdx.x; idx < kTileM * kTileK; idx += kThreads) {
       const int r = idx / kTileK, kk = idx % kTileK;
       const bool in = row0 + r < m && k0 + kk < k;
-      xs[r][kk] = in ? __ldg(x + (row0 + r) * ldx + k0 + kk) : 0.0f;
+      xs[r][kk] = __float2bfloat16_rn(in ? __ldg(x + (row0 + r) * ldx + k0 + kk) : 0.0f);
     }
     __syncthreads();
-#pragma unroll 8
-    for (int kk = 0; kk < kTileK; ++kk) {
-      const float wv = ws[tc][kk];
 #pragma unroll
-      for (int i = 0; i < kThreadRows; ++i) acc[i] = fmaf(xs[tr + i][kk], wv, acc[i]);
+    for (int kk = 0; kk < kTileK; kk += 16) {
+      // A = x tile (row-major, m x k); B = w tile transposed (k x n), ws[c][kk] is B(kk, c):
+      // column-major.
+      nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16,
+                             nvcuda::wmma::row_major>
+          a;
+      nvcuda::wmma::load_matrix_sync(a, &xs[warp_row][kk], kLd);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, 16, __nv_bfloat16,
+                               nvcuda::wmma::col_major>
+            b;
+        nvcuda::wmma::load_matrix_sync(b, &ws[warp_col + 16 * i][kk], kLd);
+        nvcuda::wmma::mma_sync(acc[i], a, b, acc[i]);
+      }
     }
     __syncthreads();
   }
-  const int64_t col = col0 + tc;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    nvcuda::wmma::store_matrix_sync(&out[warp_row][warp_col + 16 * i], acc[i], kOutLd,
+                                    nvcuda::wmma::mem_row_major);
+  }
+  __syncthreads();
+  // Thread t writes column t % 64 of rows t / 64, t / 64 + 4, ...: consecutive columns.
+  const int c = threadIdx.x % kTileN;
+  const int64_t col = col0 + c;
   if (col >= n) return;
   const float scale = q.group == 0 ? load_unaligned_f32(q.w + col * q.row_bytes) : 1.0f;
-#pragma unroll
-  for (int i = 0; i < kThreadRows; ++i) {
-    const int64_t r = row0 + tr + i;
-    if (r >= m) break;
-    const float s = acc[i] * scale;
-    y[r * ldy + col] = bias != nullptr ? s + bias[col] : s;
+  for (int r = threadIdx.x / kTileN; r < kTileM && row0 + r < m; r += kThreads / kTileN) {
+    const float v = out[r][c] * scale;
+    y[(row0 + r) * ldy + col] = bias != nullptr ? v + bias[col] : v;
   }
 }
 
@@ -390,7 +421,7 @@ cudaError_t int_matmul(const float* x, const void* w, DType w_dtype, const float
     if (ceil_div(n, kTileN) > INT_MAX || row_tiles > kMaxGridY) return cudaErrorInvalidValue;
     const dim3 grid(static_cast<unsigned>(ceil_div(n, kTileN)), static_cast<unsigned>(row_tiles),
                     static_cast<unsigned>(heads));
-    quant_tiled_kernel<<<grid, kThreads, 0, stream>>>(x, q, bias, y, m, n, k);
+    quant_mma_kernel<<<grid, kThreads, 0, stream>>>(x, q, bias, y, m, n, k);
     return launch_result();
   }
   const int64_t blocks = ceil_div(n, kWarps);

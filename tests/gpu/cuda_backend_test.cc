@@ -132,16 +132,35 @@ INSTANTIATE_TEST_SUITE_P(Presets, CudaModelTest,
                                            "tiny-qwen3-moe", "tiny-deepseek-v2", "tiny-deepseek-v3",
                                            "tiny-glm4-moe"));
 
+// A decode-shaped step: the first token of each of `seqs` sequences, sequence s in KV block s.
+StepBatch FirstTokensStep(int seqs) {
+  StepBatch b;
+  b.max_blocks_per_seq = 2;
+  for (int s = 0; s < seqs; ++s) {
+    b.tokens.push_back(10 + s);
+    b.positions.push_back(0);
+    b.slots.push_back(s * 16);
+    b.token_seq.push_back(s);
+    b.logits_indices.push_back(s);
+    b.block_tables.insert(b.block_tables.end(), {s, 0});
+  }
+  return b;
+}
+
 // --quantization int8 / int4 on both devices (the same quantized rows: both quantize the same
-// random values on the host). The GPU keeps activations in f32 (kernels/cuda/quant_gemm.cu), as
-// the CPU reference kernels do; the CPU backend's int8 kernel does too, its int4 kernel rounds x
-// to int8 per group. Measured on the CPU (fast kernels against cpu::set_active_isa(kScalar), the
-// reference loops, on these presets and prompts): int8 <= 4e-7, int4 <= 0.020 relative error.
-// The bounds leave room over those (int8: for a CPU kernel that rounds x too); the GPU's own
-// error is not measured yet (the test prints it). One batch of prompts (prefill: the tiled
-// kernel, the grouped expert kernel) and one short prompt (5 rows: the decode kernel).
+// random values on the host). The GPU's decode kernel keeps activations in f32, its prefill
+// kernel rounds x and the weights to bf16 (as the bf16 test above); the CPU backend's int8 kernel
+// keeps x in f32, its int4 kernel rounds x to int8 per group. Measured on the CPU (fast kernels
+// against cpu::set_active_isa(kScalar), the reference loops, on these presets and prompts): int8
+// <= 4e-7, int4 <= 0.020 relative error. The bounds add the bf16 test's 2e-2 for the GPU's
+// rounding; the GPU's own error is not measured yet (the test prints it). One batch of prompts
+// (prefill: the tensor-core kernel, the grouped expert kernel) and one short prompt (5 rows: the
+// decode kernel).
 class CudaQuantizedModelTest
     : public ::testing::TestWithParam<std::tuple<std::string, Quantization>> {};
+
+// Relative error bound of GPU logits against the CPU's (see above).
+double CpuBound(Quantization q) { return q == Quantization::kInt4 ? 5e-2 : 2e-2; }
 
 TEST_P(CudaQuantizedModelTest, PromptLogitsMatchCpu) {
   SY_REQUIRE_GPU();
@@ -150,7 +169,6 @@ TEST_P(CudaQuantizedModelTest, PromptLogitsMatchCpu) {
   Loaded gpu = Load("cuda", preset, DType::kF32, SmallRunner(), quantization);
   ASSERT_NE(cpu.runner, nullptr);
   ASSERT_NE(gpu.runner, nullptr);
-  const double bound = quantization == Quantization::kInt4 ? 5e-2 : 2e-2;
   const auto batch = Prompts(4, cpu.model->config().vocab_size);
   for (const auto& prompts : {batch, std::vector<std::vector<int32_t>>{batch[0]}}) {
     auto want = Generator(cpu.runner.get()).PromptLogits(prompts);
@@ -160,9 +178,35 @@ TEST_P(CudaQuantizedModelTest, PromptLogitsMatchCpu) {
       const double err = RelError((*got)[i], (*want)[i]);
       std::printf("%s %s, %zu prompts, prompt %zu: relative error %.3g\n", preset.c_str(),
                   std::string(QuantizationName(quantization)).c_str(), prompts.size(), i, err);
-      EXPECT_LT(err, bound) << preset << " prompt " << i;
+      EXPECT_LT(err, CpuBound(quantization)) << preset << " prompt " << i;
     }
   }
+}
+
+// A decode step of the quantized model replayed from a graph (the quantized kernels captured,
+// the step padded to its bucket) gives the eager step's logits, and stays as close to the CPU's
+// as the prompts above.
+TEST_P(CudaQuantizedModelTest, DecodeStepThroughGraphMatchesEagerAndCpu) {
+  SY_REQUIRE_GPU();
+  const auto& [preset, quantization] = GetParam();
+  RunnerOptions eager_opts = SmallRunner();
+  eager_opts.use_graphs = false;
+  Loaded cpu = Load("cpu", preset, DType::kF32, eager_opts, quantization);
+  Loaded graph = Load("cuda", preset, DType::kF32, SmallRunner(), quantization);
+  Loaded eager = Load("cuda", preset, DType::kF32, eager_opts, quantization);
+  ASSERT_NE(cpu.runner, nullptr);
+  ASSERT_NE(graph.runner, nullptr);
+  ASSERT_NE(eager.runner, nullptr);
+  const StepBatch b = FirstTokensStep(3);
+  std::vector<float> g, e, c;
+  ASSERT_TRUE(graph.runner->Step(b, &g).ok());
+  ASSERT_TRUE(eager.runner->Step(b, &e).ok());
+  ASSERT_TRUE(cpu.runner->Step(b, &c).ok());
+  EXPECT_EQ(graph.runner->graph_replays(), 1);
+  ASSERT_EQ(g.size(), e.size());
+  ASSERT_EQ(g.size(), c.size());
+  EXPECT_LT(RelError(g, e), 1e-5);
+  EXPECT_LT(RelError(g, c), CpuBound(quantization));
 }
 
 // Every tiny preset; the DeepSeek ones run MLA's absorptions on quantized_head_matmul.
@@ -190,16 +234,7 @@ TEST(CudaRunnerTest, GraphReplayEqualsEagerStep) {
   ASSERT_NE(graph.runner, nullptr);
   ASSERT_NE(eager.runner, nullptr);
   EXPECT_TRUE(eager.runner->graph_buckets().empty());
-  StepBatch b;
-  b.max_blocks_per_seq = 2;
-  for (int s = 0; s < 3; ++s) {
-    b.tokens.push_back(10 + s);
-    b.positions.push_back(0);
-    b.slots.push_back(s * 16);
-    b.token_seq.push_back(s);
-    b.logits_indices.push_back(s);
-    b.block_tables.insert(b.block_tables.end(), {s, 0});
-  }
+  const StepBatch b = FirstTokensStep(3);
   std::vector<float> a, e;
   ASSERT_TRUE(graph.runner->Step(b, &a).ok());
   ASSERT_TRUE(eager.runner->Step(b, &e).ok());
