@@ -33,8 +33,8 @@ cudaDataType_t BlasType(DType t) {
 }
 
 // Above this many rows per expert on average (and outside graph capture) the experts of a
-// layer run as one cuBLAS product each on tensor cores; below, one grouped kernel streams the
-// weights (decode).
+// layer run as one tensor-core product each (cuBLAS; int8/int4: quantized_matmul's wmma kernel);
+// below, one grouped kernel streams the weights (decode).
 constexpr int64_t kBlasRowsPerExpert = 16;
 
 }  // namespace
@@ -442,6 +442,14 @@ void CudaBackend::GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const
   SY_CHECK(offsets.numel() == table.num_experts + 1 && x.cols == table.hidden &&
            scratch.numel() >= x.rows * 3 * table.inter);
   if (failed() || x.rows == 0) return;
+  // Prefill: one tensor-core product per expert, through MatMul (cuBLAS, or int8/int4's wmma
+  // kernel). FP8 keeps its grouped kernel: its per-expert matmul is the same CUDA-core kernel.
+  if (table.dtype != DType::kF8 && !capturing_ &&
+      x.rows >= kBlasRowsPerExpert * table.num_experts &&
+      static_cast<int64_t>(table.gate_up_host.size()) == table.num_experts) {
+    ExpertsByBlas(x, offsets, table, scratch, y);
+    return;
+  }
   if (cuda::is_quantized_weight(table.dtype)) {
     Check(cuda::quantized_grouped_expert_ffn(
               ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,
@@ -449,11 +457,6 @@ void CudaBackend::GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const
               static_cast<const void* const*>(table.down_ptrs.data), table.dtype, table.hidden,
               table.inter, x.rows, ptr<float>(scratch), ptr<float>(y), impl_->stream),
           "quantized_grouped_expert_ffn");
-    return;
-  }
-  if (!capturing_ && x.rows >= kBlasRowsPerExpert * table.num_experts &&
-      static_cast<int64_t>(table.gate_up_host.size()) == table.num_experts) {
-    ExpertsByBlas(x, offsets, table, scratch, y);
     return;
   }
   Check(cuda::grouped_expert_ffn(ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,

@@ -101,7 +101,8 @@ class CudaBackend final : public Backend {
   void* Scratch(size_t bytes);
   // y = x . w^T through cuBLAS (x converted to w's dtype in scratch when w is 16-bit).
   void BlasMatMul(const Tensor& x, const Tensor& w, const Tensor& y, void* x_converted);
-  // The experts one by one through cuBLAS, with the offsets read back to the host (prefill).
+  // The experts one by one through MatMul (cuBLAS, or the int8/int4 kernels), with the offsets
+  // read back to the host (prefill).
   void ExpertsByBlas(const Tensor& x, const Tensor& offsets, const ExpertTable& table,
                      const Tensor& scratch, const Tensor& y);
 
