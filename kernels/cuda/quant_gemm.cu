@@ -16,7 +16,6 @@
 #include <cuda_fp16.h>
 #include <mma.h>
 
-#include <algorithm>
 #include <climits>
 #include <cstdint>
 
