@@ -13,6 +13,7 @@
 # stages fit in one 10-minute device call:
 #   copy          gpu_bench --copy                                              (~10 s)
 #   moe           gpu_bench --moe, both shapes, 1..2048 tokens                  (~1 min)
+#   quant         gpu_bench --quant: int8/int4/fp8 quantized_matmul, 1..512 rows (~1 min)
 #   decode-olmoe  gpu_bench --decode (batch 1, 8, 32, 128) --prefill, random    (~2 min)
 #   decode-qwen3  the same for qwen3-30b-a3b (61 GB of bf16 weights)           (~3 min)
 #   hf-olmoe      make-model 4 layers, gpu_bench --decode on it, hf_baseline.py (~3 min)
@@ -36,7 +37,7 @@ while [[ $# -gt 0 ]]; do
 done
 stages=("$@")
 [[ ${#stages[@]} -gt 0 ]] ||
-  stages=(copy moe decode-olmoe decode-qwen3 hf-olmoe hf-qwen3 serve)
+  stages=(copy moe quant decode-olmoe decode-qwen3 hf-olmoe hf-qwen3 serve)
 
 if [[ -n $build ]]; then
   sy=$build/server/switchyard
@@ -143,6 +144,7 @@ for stage in "${stages[@]}"; do
   case $stage in
     copy) step 120 "$gb" --copy --json "$w/copy.json" ;;
     moe) step 400 "$gb" --moe --json "$w/moe.json" ;;
+    quant) step 300 "$gb" --quant --json "$w/quant.json" ;;
     decode-olmoe | decode-qwen3)
       preset=${stage#decode-}
       [[ $preset == olmoe ]] && preset=olmoe-1b-7b || preset=qwen3-30b-a3b

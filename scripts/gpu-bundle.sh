@@ -228,7 +228,7 @@ case $mode in
     fi
     tools=("$@")
     [[ ${#tools[@]} -gt 0 ]] || tools=(memcheck racecheck)
-    read -r -a targets <<<"${SY_SANITIZE_TESTS:-cuda_elementwise_test cuda_moe_routing_test cuda_attention_test cuda_gemm_test cuda_latent_attention_test}"
+    read -r -a targets <<<"${SY_SANITIZE_TESTS:-cuda_elementwise_test cuda_moe_routing_test cuda_attention_test cuda_gemm_test cuda_latent_attention_test cuda_quant_gemm_test}"
     for tool in "${tools[@]}"; do
       while read -r p; do
         run_logged "$tool $(basename "$p")" "$cs" --tool "$tool" --error-exitcode 99 \

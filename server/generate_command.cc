@@ -116,8 +116,8 @@ Command AddGenerateCommand(CLI::App& app) {
   cmd->add_option("--quantization", f->quantization,
                   "none, int8 (weight-only, a scale per output channel), int4 (weight-only, "
                   "asymmetric, a scale and min per group of 128 inputs) or fp8 (e4m3, a scale "
-                  "per 128 columns of each row): matmul weights quantized at load (int8, int4: "
-                  "CPU only); pre-quantized checkpoints (FP8, GPTQ, AWQ) load as published")
+                  "per 128 columns of each row): matmul weights quantized at load; pre-quantized "
+                  "checkpoints (FP8, GPTQ, AWQ) load as published")
       ->capture_default_str();
   cmd->add_option("--device", f->device, "cpu, cuda or cuda:N");
   cmd->add_option("--prompt", f->prompt, "prompt text")->required();

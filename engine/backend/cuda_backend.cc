@@ -33,8 +33,8 @@ cudaDataType_t BlasType(DType t) {
 }
 
 // Above this many rows per expert on average (and outside graph capture) the experts of a
-// layer run as one cuBLAS product each on tensor cores; below, one grouped kernel streams the
-// weights (decode).
+// layer run as one tensor-core product each (cuBLAS; int8/int4: quantized_matmul's wmma kernel);
+// below, one grouped kernel streams the weights (decode).
 constexpr int64_t kBlasRowsPerExpert = 16;
 
 }  // namespace
@@ -287,10 +287,11 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, c
   Use();
   SY_CHECK(x.cols == w.cols && y.rows == x.rows && y.cols == w.rows);
   if (failed() || x.rows == 0) return;
-  if (w.dtype == DType::kF8) {
-    Check(cuda::fp8_matmul(ptr<float>(x), w.data, bias != nullptr ? ptr<float>(*bias) : nullptr,
-                           ptr<float>(y), x.rows, w.rows, w.cols, impl_->stream),
-          "fp8_matmul");
+  if (cuda::is_quantized_weight(w.dtype)) {  // fp8, int8, int4 rows: kernels/cuda, any rows
+    Check(cuda::quantized_matmul(ptr<float>(x), w.data, w.dtype,
+                                 bias != nullptr ? ptr<float>(*bias) : nullptr, ptr<float>(y),
+                                 x.rows, w.rows, w.cols, impl_->stream),
+          "quantized_matmul");
     return;
   }
   if (x.rows <= cuda::kSkinnyMaxRows) {
@@ -441,18 +442,21 @@ void CudaBackend::GroupedExpertFfn(const Tensor& x, const Tensor& offsets, const
   SY_CHECK(offsets.numel() == table.num_experts + 1 && x.cols == table.hidden &&
            scratch.numel() >= x.rows * 3 * table.inter);
   if (failed() || x.rows == 0) return;
-  if (table.dtype == DType::kF8) {
-    Check(cuda::fp8_grouped_expert_ffn(ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,
-                                       static_cast<const void* const*>(table.gate_up_ptrs.data),
-                                       static_cast<const void* const*>(table.down_ptrs.data),
-                                       table.hidden, table.inter, x.rows, ptr<float>(scratch),
-                                       ptr<float>(y), impl_->stream),
-          "fp8_grouped_expert_ffn");
-    return;
-  }
-  if (!capturing_ && x.rows >= kBlasRowsPerExpert * table.num_experts &&
+  // Prefill: one tensor-core product per expert, through MatMul (cuBLAS, or int8/int4's wmma
+  // kernel). FP8 keeps its grouped kernel: its per-expert matmul is the same CUDA-core kernel.
+  if (table.dtype != DType::kF8 && !capturing_ &&
+      x.rows >= kBlasRowsPerExpert * table.num_experts &&
       static_cast<int64_t>(table.gate_up_host.size()) == table.num_experts) {
     ExpertsByBlas(x, offsets, table, scratch, y);
+    return;
+  }
+  if (cuda::is_quantized_weight(table.dtype)) {
+    Check(cuda::quantized_grouped_expert_ffn(
+              ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,
+              static_cast<const void* const*>(table.gate_up_ptrs.data),
+              static_cast<const void* const*>(table.down_ptrs.data), table.dtype, table.hidden,
+              table.inter, x.rows, ptr<float>(scratch), ptr<float>(y), impl_->stream),
+          "quantized_grouped_expert_ffn");
     return;
   }
   Check(cuda::grouped_expert_ffn(ptr<float>(x), ptr<int32_t>(offsets), table.num_experts,
@@ -533,6 +537,19 @@ void CudaBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, 
   SY_CHECK(heads > 0 && x.cols % heads == 0 && w.rows % heads == 0 && y.rows == x.rows);
   SY_CHECK(x.cols / heads == w.cols && y.cols == w.rows);
   if (failed() || x.rows == 0) return;
+  if (w.dtype == DType::kI8 || is_int4(w.dtype)) {
+    Check(cuda::quantized_head_matmul(ptr<float>(x), w.data, w.dtype, ptr<float>(y), x.rows, heads,
+                                      w.rows / heads, w.cols, impl_->stream),
+          "quantized_head_matmul");
+    return;
+  }
+  if (w.dtype == DType::kF8) {
+    // cuBLAS multiplies plain 16/32-bit types only, and fp8_matmul takes no head strides.
+    error_ = Status::Unimplemented(
+        "MLA absorption with fp8 weights is not implemented on the CUDA backend");
+    spdlog::error("{}", error_.message());
+    return;
+  }
   const int64_t n = w.rows / heads;
   const int64_t k = w.cols;
   const void* b = x.data;

@@ -37,9 +37,11 @@ class CudaBackend final : public Backend {
   DType kv_cache_dtype() const override { return options_.kv_dtype; }
 
   bool SupportsGraphs() const override { return true; }
-  // f32, bf16, f16 and fp8 (DType::kF8, kernels/cuda/fp8_gemm.cu) weight matrices.
+  // f32, bf16, f16, fp8 (DType::kF8, kernels/cuda/fp8_gemm.cu), int8 and int4 (DType::kI8,
+  // kI4G32/64/128, kernels/cuda/quant_gemm.cu) weight matrices.
   bool SupportsWeightDType(DType dtype) const override {
-    return dtype == DType::kF8 || Backend::SupportsWeightDType(dtype);
+    return dtype == DType::kF8 || dtype == DType::kI8 || is_int4(dtype) ||
+           Backend::SupportsWeightDType(dtype);
   }
   Status BeginCapture() override;
   StatusOr<int> EndCapture() override;
@@ -99,7 +101,8 @@ class CudaBackend final : public Backend {
   void* Scratch(size_t bytes);
   // y = x . w^T through cuBLAS (x converted to w's dtype in scratch when w is 16-bit).
   void BlasMatMul(const Tensor& x, const Tensor& w, const Tensor& y, void* x_converted);
-  // The experts one by one through cuBLAS, with the offsets read back to the host (prefill).
+  // The experts one by one through MatMul (cuBLAS, or the int8/int4 kernels), with the offsets
+  // read back to the host (prefill).
   void ExpertsByBlas(const Tensor& x, const Tensor& offsets, const ExpertTable& table,
                      const Tensor& scratch, const Tensor& y);
 

@@ -25,7 +25,7 @@ struct EngineOptions {
   std::string model_dir;        // a Hugging Face model directory, or "preset:NAME" (random weights)
   bool random_weights = false;  // make the weights on the device instead of reading them
   uint64_t random_seed = 0;
-  Quantization quantization = Quantization::kNone;  // of the matmul weights, at load (CPU only)
+  Quantization quantization = Quantization::kNone;  // of the matmul weights, at load
   std::string device = "cpu";                       // cpu, cuda or cuda:N
   int threads = 0;                                  // CPU threads; 0: all cores
   // GPU: the share of device memory this engine may use; the KV pool gets what the weights,

@@ -3,11 +3,12 @@
 // oracle each is tested against in tests/gpu). Every pointer is device memory. Each function
 // returns the launch's error (cudaGetLastError), cudaSuccess when it was queued.
 //
-// Conventions: activations are f32; weights are f32, bf16 or f16; the KV cache is f32 or bf16;
-// accumulation is f32. Results for one row never depend on which other rows are in the call
-// (batch invariance), so reductions have a fixed order per row and there are no atomics on
-// outputs. No function allocates memory or synchronizes: all of them can be captured in a CUDA
-// graph, and launch shapes depend only on the arguments (never on device data).
+// Conventions: activations are f32; weights are f32, bf16 or f16 (or row-quantized: fp8, int8,
+// int4, below); the KV cache is f32 or bf16; accumulation is f32. Results for one row never depend
+// on which other rows are in the call (batch invariance), so reductions have a fixed order per
+// row and there are no atomics on outputs. No function allocates memory or synchronizes: all of
+// them can be captured in a CUDA graph, and launch shapes depend only on the arguments (never on
+// device data).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -136,6 +137,40 @@ cudaError_t fp8_grouped_expert_ffn(const float* x, const int32_t* offsets, int64
                                    const void* const* gate_up_ptrs, const void* const* down_ptrs,
                                    int64_t hidden, int64_t inter, int64_t rows, float* act,
                                    float* y, cudaStream_t stream);
+
+// --- int8 and int4 weights (kernels/cuda/quant_gemm.cu): w holds DType::kI8 rows (an f32 scale,
+// then int8 values) or DType::kI4G32/64/128 rows (f16 scale and min per group, then packed
+// nibbles), in device memory at a 4-byte aligned address (as every allocation is). Weight-only:
+// the f32 activations are not quantized; the weights are dequantized to exactly the values
+// sy::cpu::ref::matmul uses. quantized_matmul and quantized_grouped_expert_ffn are the one entry
+// point for every row-quantized weight dtype (is_quantized_weight): kF8 goes to the fp8_* kernels
+// above. ---
+inline constexpr bool is_quantized_weight(DType t) {
+  return t == DType::kF8 || t == DType::kI8 || is_int4(t);
+}
+// Up to this many rows an int8/int4 product streams the weights once (a warp per output column,
+// 16-byte loads, f32 activations, the same per-row order for any m); more rows go to a bf16
+// tensor-core kernel (x and the dequantized weights rounded to bf16, as the cuBLAS path rounds
+// x): deterministic, each output from its row and column alone, but not bit-identical to the
+// former. Needs sm_80 or newer.
+inline constexpr int64_t kQuantGemvMaxRows = 16;
+// y[m,n] = x[m,k] . dequantize(w)[n,k]^T (+ bias[n]), as sy::cpu::ref::matmul with w_dtype
+// (kF8, kI8 or int4; other dtypes: InvalidValue).
+cudaError_t quantized_matmul(const float* x, const void* w, DType w_dtype, const float* bias,
+                             float* y, int64_t m, int64_t n, int64_t k, cudaStream_t stream);
+// As sy::cpu::ref::head_matmul (kernels/cpu/latent_ops.h: per head h, columns [h*k, (h+1)*k) of x
+// times rows [h*n, (h+1)*n) of w into columns [h*n, (h+1)*n) of y) for kI8 and int4 weights, with
+// quantized_matmul's kernels and per-row order; kF8 and other dtypes: InvalidValue. heads <=
+// 65535.
+cudaError_t quantized_head_matmul(const float* x, const void* w, DType w_dtype, float* y, int64_t m,
+                                  int64_t heads, int64_t n, int64_t k, cudaStream_t stream);
+// grouped_expert_ffn for kF8, kI8 or int4 experts: each row's values equal quantized_matmul +
+// silu_mul + quantized_matmul over its expert.
+cudaError_t quantized_grouped_expert_ffn(const float* x, const int32_t* offsets, int64_t experts,
+                                         const void* const* gate_up_ptrs,
+                                         const void* const* down_ptrs, DType w_dtype,
+                                         int64_t hidden, int64_t inter, int64_t rows, float* act,
+                                         float* y, cudaStream_t stream);
 
 // y[r,:] += bias for every row (kernels/cuda/bias.cu).
 cudaError_t add_bias(float* y, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);

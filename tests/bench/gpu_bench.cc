@@ -1,6 +1,8 @@
 // gpu_bench: speed of the CUDA backend against the device-to-device copy roofline measured in the
 // same run. Modes (any combination, run in this order):
 //   --copy     copy bandwidth of sy::cuda::copy_bytes over a 2 GiB buffer (bytes read + written)
+//   --quant    cuda::quantized_matmul alone, int8, int4 and FP8 weights, for --quant-rows rows
+//              (tests/bench/quant_gemm_bench.h; runs --copy first)
 //   --moe      one MoE layer alone (router, top-k, sort, gather, grouped experts, combine) on the
 //              OLMoE-1B-7B and Qwen3-30B-A3B shapes, eager and as a CUDA graph
 //   --decode   decode steps of a whole model through ModelRunner (graphs), per batch size, with
@@ -34,6 +36,7 @@
 #include "engine/model/moe_model.h"
 #include "engine/runner/model_runner.h"
 #include "kernels/cuda/ops.h"
+#include "tests/bench/quant_gemm_bench.h"
 
 namespace sy {
 namespace {
@@ -317,7 +320,7 @@ StatusOr<json> RunMoe(Backend* be, const MoeShape& s, const std::vector<int64_t>
 // --- decode and prefill of a whole model ---
 
 struct Flags {
-  bool copy = false, decode = false, prefill = false, moe = false;
+  bool copy = false, decode = false, prefill = false, moe = false, quant = false;
   std::string model;
   bool random_weights = false;
   uint64_t seed = 1;
@@ -332,6 +335,7 @@ struct Flags {
   bool eager = false;
   std::string shape = "all";
   std::vector<int64_t> tokens = {1, 8, 32, 128, 512, 2048};
+  std::vector<int64_t> quant_rows = {1, 4, 16, 64, 512};
   double copy_gib = 2.0;
   std::string json_path;
   bool verbose = false;
@@ -641,6 +645,8 @@ int Main(int argc, char** argv) {
   app.add_flag("--decode", f.decode, "decode steps per batch size (needs --model)");
   app.add_flag("--prefill", f.prefill, "prefill of one prompt (needs --model)");
   app.add_flag("--moe", f.moe, "the MoE layer alone");
+  app.add_flag("--quant", f.quant, "quantized_matmul alone (int8, int4, fp8 weights)");
+  app.add_option("--quant-rows", f.quant_rows, "--quant: row counts")->delimiter(',');
   app.add_option("--model", f.model, "preset:NAME (random weights) or a checkpoint directory");
   app.add_flag("--random-weights", f.random_weights, "random weights for a directory's config");
   app.add_option("--seed", f.seed, "seed of random weights and token ids");
@@ -663,23 +669,24 @@ int Main(int argc, char** argv) {
   app.add_flag("--cpu", f.cpu, "run --moe/--decode/--prefill on the CPU backend (self-check)");
   app.add_option("--threads", f.threads, "--cpu: threads (0: all cores)");
   CLI11_PARSE(app, argc, argv);
-  if (!f.copy && !f.decode && !f.prefill && !f.moe) {
-    std::fprintf(stderr, "gpu_bench: pick at least one of --copy, --moe, --decode, --prefill\n");
+  if (!f.copy && !f.decode && !f.prefill && !f.moe && !f.quant) {
+    std::fprintf(stderr,
+                 "gpu_bench: pick at least one of --copy, --moe, --decode, --prefill, --quant\n");
     return 2;
   }
   if ((f.decode || f.prefill) && f.model.empty()) {
     std::fprintf(stderr, "gpu_bench: --decode and --prefill need --model\n");
     return 2;
   }
-  if (f.batches.empty() || f.tokens.empty() || f.context <= 0 || f.steps <= 0 || f.prompt <= 0 ||
-      f.chunk <= 0 || f.block_size <= 0) {
+  if (f.batches.empty() || f.tokens.empty() || f.quant_rows.empty() || f.context <= 0 ||
+      f.steps <= 0 || f.prompt <= 0 || f.chunk <= 0 || f.block_size <= 0) {
     std::fprintf(stderr, "gpu_bench: sizes must be positive\n");
     return 2;
   }
   if (!f.verbose) spdlog::set_level(spdlog::level::warn);
 
-  if (f.cpu && f.copy) {
-    std::fprintf(stderr, "gpu_bench: --copy needs a GPU\n");
+  if (f.cpu && (f.copy || f.quant)) {
+    std::fprintf(stderr, "gpu_bench: --copy and --quant need a GPU\n");
     return 2;
   }
   int count = 0;
@@ -707,12 +714,17 @@ int Main(int argc, char** argv) {
   std::printf("device: %s\n", description.c_str());
 
   double copy_gbs = 0;
-  if (f.copy || (f.decode && !f.cpu)) {
+  if (f.copy || f.quant || (f.decode && !f.cpu)) {
     auto copy = MeasureCopy(static_cast<size_t>(f.copy_gib * (1 << 30)), 20);
     if (!copy.ok()) return Fail(copy.status());
     PrintCopy(*copy);
     report["copy"] = CopyJson(*copy);
     copy_gbs = copy->gbs;
+  }
+  if (f.quant) {
+    auto r = RunQuantGemmBench(f.quant_rows, copy_gbs);
+    if (!r.ok()) return Fail(r.status());
+    report["quant"] = *r;
   }
   if (f.moe) {
     json moe = json::array();
