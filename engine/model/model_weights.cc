@@ -571,7 +571,7 @@ Status CheckQuantization(Quantization q, const Backend& backend) {
   if (q != Quantization::kNone && !backend.SupportsWeightDType(QuantizedWeightDType(q))) {
     return Status::Unimplemented("--quantization " + std::string(QuantizationName(q)) +
                                  " is not implemented on the " + std::string(backend.name()) +
-                                 " backend (CPU only so far)");
+                                 " backend");
   }
   if (q == Quantization::kFp8 && !backend.SupportsWeightDType(DType::kF8)) {
     return Status::Unimplemented("--quantization fp8 is not implemented on the " +
@@ -653,7 +653,7 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
                       ReadInt4CheckpointFormat(ckpt.dir()));
   if (int4 && !backend->SupportsWeightDType(int4->dtype)) {
     return Status::Unimplemented("int4 (GPTQ/AWQ) checkpoints are not implemented on the " +
-                                 std::string(backend->name()) + " backend (CPU only so far)");
+                                 std::string(backend->name()) + " backend");
   }
   ModelWeights w;
   WeightUploader up(ckpt, c.quantization_config, backend, &w, quantization, int4);
