@@ -272,10 +272,10 @@ struct CacheRows {
   static constexpr int64_t kHeader = kC == WeightType::kF8 ? 4 : 0;
   static constexpr bool kScaled = kC == WeightType::kF8;
   static constexpr int64_t row_elements(int64_t cols) { return kHeader + cols; }
-  // The scale times 2^8 of the row whose values start at `values` (kScaled only).
-  static float scale_at(const T* values) {
+  // The scale times 2^8 of the row that starts at `row` (kScaled only).
+  static float scale_of_row(const T* row) {
     float s;
-    __builtin_memcpy(&s, values - kHeader, sizeof s);
+    __builtin_memcpy(&s, row, sizeof s);
     return s * 256.0f;
   }
 };
@@ -304,7 +304,7 @@ inline void key_offsets(const PagedAttentionArgs& a, const int32_t* blocks, int6
 template <WeightType kC>
 inline void row_scales(const typename CacheRows<kC>::T* cache, const int64_t* offsets, int keys,
                        int64_t back, float* scales) {
-  for (int c = 0; c < keys; ++c) scales[c] = CacheRows<kC>::scale_at(cache + offsets[c] - back);
+  for (int c = 0; c < keys; ++c) scales[c] = CacheRows<kC>::scale_of_row(cache + offsets[c] - back);
 }
 
 // q . row over n values of a cache row (dot<V>'s order).
