@@ -27,9 +27,9 @@ inline float kv_row_scale(const void* row) {
 
 // Writes n f32 values as one cache row of `dtype` at `row` (dtype_row_bytes(dtype, n) bytes):
 // f32 copied, bf16 rounded to nearest even, kF8Row with scale = max|x| / 448 and
-// q = e4m3(x / scale), so the row's largest magnitude maps to 448 exactly (an all-zero row gets
-// scale 0 and zeros; a non-finite value makes the scale non-finite, as f32 attention would
-// propagate it).
+// q = e4m3(x / scale), so the row's largest magnitude maps to 448 exactly. An all-zero row gets
+// scale 0 and zeros; a NaN or infinity makes the scale NaN or infinite, so the row reads back
+// non-finite, as it would from an f32 cache.
 inline void write_kv_row(const float* x, int64_t n, DType dtype, void* row) {
   if (dtype == DType::kF32) {
     std::memcpy(row, x, static_cast<size_t>(n) * sizeof(float));

@@ -299,8 +299,8 @@ inline void key_offsets(const PagedAttentionArgs& a, const int32_t* blocks, int6
   }
 }
 
-// scales[c] = the scale times 2^8 of the row holding cache + offsets[c], whose values start
-// `back` elements before it (kScaled caches only).
+// scales[c] = the scale times 2^8 of the row that starts `back` elements before
+// cache + offsets[c] (kScaled caches only).
 template <WeightType kC>
 inline void row_scales(const typename CacheRows<kC>::T* cache, const int64_t* offsets, int keys,
                        int64_t back, float* scales) {

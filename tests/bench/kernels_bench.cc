@@ -106,14 +106,25 @@ MatmulResult time_matmul(int64_t k, int64_t n, int64_t m, DType dtype, ThreadPoo
       k, n, m, dtype, pool.size(), seconds, gbs, 2.0 * m * n * k / seconds / 1e9, gbs / read_gbs};
 }
 
-// Decode attention: one new token for each of `seqs` sequences of `ctx` cached positions.
-// Returns GB/s of K and V read (each kv head's rows once; GQA heads re-read them from cache).
-double time_decode_attention(ThreadPool& pool, double min_seconds) {
+// Decode attention: one new token for each of `seqs` sequences of `ctx` cached positions, over a
+// K/V cache of `cache_dtype` (f32, bf16 or kF8Row). Returns GB/s of K and V bytes read (each kv
+// head's rows once; GQA heads re-read them from cache) and the time of one call in *seconds.
+double time_decode_attention(ThreadPool& pool, double min_seconds, DType cache_dtype,
+                             double* seconds) {
   constexpr int kSeqs = 16, kCtx = 2048, kHeads = 16, kKvHeads = 4, kHeadDim = 128, kBlock = 16;
   constexpr int kBlocksPerSeq = kCtx / kBlock;
-  const size_t cache_floats = static_cast<size_t>(kSeqs) * kCtx * kKvHeads * kHeadDim;
-  const std::vector<float> k_cache = random_floats(cache_floats, -1, 1, 3);
-  const std::vector<float> v_cache = random_floats(cache_floats, -1, 1, 4);
+  constexpr int64_t kSlots = static_cast<int64_t>(kSeqs) * kCtx;
+  constexpr int64_t kKvDim = static_cast<int64_t>(kKvHeads) * kHeadDim;
+  const size_t cache_bytes = kSlots * dtype_row_bytes(cache_dtype, kKvDim);
+  std::vector<uint8_t> k_cache(cache_bytes), v_cache(cache_bytes);
+  {
+    const std::vector<float> k = random_floats(kSlots * kKvDim, -1, 1, 3);
+    const std::vector<float> v = random_floats(kSlots * kKvDim, -1, 1, 4);
+    std::vector<int64_t> slots(kSlots);
+    for (int64_t i = 0; i < kSlots; ++i) slots[i] = i;
+    kv_write(k.data(), v.data(), kSlots, kKvDim, slots.data(), k_cache.data(), v_cache.data(),
+             cache_dtype);
+  }
   const std::vector<float> q = random_floats(kSeqs * kHeads * kHeadDim, -1, 1, 5);
   std::vector<float> out(q.size());
   std::vector<int32_t> tables(kSeqs * kBlocksPerSeq);
@@ -126,6 +137,7 @@ double time_decode_attention(ThreadPool& pool, double min_seconds) {
   a.out = out.data();
   a.k_cache = k_cache.data();
   a.v_cache = v_cache.data();
+  a.cache_dtype = cache_dtype;
   a.block_tables = tables.data();
   a.token_seq = token_seq.data();
   a.ctx_len = ctx_len.data();
@@ -136,8 +148,8 @@ double time_decode_attention(ThreadPool& pool, double min_seconds) {
   a.block_size = kBlock;
   a.max_blocks_per_seq = kBlocksPerSeq;
   a.scale = 0.088f;
-  const double seconds = best_time(3, min_seconds, [&](size_t) { paged_attention(a, &pool); });
-  return 2.0 * cache_floats * sizeof(float) / seconds / 1e9;
+  *seconds = best_time(3, min_seconds, [&](size_t) { paged_attention(a, &pool); });
+  return 2.0 * static_cast<double>(cache_bytes) / *seconds / 1e9;
 }
 
 struct LatentResult {
@@ -274,9 +286,16 @@ int run(const Options& o) {
     std::printf("\ndecode attention (16 seqs x 2048 ctx, 16/4 heads, head_dim 128):\n");
     std::vector<double> attention_gbs;
     for (size_t t = 0; t < owned.size(); ++t) {
-      attention_gbs.push_back(time_decode_attention(*owned[t], min_seconds));
-      std::printf("  %d thread(s): %.1f GB/s of K+V (%.0f%% of read bandwidth)\n", owned[t]->size(),
-                  attention_gbs.back(), 100 * attention_gbs.back() / read_gbs[t]);
+      for (DType cache : {DType::kF32, DType::kBF16, DType::kF8Row}) {
+        double seconds = 0;
+        const double gbs = time_decode_attention(*owned[t], min_seconds, cache, &seconds);
+        if (cache == DType::kF32) attention_gbs.push_back(gbs);
+        std::printf(
+            "  %d thread(s), %-12s cache: %8.0f us, %.1f GB/s of K+V (%.0f%% of read "
+            "bandwidth)\n",
+            owned[t]->size(), std::string(dtype_name(cache)).c_str(), seconds * 1e6, gbs,
+            100 * gbs / read_gbs[t]);
+      }
     }
   }
 
