@@ -20,6 +20,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/testing.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/kv_rows.h"
 
 namespace sy::cpu {
 namespace {
@@ -153,22 +154,31 @@ double time_decode_attention(ThreadPool& pool, double min_seconds, DType cache_d
 }
 
 struct LatentResult {
+  DType cache;
   int tokens, ctx, threads;
   double seconds, gbs, gflops, bw_fraction;
 };
 
 // Decode latent attention (DeepSeek-V3 shapes: 16 heads of a 512 + 64 latent cache row): one new
 // token for each of `tokens` sequences of `ctx` cached positions. GB/s counts each token's cache
-// rows once (all heads share them); copies of the cache are cycled through so that every call
-// reads from memory.
-LatentResult time_latent_attention(int tokens, int ctx, ThreadPool& pool, double read_gbs,
-                                   double min_seconds) {
+// rows once (all heads share them), in `cache_dtype` (f32, bf16 or kF8Row); copies of the cache
+// are cycled through so that every call reads from memory.
+LatentResult time_latent_attention(DType cache_dtype, int tokens, int ctx, ThreadPool& pool,
+                                   double read_gbs, double min_seconds) {
   constexpr int kHeads = 16, kLatent = 512, kRope = 64, kBlock = 64;
   constexpr int64_t kRow = kLatent + kRope;
   const int blocks_per_seq = ctx / kBlock;
-  const size_t cache_bytes = static_cast<size_t>(tokens) * ctx * kRow * sizeof(float);
+  const size_t row_bytes = dtype_row_bytes(cache_dtype, kRow);
+  const size_t cache_bytes = static_cast<size_t>(tokens) * ctx * row_bytes;
   const size_t copies = std::max<size_t>(1, (kColdBytes + cache_bytes - 1) / cache_bytes);
-  const std::vector<float> cache = random_floats(copies * cache_bytes / sizeof(float), -1, 1, 6);
+  const size_t rows = copies * tokens * ctx;
+  std::vector<uint8_t> cache(rows * row_bytes);
+  {
+    const std::vector<float> values = random_floats(rows * kRow, -1, 1, 6);
+    for (size_t r = 0; r < rows; ++r) {
+      write_kv_row(values.data() + r * kRow, kRow, cache_dtype, cache.data() + r * row_bytes);
+    }
+  }
   // Copy c's block table rows: sequence s owns blocks (c * tokens + s) * blocks_per_seq + b.
   std::vector<int32_t> tables(copies * tokens * blocks_per_seq);
   for (size_t b = 0; b < tables.size(); ++b) tables[b] = static_cast<int32_t>(b);
@@ -183,6 +193,7 @@ LatentResult time_latent_attention(int tokens, int ctx, ThreadPool& pool, double
   a.q_rope = q_rope.data();
   a.out = out.data();
   a.cache = cache.data();
+  a.cache_dtype = cache_dtype;
   a.token_seq = token_seq.data();
   a.ctx_len = ctx_len.data();
   a.tokens = tokens;
@@ -198,7 +209,8 @@ LatentResult time_latent_attention(int tokens, int ctx, ThreadPool& pool, double
   });
   const double gbs = static_cast<double>(cache_bytes) / seconds / 1e9;
   const double flops = 2.0 * tokens * ctx * kHeads * (kRow + kLatent);
-  return {tokens, ctx, pool.size(), seconds, gbs, flops / seconds / 1e9, gbs / read_gbs};
+  return {cache_dtype,           tokens,        ctx, pool.size(), seconds, gbs,
+          flops / seconds / 1e9, gbs / read_gbs};
 }
 
 std::string to_json(Isa isa, const std::vector<double>& read_gbs,
@@ -227,9 +239,10 @@ std::string to_json(Isa isa, const std::vector<double>& read_gbs,
   j << "],\"latent_attention\":[";
   for (size_t i = 0; i < latent.size(); ++i) {
     const LatentResult& r = latent[i];
-    j << (i ? "," : "") << "{\"tokens\":" << r.tokens << ",\"ctx\":" << r.ctx
-      << ",\"threads\":" << r.threads << ",\"us\":" << r.seconds * 1e6 << ",\"cache_gbs\":" << r.gbs
-      << ",\"gflops\":" << r.gflops << ",\"bw_fraction\":" << r.bw_fraction << "}";
+    j << (i ? "," : "") << "{\"cache\":\"" << dtype_name(r.cache) << "\",\"tokens\":" << r.tokens
+      << ",\"ctx\":" << r.ctx << ",\"threads\":" << r.threads << ",\"us\":" << r.seconds * 1e6
+      << ",\"cache_gbs\":" << r.gbs << ",\"gflops\":" << r.gflops
+      << ",\"bw_fraction\":" << r.bw_fraction << "}";
   }
   j << "]}";
   return j.str();
@@ -304,16 +317,19 @@ int run(const Options& o) {
     std::printf(
         "\ndecode latent attention (MLA: 16 heads, 512 + 64 cache row; GB/s = cache bytes / "
         "time)\n");
-    std::printf("%6s %6s %3s %10s %8s %8s %7s\n", "tokens", "ctx", "thr", "us", "GB/s", "GFLOP/s",
-                "of bw");
-    for (int tokens : {1, 8}) {
-      for (int ctx : {1024, 4096}) {
-        for (size_t t = 0; t < owned.size(); ++t) {
-          const LatentResult r =
-              time_latent_attention(tokens, ctx, *owned[t], read_gbs[t], min_seconds);
-          latent.push_back(r);
-          std::printf("%6d %6d %3d %10.1f %8.1f %8.1f %6.0f%%\n", r.tokens, r.ctx, r.threads,
-                      r.seconds * 1e6, r.gbs, r.gflops, 100 * r.bw_fraction);
+    std::printf("%-12s %6s %6s %3s %10s %8s %8s %7s\n", "cache", "tokens", "ctx", "thr", "us",
+                "GB/s", "GFLOP/s", "of bw");
+    for (DType cache : {DType::kF32, DType::kBF16, DType::kF8Row}) {
+      for (int tokens : {1, 8}) {
+        for (int ctx : {1024, 4096}) {
+          for (size_t t = 0; t < owned.size(); ++t) {
+            const LatentResult r =
+                time_latent_attention(cache, tokens, ctx, *owned[t], read_gbs[t], min_seconds);
+            latent.push_back(r);
+            std::printf("%-12s %6d %6d %3d %10.1f %8.1f %8.1f %6.0f%%\n",
+                        std::string(dtype_name(cache)).c_str(), r.tokens, r.ctx, r.threads,
+                        r.seconds * 1e6, r.gbs, r.gflops, 100 * r.bw_fraction);
+          }
         }
       }
     }
