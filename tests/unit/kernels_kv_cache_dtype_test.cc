@@ -1,11 +1,12 @@
 // KV caches in bf16 and fp8 (kF8Row: e4m3fn rows with one f32 scale each): the row conversions
 // of kernels/kv_rows.h, kv_write / latent_kv_write against the reference (same bytes), and the
 // fast paged and latent attention against the reference reading the same cache, for every ISA
-// and thread count; f32 rows stay as they were.
+// and thread count, and a token's paged attention bit-identical alone or in a batch.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -167,17 +168,18 @@ class PagedBatch {
   int64_t tokens() const { return static_cast<int64_t>(token_seq_.size()); }
   int64_t out_size() const { return tokens() * heads_ * head_dim_; }
 
-  PagedAttentionArgs args(float* out) const {
+  // Arguments for tokens [first, first + count) (all of them by default) writing to out.
+  PagedAttentionArgs args(float* out, int64_t first = 0, int64_t count = -1) const {
     PagedAttentionArgs a;
-    a.q = q_.data();
+    a.q = q_.data() + first * heads_ * head_dim_;
     a.out = out;
     a.k_cache = k_.data();
     a.v_cache = v_.data();
     a.cache_dtype = dtype_;
     a.block_tables = tables_.data();
-    a.token_seq = token_seq_.data();
-    a.ctx_len = ctx_len_.data();
-    a.tokens = tokens();
+    a.token_seq = token_seq_.data() + first;
+    a.ctx_len = ctx_len_.data() + first;
+    a.tokens = count < 0 ? tokens() : count;
     a.n_heads = heads_;
     a.n_kv_heads = kv_heads_;
     a.head_dim = head_dim_;
@@ -223,6 +225,28 @@ TEST(KvCacheDType, PagedAttentionMatchesReference) {
               << name(t) << " heads " << s.heads << "/" << s.kv_heads << " dim " << s.head_dim
               << " isa " << isa_name(isa);
         }
+      }
+    }
+  }
+}
+
+// A token's output is the same bits alone or in a batch, on any thread count, whatever the
+// cache dtype (per-row scales are applied the same way for every token).
+TEST(KvCacheDType, TokenIsBitIdenticalAloneOrInBatch) {
+  ThreadPool pool2(2), pool3(3);
+  for (DType t : {DType::kBF16, DType::kF8Row}) {
+    const PagedBatch batch(t, 8, 2, 64, 16, {17, 65, 130}, 9);
+    const int64_t row = 8 * 64;
+    for (Isa isa : supported_isas()) {
+      const IsaScope scope(isa);
+      std::vector<float> all(batch.out_size());
+      paged_attention(batch.args(all.data()), &pool3);
+      for (int64_t token = 0; token < batch.tokens(); ++token) {
+        std::vector<float> one(row);
+        poison(one);
+        paged_attention(batch.args(one.data(), token, 1), token % 2 == 0 ? nullptr : &pool2);
+        ASSERT_EQ(std::memcmp(one.data(), all.data() + token * row, row * sizeof(float)), 0)
+            << name(t) << " token " << token << " isa " << isa_name(isa);
       }
     }
   }
