@@ -40,7 +40,7 @@ inline void write_kv_row(const float* x, int64_t n, DType dtype, void* row) {
     float max_abs = 0.0f;
     for (int64_t i = 0; i < n; ++i) {
       const float a = x[i] < 0.0f ? -x[i] : x[i];
-      max_abs = a > max_abs || a != a ? a : max_abs;
+      max_abs = a > max_abs || __builtin_isnan(a) ? a : max_abs;
     }
     const float scale = max_abs / kE4M3Max;
     std::memcpy(row, &scale, sizeof scale);
