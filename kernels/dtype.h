@@ -23,6 +23,8 @@ namespace sy {
 // row is its ceil(cols / 128) scales s followed by cols e4m3fn bytes q, and element c of the row
 // is s[c / 128] * e4m3fn(q[c]). Rows are self-contained, like kI8 rows.
 // kE4M3: plain e4m3fn bytes as a checkpoint stores them (safetensors F8_E4M3); read at load.
+// kF8Row: FP8 e4m3fn rows with one f32 scale each (the fp8 KV cache, kernels/kv_rows.h): each
+// row is its f32 scale s followed by cols e4m3fn bytes q, and element c is s * e4m3fn(q[c]).
 enum class DType : uint8_t {
   kF32,
   kF16,
@@ -34,7 +36,8 @@ enum class DType : uint8_t {
   kI4G64,
   kI4G128,
   kF8,
-  kE4M3
+  kE4M3,
+  kF8Row
 };
 
 inline constexpr bool is_int4(DType t) {
@@ -76,6 +79,7 @@ inline constexpr size_t dtype_size(DType t) {
     case DType::kI8:
     case DType::kF8:
     case DType::kE4M3:
+    case DType::kF8Row:
       return 1;
     case DType::kI4G32:  // half a byte: use dtype_row_bytes
     case DType::kI4G64:
@@ -96,12 +100,13 @@ inline constexpr size_t f8_row_scale_bytes(int64_t cols) {
   return static_cast<size_t>((cols + kF8BlockColumns - 1) / kF8BlockColumns) * sizeof(float);
 }
 
-// Bytes one row of `cols` elements takes (kI8 and kF8 rows carry their scales).
+// Bytes one row of `cols` elements takes (kI8, kF8 and kF8Row rows carry their scales).
 inline constexpr size_t dtype_row_bytes(DType t, int64_t cols) {
   if (is_int4(t))
     return int4_header_bytes(t, cols) + static_cast<size_t>(int4_padded_cols(t, cols) / 2);
   return static_cast<size_t>(cols) * dtype_size(t) + (t == DType::kI8 ? kI8RowScaleBytes : 0) +
-         (t == DType::kF8 ? f8_row_scale_bytes(cols) : 0);
+         (t == DType::kF8 ? f8_row_scale_bytes(cols) : 0) +
+         (t == DType::kF8Row ? sizeof(float) : 0);
 }
 
 inline constexpr std::string_view dtype_name(DType t) {
@@ -128,6 +133,8 @@ inline constexpr std::string_view dtype_name(DType t) {
       return "fp8";
     case DType::kE4M3:
       return "f8_e4m3";
+    case DType::kF8Row:
+      return "fp8_e4m3_row";
   }
   return "?";
 }

@@ -20,6 +20,7 @@ struct GenerateFlags {
   bool random_weights = false;
   uint64_t random_seed = 0;
   std::string quantization = "none";
+  std::string kv_cache_dtype = "auto";
   std::string device = "cpu";
   std::string prompt;
   int32_t max_tokens = 64;
@@ -44,10 +45,13 @@ int RunGenerate(const GenerateFlags& f) {
   const auto t_load = Clock::now();
   auto quantization = ParseQuantization(f.quantization);
   if (!quantization.ok()) return Fail(quantization.status());
+  auto kv_cache_dtype = ParseKvCacheDType(f.kv_cache_dtype);
+  if (!kv_cache_dtype.ok()) return Fail(kv_cache_dtype.status());
   auto device = ParseDevice(f.device);
   if (!device.ok()) return Fail(device.status());
   BackendOptions bo;
   bo.cpu_threads = threads;
+  bo.kv_cache_dtype = *kv_cache_dtype;
   auto backend = CreateBackend(*device, bo);
   if (!backend.ok()) return Fail(backend.status());
   const ModelSource source{f.model, f.random_weights, f.random_seed, *quantization};
@@ -118,6 +122,12 @@ Command AddGenerateCommand(CLI::App& app) {
                   "asymmetric, a scale and min per group of 128 inputs) or fp8 (e4m3, a scale "
                   "per 128 columns of each row): matmul weights quantized at load; pre-quantized "
                   "checkpoints (FP8, GPTQ, AWQ) load as published")
+      ->capture_default_str();
+  cmd->add_option(
+         "--kv-cache-dtype", f->kv_cache_dtype,
+         "KV cache element type: auto (f32 on the CPU, bf16 on CUDA), bf16, or fp8 (e4m3fn "
+         "with one f32 scale per cached row: per token and layer for K and for V, per "
+         "latent row for MLA; CPU only)")
       ->capture_default_str();
   cmd->add_option("--device", f->device, "cpu, cuda or cuda:N");
   cmd->add_option("--prompt", f->prompt, "prompt text")->required();

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/kv/kv_cache.h"
 #include "engine/model/config.h"
 #include "engine/model/make_model.h"
 #include "engine/model/model_weights.h"
@@ -22,10 +23,17 @@ void PrintPresets() {
       continue;
     }
     const KvRowShape row = KvRowShapeFor(*c);
-    const double kv_bytes = static_cast<double>(c->num_layers * (row.k_dim + row.v_dim)) * 2;
-    std::printf("%s\t%s\t%.2f GB bf16 weights\t%.1f KiB bf16 KV per token\n", name.c_str(),
-                std::string(ArchName(c->arch)).c_str(),
-                static_cast<double>(WeightBytes(*c, DType::kBF16)) / 1e9, kv_bytes / 1024);
+    auto kv_kib = [&](DType dtype) {
+      return static_cast<double>(
+                 KvCache::BytesPerToken(c->num_layers, row.k_dim, row.v_dim, dtype)) /
+             1024;
+    };
+    std::printf(
+        "%s\t%s\t%.2f GB bf16 weights\t%.1f KiB bf16 KV per token\t%.1f KiB fp8 KV per "
+        "token\n",
+        name.c_str(), std::string(ArchName(c->arch)).c_str(),
+        static_cast<double>(WeightBytes(*c, DType::kBF16)) / 1e9, kv_kib(DType::kBF16),
+        kv_kib(DType::kF8Row));
   }
 }
 
@@ -66,8 +74,10 @@ Command AddMakeModelCommand(CLI::App& app) {
   cmd->add_flag("--desc-act", opts->int4_act_order,
                 "with --quantization gptq: act-order (desc_act), groups of columns in a random "
                 "order per input with their g_idx, as GPTQ writes them");
-  cmd->add_flag("--list-presets", *list,
-                "print each preset's name, architecture, bf16 weight size and KV bytes per token");
+  cmd->add_flag(
+      "--list-presets", *list,
+      "print each preset's name, architecture, bf16 weight size and KV bytes per token (bf16 "
+      "and fp8 cache)");
   return {
       cmd, [opts, dtype, list, quantization]() {
         if (*list) {

@@ -51,7 +51,8 @@ struct ServeFlags {
   double request_timeout_s = 0;  // 0: none
   bool no_prefix_caching = false;
   std::string log_level = "info";
-  std::string quantization = "none";  // parsed into engine.quantization
+  std::string quantization = "none";    // parsed into engine.quantization
+  std::string kv_cache_dtype = "auto";  // parsed into engine.kv_cache_dtype
   // Expert parallelism.
   int ep_size = 1;
   int ep_port = 0;  // 0: a free port (local group) or the environment's / 29500
@@ -267,6 +268,9 @@ int RunServe(ServeFlags f) {
   auto quantization = ParseQuantization(f.quantization);
   if (!quantization.ok()) return Fail(quantization.status());
   f.engine.quantization = *quantization;
+  auto kv_cache_dtype = ParseKvCacheDType(f.kv_cache_dtype);
+  if (!kv_cache_dtype.ok()) return Fail(kv_cache_dtype.status());
+  f.engine.kv_cache_dtype = *kv_cache_dtype;
 
   auto config = LoadSourceConfig(
       ModelSource{f.engine.model_dir, f.engine.random_weights, f.engine.random_seed});
@@ -306,6 +310,12 @@ Command AddServeCommand(CLI::App& app) {
                   "asymmetric, a scale and min per group of 128 inputs) or fp8 (e4m3, a scale "
                   "per 128 columns of each row): matmul weights quantized at load; pre-quantized "
                   "checkpoints (FP8, GPTQ, AWQ) load as published")
+      ->capture_default_str();
+  cmd->add_option(
+         "--kv-cache-dtype", f->kv_cache_dtype,
+         "KV cache element type: auto (f32 on the CPU, bf16 on CUDA), bf16, or fp8 (e4m3fn "
+         "with one f32 scale per cached row: per token and layer for K and for V, per "
+         "latent row for MLA; CPU only)")
       ->capture_default_str();
   cmd->add_option("--device", e.device, "cpu, cuda or cuda:N");
   cmd->add_option("--gpu-memory-utilization", e.gpu_memory_utilization,

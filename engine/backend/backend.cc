@@ -16,7 +16,7 @@ Tensor Tensor::Rows(int64_t begin, int64_t n) const {
 
 Tensor Tensor::Reshaped(int64_t new_rows, int64_t new_cols) const {
   SY_CHECK(new_rows * new_cols == rows * cols && dtype != DType::kI8 && !is_int4(dtype) &&
-           dtype != DType::kF8);
+           dtype != DType::kF8 && dtype != DType::kF8Row);
   Tensor t = *this;
   t.rows = new_rows;
   t.cols = new_cols;

@@ -36,15 +36,44 @@ bool CudaBackendBuilt() {
 #endif
 }
 
+StatusOr<KvCacheDType> ParseKvCacheDType(std::string_view text) {
+  if (text == "auto") return KvCacheDType::kAuto;
+  if (text == "bf16") return KvCacheDType::kBF16;
+  if (text == "fp8") return KvCacheDType::kFP8;
+  return Status::InvalidArgument("--kv-cache-dtype must be auto, bf16 or fp8, got '" +
+                                 std::string(text) + "'");
+}
+
+std::string_view KvCacheDTypeName(KvCacheDType t) {
+  switch (t) {
+    case KvCacheDType::kAuto:
+      return "auto";
+    case KvCacheDType::kBF16:
+      return "bf16";
+    case KvCacheDType::kFP8:
+      return "fp8";
+  }
+  return "?";
+}
+
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const DeviceSpec& device,
                                                  const BackendOptions& options) {
   if (device.kind == DeviceSpec::Kind::kCpu) {
-    return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(options.cpu_threads));
+    const DType kv = options.kv_cache_dtype == KvCacheDType::kBF16  ? DType::kBF16
+                     : options.kv_cache_dtype == KvCacheDType::kFP8 ? DType::kF8Row
+                                                                    : DType::kF32;
+    return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(options.cpu_threads, kv));
+  }
+  if (options.kv_cache_dtype == KvCacheDType::kFP8) {
+    return Status::Unimplemented(
+        "--kv-cache-dtype fp8 runs on the CPU backend only: the CUDA attention kernels read bf16 "
+        "or f32 caches (use --kv-cache-dtype bf16 or auto on " +
+        device.ToString() + ")");
   }
 #ifdef SWITCHYARD_HAVE_CUDA
   CudaBackendOptions o;
   o.device = device.index;
-  o.kv_dtype = options.kv_dtype;
+  o.kv_dtype = options.kv_cache_dtype == KvCacheDType::kBF16 ? DType::kBF16 : options.kv_dtype;
   SY_ASSIGN_OR_RETURN(std::unique_ptr<CudaBackend> b, CudaBackend::Create(o));
   return std::unique_ptr<Backend>(std::move(b));
 #else

@@ -8,6 +8,7 @@
 #include "engine/core/check.h"
 #include "kernels/cpu/latent_ops.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/kv_rows.h"
 
 namespace sy {
 namespace {
@@ -21,7 +22,10 @@ T* ptr(const Tensor& t) {
 
 }  // namespace
 
-CpuBackend::CpuBackend(int n_threads) : pool_(std::make_unique<cpu::ThreadPool>(n_threads)) {}
+CpuBackend::CpuBackend(int n_threads, DType kv_dtype)
+    : pool_(std::make_unique<cpu::ThreadPool>(n_threads)), kv_dtype_(kv_dtype) {
+  SY_CHECK(is_kv_cache_dtype(kv_dtype));
+}
 
 CpuBackend::~CpuBackend() = default;
 
@@ -101,18 +105,21 @@ void CpuBackend::Rope(const Tensor& x, int64_t head_dim, int64_t rotary_dim,
 void CpuBackend::KvWrite(const Tensor& k, const Tensor& v, const AttentionMetadata& md,
                          const Tensor& k_cache, const Tensor& v_cache) {
   SY_CHECK(k.rows == md.slots.numel() && k.numel() == v.numel() && k.cols == k_cache.cols);
-  cpu::kv_write(ptr<float>(k), ptr<float>(v), k.rows, k.cols, ptr<int64_t>(md.slots),
-                ptr<float>(k_cache), ptr<float>(v_cache));
+  SY_CHECK(k_cache.dtype == v_cache.dtype && is_kv_cache_dtype(k_cache.dtype));
+  cpu::kv_write(ptr<float>(k), ptr<float>(v), k.rows, k.cols, ptr<int64_t>(md.slots), k_cache.data,
+                v_cache.data, k_cache.dtype);
 }
 
 void CpuBackend::PagedAttention(const Tensor& q, const AttentionMetadata& md, const Tensor& k_cache,
                                 const Tensor& v_cache, int n_heads, int n_kv_heads, int head_dim,
                                 int sliding_window, float scale, const Tensor& out) {
+  SY_CHECK(k_cache.dtype == v_cache.dtype && is_kv_cache_dtype(k_cache.dtype));
   cpu::PagedAttentionArgs a;
   a.q = ptr<float>(q);
   a.out = ptr<float>(out);
-  a.k_cache = ptr<float>(k_cache);
-  a.v_cache = ptr<float>(v_cache);
+  a.k_cache = k_cache.data;
+  a.v_cache = v_cache.data;
+  a.cache_dtype = k_cache.dtype;
   a.block_tables = ptr<int32_t>(md.block_tables);
   a.token_seq = ptr<int32_t>(md.token_seq);
   a.ctx_len = ptr<int32_t>(md.ctx_len);
@@ -222,9 +229,9 @@ void CpuBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, i
 void CpuBackend::LatentKvWrite(const Tensor& latent, const Tensor& rope,
                                const AttentionMetadata& md, const Tensor& cache) {
   SY_CHECK(latent.rows == md.slots.numel() && rope.rows == latent.rows);
-  SY_CHECK(cache.cols == latent.cols + rope.cols && cache.dtype == DType::kF32);
+  SY_CHECK(cache.cols == latent.cols + rope.cols && is_kv_cache_dtype(cache.dtype));
   cpu::latent_kv_write(ptr<float>(latent), ptr<float>(rope), latent.rows, latent.cols, rope.cols,
-                       ptr<int64_t>(md.slots), ptr<float>(cache));
+                       ptr<int64_t>(md.slots), cache.data, cache.dtype);
 }
 
 void CpuBackend::LatentAttention(const Tensor& q_latent, const Tensor& q_rope,
@@ -232,12 +239,13 @@ void CpuBackend::LatentAttention(const Tensor& q_latent, const Tensor& q_rope,
                                  int latent_dim, int rope_dim, float scale, const Tensor& out) {
   SY_CHECK(q_latent.cols == int64_t{n_heads} * latent_dim && q_rope.rows == q_latent.rows &&
            q_rope.cols == int64_t{n_heads} * rope_dim && out.numel() == q_latent.numel());
-  SY_CHECK(cache.cols == latent_dim + rope_dim && cache.dtype == DType::kF32);
+  SY_CHECK(cache.cols == latent_dim + rope_dim && is_kv_cache_dtype(cache.dtype));
   cpu::LatentAttentionArgs a;
   a.q_latent = ptr<float>(q_latent);
   a.q_rope = ptr<float>(q_rope);
   a.out = ptr<float>(out);
-  a.cache = ptr<float>(cache);
+  a.cache = cache.data;
+  a.cache_dtype = cache.dtype;
   a.block_tables = ptr<int32_t>(md.block_tables);
   a.token_seq = ptr<int32_t>(md.token_seq);
   a.ctx_len = ptr<int32_t>(md.ctx_len);

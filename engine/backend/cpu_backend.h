@@ -12,10 +12,12 @@ namespace sy {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads);
+  // kv_dtype: the KV cache element type, kF32, kBF16 or kF8Row (kernels/kv_rows.h).
+  explicit CpuBackend(int n_threads, DType kv_dtype = DType::kF32);
   ~CpuBackend() override;
 
   std::string_view name() const override { return "cpu"; }
+  DType kv_cache_dtype() const override { return kv_dtype_; }
   int n_threads() const;
 
   StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
@@ -71,6 +73,7 @@ class CpuBackend final : public Backend {
 
   std::unique_ptr<cpu::ThreadPool> pool_;
   std::vector<float> permuted_x_;
+  DType kv_dtype_;
 };
 
 }  // namespace sy

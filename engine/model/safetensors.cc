@@ -227,6 +227,7 @@ std::string_view SafetensorsDTypeName(DType dtype) {
     case DType::kI4G64:
     case DType::kI4G128:
     case DType::kF8:
+    case DType::kF8Row:
       return "?";
   }
   return "?";

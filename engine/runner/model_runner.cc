@@ -71,6 +71,8 @@ Status ModelRunner::PlanKvCache() {
   Backend* backend = model_->backend();
   const KvRowShape row = KvRowShapeFor(c);
   const DType kv_dtype = backend->kv_cache_dtype();
+  const size_t bytes_per_token =
+      KvCache::BytesPerToken(c.num_layers, row.k_dim, row.v_dim, kv_dtype);
   if (options_.num_kv_blocks > 0) {
     SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, options_.num_kv_blocks,
                                              options_.block_size, row.k_dim, row.v_dim, kv_dtype));
@@ -102,10 +104,10 @@ Status ModelRunner::PlanKvCache() {
   in.weights_bytes = model_->weights_bytes();
   SY_ASSIGN_OR_RETURN(options_.num_kv_blocks, PlanKvBlocks(in));
   options_.num_kv_blocks = std::min<int64_t>(options_.num_kv_blocks, INT32_MAX);
-  spdlog::info("KV cache: {} blocks of {} tokens ({}, {}) in {} of GPU memory",
+  spdlog::info("KV cache: {} blocks of {} tokens ({}, {}, {} bytes per token) in {} of GPU memory",
                options_.num_kv_blocks, options_.block_size,
                FormatGiB(options_.num_kv_blocks * in.bytes_per_block), dtype_name(kv_dtype),
-               FormatGiB(in.total_bytes));
+               bytes_per_token, FormatGiB(in.total_bytes));
   SY_ASSIGN_OR_RETURN(kv_, KvCache::Create(backend, c.num_layers, options_.num_kv_blocks,
                                            options_.block_size, row.k_dim, row.v_dim, kv_dtype));
   ZeroFirstKvBlock();

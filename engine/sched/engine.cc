@@ -119,6 +119,7 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   SY_ASSIGN_OR_RETURN(const DeviceSpec device, ParseDevice(options.device));
   BackendOptions bo;
   bo.cpu_threads = options.threads;
+  bo.kv_cache_dtype = options.kv_cache_dtype;
   SY_ASSIGN_OR_RETURN(rm.backend, CreateBackend(device, bo));
   const ModelSource source = SourceOf(options);
   if (StatusOr<DeviceMemoryInfo> mem = rm.backend->MemoryInfo(); mem.ok()) {
@@ -152,8 +153,9 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   const bool plan_from_device = rm.backend->MemoryInfo().ok();
   int64_t num_blocks = options.num_kv_blocks;
   if (num_blocks == 0 && !plan_from_device) {
-    const size_t per_block = KvCache::BytesPerBlock(c.num_layers, options.block_size,
-                                                    KvRowShapeFor(c).k_dim, KvRowShapeFor(c).v_dim);
+    const size_t per_block =
+        KvCache::BytesPerBlock(c.num_layers, options.block_size, KvRowShapeFor(c).k_dim,
+                               KvRowShapeFor(c).v_dim, rm.backend->kv_cache_dtype());
     num_blocks = options.kv_cache_bytes / static_cast<int64_t>(per_block);
     if (num_blocks == 0) {
       return Status::InvalidArgument("kv_cache_bytes " + std::to_string(options.kv_cache_bytes) +
@@ -163,6 +165,15 @@ StatusOr<RankModel> LoadRankModel(const EngineOptions& options) {
   }
   if (num_blocks > INT32_MAX) {
     return Status::InvalidArgument("too many KV blocks: " + std::to_string(num_blocks));
+  }
+  if (!plan_from_device) {
+    const KvRowShape kv_row = KvRowShapeFor(c);
+    const DType kv_dtype = rm.backend->kv_cache_dtype();
+    const size_t per_token =
+        KvCache::BytesPerToken(c.num_layers, kv_row.k_dim, kv_row.v_dim, kv_dtype);
+    spdlog::info("KV cache: {} blocks of {} tokens ({}, {} bytes per token) in {}", num_blocks,
+                 options.block_size, dtype_name(kv_dtype), per_token,
+                 FormatGiB(static_cast<size_t>(num_blocks) * options.block_size * per_token));
   }
   RunnerOptions ro;
   ro.max_batch_tokens = options.max_num_batched_tokens;

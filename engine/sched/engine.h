@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/backend/backend_factory.h"
 #include "engine/dist/communicator.h"
 #include "engine/model/config.h"
 #include "engine/model/model_weights.h"
@@ -25,9 +26,10 @@ struct EngineOptions {
   std::string model_dir;        // a Hugging Face model directory, or "preset:NAME" (random weights)
   bool random_weights = false;  // make the weights on the device instead of reading them
   uint64_t random_seed = 0;
-  Quantization quantization = Quantization::kNone;  // of the matmul weights, at load
-  std::string device = "cpu";                       // cpu, cuda or cuda:N
-  int threads = 0;                                  // CPU threads; 0: all cores
+  Quantization quantization = Quantization::kNone;    // of the matmul weights, at load
+  std::string device = "cpu";                         // cpu, cuda or cuda:N
+  KvCacheDType kv_cache_dtype = KvCacheDType::kAuto;  // --kv-cache-dtype
+  int threads = 0;                                    // CPU threads; 0: all cores
   // GPU: the share of device memory this engine may use; the KV pool gets what the weights,
   // workspace and scratch leave (when num_kv_blocks is 0).
   double gpu_memory_utilization = 0.9;

@@ -12,6 +12,7 @@
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/kv_rows.h"
 
 namespace sy::cpu {
 namespace {
@@ -153,12 +154,17 @@ void head_matmul(const float* x, const void* w, DType w_dtype, float* y, int64_t
 }
 
 void latent_kv_write(const float* latent, const float* rope, int64_t tokens, int64_t latent_dim,
-                     int64_t rope_dim, const int64_t* slots, float* cache) {
+                     int64_t rope_dim, const int64_t* slots, void* cache, DType cache_dtype) {
   const int64_t row = latent_dim + rope_dim;
+  const size_t row_bytes = dtype_row_bytes(cache_dtype, row);
+  std::vector<float> values(cache_dtype == DType::kF32 ? 0 : row);  // a row to convert at once
   for (int64_t t = 0; t < tokens; ++t) {
     if (slots[t] < 0) continue;
-    std::memcpy(cache + slots[t] * row, latent + t * latent_dim, latent_dim * sizeof(float));
-    std::memcpy(cache + slots[t] * row + latent_dim, rope + t * rope_dim, rope_dim * sizeof(float));
+    uint8_t* dst = static_cast<uint8_t*>(cache) + slots[t] * row_bytes;
+    float* joined = cache_dtype == DType::kF32 ? reinterpret_cast<float*>(dst) : values.data();
+    std::memcpy(joined, latent + t * latent_dim, latent_dim * sizeof(float));
+    std::memcpy(joined + latent_dim, rope + t * rope_dim, rope_dim * sizeof(float));
+    if (cache_dtype != DType::kF32) write_kv_row(joined, row, cache_dtype, dst);
   }
 }
 

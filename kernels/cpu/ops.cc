@@ -10,6 +10,7 @@
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/kv_rows.h"
 
 namespace sy::cpu {
 namespace {
@@ -324,12 +325,15 @@ void route(const float* logits, int64_t tokens, int64_t experts, const RouterArg
 }
 
 void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
-              float* k_cache, float* v_cache) {
-  const auto row_bytes = static_cast<size_t>(kv_dim) * sizeof(float);
+              void* k_cache, void* v_cache, DType cache_dtype) {
+  // A step writes one row per token and layer: converting them scalar is cheap next to attention.
+  const size_t row_bytes = dtype_row_bytes(cache_dtype, kv_dim);
   for (int64_t t = 0; t < tokens; ++t) {
     if (slots[t] < 0) continue;
-    std::memcpy(k_cache + slots[t] * kv_dim, k + t * kv_dim, row_bytes);
-    std::memcpy(v_cache + slots[t] * kv_dim, v + t * kv_dim, row_bytes);
+    write_kv_row(k + t * kv_dim, kv_dim, cache_dtype,
+                 static_cast<uint8_t*>(k_cache) + slots[t] * row_bytes);
+    write_kv_row(v + t * kv_dim, kv_dim, cache_dtype,
+                 static_cast<uint8_t*>(v_cache) + slots[t] * row_bytes);
   }
 }
 

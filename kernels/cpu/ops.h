@@ -20,10 +20,12 @@ class ThreadPool;
 // Arguments of paged attention. One query token at a time attends causally to the first
 // `ctx_len[t]` positions of its sequence, read from the paged cache through its block table.
 struct PagedAttentionArgs {
-  const float* q = nullptr;               // [tokens, n_heads, head_dim]
-  float* out = nullptr;                   // [tokens, n_heads, head_dim]
-  const float* k_cache = nullptr;         // [num_blocks, block_size, n_kv_heads, head_dim]
-  const float* v_cache = nullptr;         // same layout as k_cache
+  const float* q = nullptr;  // [tokens, n_heads, head_dim]
+  float* out = nullptr;      // [tokens, n_heads, head_dim]
+  // [num_blocks * block_size] slot rows of n_kv_heads * head_dim values in cache_dtype (a
+  // kF8Row slot row: its scale, then the values; kernels/kv_rows.h), head by head.
+  const void* k_cache = nullptr;
+  const void* v_cache = nullptr;          // same layout as k_cache
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
   const int32_t* token_seq = nullptr;     // [tokens]: row of block_tables for each token
   const int32_t* ctx_len = nullptr;       // [tokens]: keys visible to the token (its position + 1)
@@ -33,8 +35,9 @@ struct PagedAttentionArgs {
   int head_dim = 0;
   int block_size = 0;
   int max_blocks_per_seq = 0;
-  int sliding_window = 0;  // > 0: only the last `sliding_window` positions are visible
-  float scale = 1.0f;      // usually 1/sqrt(head_dim)
+  int sliding_window = 0;           // > 0: only the last `sliding_window` positions are visible
+  float scale = 1.0f;               // usually 1/sqrt(head_dim)
+  DType cache_dtype = DType::kF32;  // of k_cache and v_cache: kF32, kBF16 or kF8Row
 };
 
 // How a router turns logits into expert scores.
@@ -109,10 +112,12 @@ void softmax(float* x, int64_t rows, int64_t n);
 void route(const float* logits, int64_t tokens, int64_t experts, const RouterArgs& args,
            int32_t* ids, float* weights);
 // Writes new tokens' K and V rows ([tokens, kv_dim]) into the paged cache at slot
-// = block * block_size + offset (rows of kv_dim); slots < 0 are skipped.
+// = block * block_size + offset (rows of kv_dim values in cache_dtype, converted as
+// write_kv_row in kernels/kv_rows.h does); slots < 0 are skipped.
 void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
-              float* k_cache, float* v_cache);
-// A token with no visible key (ctx_len <= 0) gets zeros.
+              void* k_cache, void* v_cache, DType cache_dtype = DType::kF32);
+// A token with no visible key (ctx_len <= 0) gets zeros. Cache values are read as f32
+// (kv_row_value); a kF8Row row's scale multiplies its values.
 void paged_attention(const PagedAttentionArgs& a, ThreadPool* pool);
 // dst[i,:] = src[idx[i],:].
 void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst);
@@ -155,7 +160,7 @@ void softmax(float* x, int64_t rows, int64_t n);
 void route(const float* logits, int64_t tokens, int64_t experts, const RouterArgs& args,
            int32_t* ids, float* weights);
 void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
-              float* k_cache, float* v_cache);
+              void* k_cache, void* v_cache, DType cache_dtype = DType::kF32);
 void paged_attention(const PagedAttentionArgs& a, ThreadPool* pool);
 void gather_rows(const float* src, const int32_t* idx, int64_t n, int64_t dim, float* dst);
 void add_gated_rows(const float* src, const float* gate, int64_t rows, int64_t dim, float* dst);

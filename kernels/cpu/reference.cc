@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/kv_rows.h"
 
 namespace sy::cpu::ref {
 
@@ -226,18 +227,21 @@ void route(const float* logits, int64_t tokens, int64_t experts, const RouterArg
 }
 
 void kv_write(const float* k, const float* v, int64_t tokens, int64_t kv_dim, const int64_t* slots,
-              float* k_cache, float* v_cache) {
+              void* k_cache, void* v_cache, DType cache_dtype) {
+  const size_t row_bytes = dtype_row_bytes(cache_dtype, kv_dim);
   for (int64_t t = 0; t < tokens; ++t) {
     if (slots[t] < 0) continue;
-    for (int64_t d = 0; d < kv_dim; ++d) {
-      k_cache[slots[t] * kv_dim + d] = k[t * kv_dim + d];
-      v_cache[slots[t] * kv_dim + d] = v[t * kv_dim + d];
-    }
+    write_kv_row(k + t * kv_dim, kv_dim, cache_dtype,
+                 static_cast<uint8_t*>(k_cache) + slots[t] * row_bytes);
+    write_kv_row(v + t * kv_dim, kv_dim, cache_dtype,
+                 static_cast<uint8_t*>(v_cache) + slots[t] * row_bytes);
   }
 }
 
 void paged_attention(const PagedAttentionArgs& a, ThreadPool* /*pool*/) {
   const int group = a.n_heads / a.n_kv_heads;
+  const size_t row_bytes =
+      dtype_row_bytes(a.cache_dtype, static_cast<int64_t>(a.n_kv_heads) * a.head_dim);
   std::vector<float> scores;
   for (int64_t t = 0; t < a.tokens; ++t) {
     const int64_t seq = a.token_seq[t];
@@ -248,18 +252,19 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool* /*pool*/) {
       const int kv_head = h / group;
       const float* q = a.q + (t * a.n_heads + h) * a.head_dim;
       float* out = a.out + (t * a.n_heads + h) * a.head_dim;
-      // Row of position p in either cache, through the sequence's block table.
-      auto cache_row = [&](const float* cache, int64_t p) {
+      // Element d of this KV head at position p in either cache, through the sequence's block
+      // table.
+      auto cache_value = [&](const void* cache, int64_t p, int d) {
         const int64_t block = a.block_tables[seq * a.max_blocks_per_seq + p / a.block_size];
         const int64_t slot = block * a.block_size + p % a.block_size;
-        return cache + (slot * a.n_kv_heads + kv_head) * a.head_dim;
+        return kv_row_value(static_cast<const uint8_t*>(cache) + slot * row_bytes, a.cache_dtype,
+                            static_cast<int64_t>(kv_head) * a.head_dim + d);
       };
       scores.assign(std::max<int64_t>(0, ctx - first), 0.0f);
       float max_score = -INFINITY;
       for (int64_t p = first; p < ctx; ++p) {
-        const float* key = cache_row(a.k_cache, p);
         float dot = 0.0f;
-        for (int d = 0; d < a.head_dim; ++d) dot += q[d] * key[d];
+        for (int d = 0; d < a.head_dim; ++d) dot += q[d] * cache_value(a.k_cache, p, d);
         scores[p - first] = dot * a.scale;
         max_score = std::max(max_score, scores[p - first]);
       }
@@ -270,8 +275,9 @@ void paged_attention(const PagedAttentionArgs& a, ThreadPool* /*pool*/) {
       }
       for (int d = 0; d < a.head_dim; ++d) out[d] = 0.0f;
       for (int64_t p = first; p < ctx; ++p) {
-        const float* value = cache_row(a.v_cache, p);
-        for (int d = 0; d < a.head_dim; ++d) out[d] += scores[p - first] / total * value[d];
+        for (int d = 0; d < a.head_dim; ++d) {
+          out[d] += scores[p - first] / total * cache_value(a.v_cache, p, d);
+        }
       }
     }
   }

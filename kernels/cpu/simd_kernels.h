@@ -262,16 +262,36 @@ inline void scale_in_place(float* x, int64_t n, float factor) {
   });
 }
 
-// Offsets of the rows of positions [p0, p0 + keys) in k_cache / v_cache for one KV head.
-template <class V>
+// A KV cache of element kind kC (kF32, kBf16, or kF8: kF8Row rows) as the kernels read it: T
+// elements, a row of `cols` values taking row_elements(cols) of them, its values after
+// kHeader elements (kF8Row: the f32 scale). kF8 values load as e4m3 * 2^-8 (load_weights_n), so
+// each row's scale is applied times 2^8: to a key's score, and to the softmax weight of a value.
+template <WeightType kC>
+struct CacheRows {
+  using T = typename WeightElement<kC>::type;
+  static constexpr int64_t kHeader = kC == WeightType::kF8 ? 4 : 0;
+  static constexpr bool kScaled = kC == WeightType::kF8;
+  static constexpr int64_t row_elements(int64_t cols) { return kHeader + cols; }
+  // The scale times 2^8 of the row that starts at `row` (kScaled only).
+  static float scale_of_row(const T* row) {
+    float s;
+    __builtin_memcpy(&s, row, sizeof s);
+    return s * 256.0f;
+  }
+};
+
+// Offsets (in cache elements) of the values of one KV head in the rows of positions
+// [p0, p0 + keys).
+template <class V, WeightType kC>
 inline void key_offsets(const PagedAttentionArgs& a, const int32_t* blocks, int64_t kv_head,
                         int64_t p0, int keys, int64_t* offsets) {
-  const int64_t slot_stride = static_cast<int64_t>(a.n_kv_heads) * a.head_dim;
+  const int64_t slot_stride =
+      CacheRows<kC>::row_elements(static_cast<int64_t>(a.n_kv_heads) * a.head_dim);
   int64_t block = p0 / a.block_size;
   int64_t within = p0 % a.block_size;
   for (int c = 0; c < keys; ++c) {
     const int64_t slot = static_cast<int64_t>(blocks[block]) * a.block_size + within;
-    offsets[c] = slot * slot_stride + kv_head * a.head_dim;
+    offsets[c] = slot * slot_stride + CacheRows<kC>::kHeader + kv_head * a.head_dim;
     if (++within == a.block_size) {
       within = 0;
       ++block;
@@ -279,38 +299,61 @@ inline void key_offsets(const PagedAttentionArgs& a, const int32_t* blocks, int6
   }
 }
 
-// scores[c] = (q . k_c) * scale for the rows at k + offsets[c]: four keys at a time share the
-// loads of q; each dot product is still dot<V>'s (same order, same result).
-template <class V>
-inline void attention_scores(const float* q, const float* k, const int64_t* offsets, int keys,
-                             int64_t head_dim, float scale, float* scores) {
+// scales[c] = the scale times 2^8 of the row that starts `back` elements before
+// cache + offsets[c] (kScaled caches only).
+template <WeightType kC>
+inline void row_scales(const typename CacheRows<kC>::T* cache, const int64_t* offsets, int keys,
+                       int64_t back, float* scales) {
+  for (int c = 0; c < keys; ++c) scales[c] = CacheRows<kC>::scale_of_row(cache + offsets[c] - back);
+}
+
+// q . row over n values of a cache row (dot<V>'s order).
+template <class V, WeightType kC>
+inline float dot_row(const float* q, const typename CacheRows<kC>::T* row, int64_t n) {
+  typename V::F acc = V::zero();
+  for_each_vector<V>(n, [&](int64_t i, int lanes) {
+    acc = V::fmadd(load_n<V>(q + i, lanes), load_weights_n<V, kC>(row + i, lanes), acc);
+  });
+  return V::reduce_add(acc);
+}
+
+// scores[c] = (q . k_c) * scale (* key_scales[c] for scaled caches) for the rows at
+// k + offsets[c]: four keys at a time share the loads of q; each dot product is still
+// dot_row's (same order, same result).
+template <class V, WeightType kC>
+inline void attention_scores(const float* q, const typename CacheRows<kC>::T* k,
+                             const int64_t* offsets, int keys, int64_t head_dim, float scale,
+                             const float* key_scales, float* scores) {
   int c = 0;
   for (; c + 4 <= keys; c += 4) {
-    const float* k0 = k + offsets[c];
-    const float* k1 = k + offsets[c + 1];
-    const float* k2 = k + offsets[c + 2];
-    const float* k3 = k + offsets[c + 3];
+    const auto* k0 = k + offsets[c];
+    const auto* k1 = k + offsets[c + 1];
+    const auto* k2 = k + offsets[c + 2];
+    const auto* k3 = k + offsets[c + 3];
     typename V::F acc0 = V::zero(), acc1 = V::zero(), acc2 = V::zero(), acc3 = V::zero();
     for_each_vector<V>(head_dim, [&](int64_t d, int lanes) {
       const typename V::F qv = load_n<V>(q + d, lanes);
-      acc0 = V::fmadd(qv, load_n<V>(k0 + d, lanes), acc0);
-      acc1 = V::fmadd(qv, load_n<V>(k1 + d, lanes), acc1);
-      acc2 = V::fmadd(qv, load_n<V>(k2 + d, lanes), acc2);
-      acc3 = V::fmadd(qv, load_n<V>(k3 + d, lanes), acc3);
+      acc0 = V::fmadd(qv, load_weights_n<V, kC>(k0 + d, lanes), acc0);
+      acc1 = V::fmadd(qv, load_weights_n<V, kC>(k1 + d, lanes), acc1);
+      acc2 = V::fmadd(qv, load_weights_n<V, kC>(k2 + d, lanes), acc2);
+      acc3 = V::fmadd(qv, load_weights_n<V, kC>(k3 + d, lanes), acc3);
     });
     scores[c] = V::reduce_add(acc0) * scale;
     scores[c + 1] = V::reduce_add(acc1) * scale;
     scores[c + 2] = V::reduce_add(acc2) * scale;
     scores[c + 3] = V::reduce_add(acc3) * scale;
   }
-  for (; c < keys; ++c) scores[c] = dot<V>(q, k + offsets[c], head_dim) * scale;
+  for (; c < keys; ++c) scores[c] = dot_row<V, kC>(q, k + offsets[c], head_dim) * scale;
+  if constexpr (CacheRows<kC>::kScaled) {
+    for (c = 0; c < keys; ++c) scores[c] *= key_scales[c];
+  }
 }
 
 // out[d] += p[c] * v_c[d] over c in order, for the kVectors vectors of out starting at `out`
 // (the last one `last_lanes` wide). The accumulators stay in registers across all the keys.
-template <class V, int kVectors>
-inline void accumulate_values(float* out, const float* v, const int64_t* offsets, const float* p,
-                              int keys, int last_lanes) {
+template <class V, WeightType kC, int kVectors>
+inline void accumulate_values(float* out, const typename CacheRows<kC>::T* v,
+                              const int64_t* offsets, const float* p, int keys, int last_lanes) {
   typename V::F acc[kVectors];
 #pragma GCC unroll 8
   for (int j = 0; j < kVectors; ++j) {
@@ -318,11 +361,11 @@ inline void accumulate_values(float* out, const float* v, const int64_t* offsets
   }
   for (int c = 0; c < keys; ++c) {
     const typename V::F pc = V::set1(p[c]);
-    const float* row = v + offsets[c];
+    const auto* row = v + offsets[c];
 #pragma GCC unroll 8
     for (int j = 0; j < kVectors; ++j) {
       const int lanes = j + 1 < kVectors ? V::kWidth : last_lanes;
-      acc[j] = V::fmadd(pc, load_n<V>(row + j * V::kWidth, lanes), acc[j]);
+      acc[j] = V::fmadd(pc, load_weights_n<V, kC>(row + j * V::kWidth, lanes), acc[j]);
     }
   }
 #pragma GCC unroll 8
@@ -332,9 +375,10 @@ inline void accumulate_values(float* out, const float* v, const int64_t* offsets
 }
 
 // accumulate_values over a whole row of head_dim, in slices of at most 8 vectors.
-template <class V>
-inline void accumulate_value_rows(float* out, const float* v, const int64_t* offsets,
-                                  const float* p, int keys, int64_t head_dim) {
+template <class V, WeightType kC>
+inline void accumulate_value_rows(float* out, const typename CacheRows<kC>::T* v,
+                                  const int64_t* offsets, const float* p, int keys,
+                                  int64_t head_dim) {
   constexpr int64_t kSlice = 8 * V::kWidth;
   for (int64_t d0 = 0; d0 < head_dim; d0 += kSlice) {
     const int64_t width = head_dim - d0 < kSlice ? head_dim - d0 : kSlice;
@@ -342,51 +386,60 @@ inline void accumulate_value_rows(float* out, const float* v, const int64_t* off
     const int last = static_cast<int>(width - (vectors - 1) * V::kWidth);
     switch (vectors) {
       case 1:
-        accumulate_values<V, 1>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 1>(out + d0, v + d0, offsets, p, keys, last);
         break;
       case 2:
-        accumulate_values<V, 2>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 2>(out + d0, v + d0, offsets, p, keys, last);
         break;
       case 3:
-        accumulate_values<V, 3>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 3>(out + d0, v + d0, offsets, p, keys, last);
         break;
       case 4:
-        accumulate_values<V, 4>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 4>(out + d0, v + d0, offsets, p, keys, last);
         break;
       case 5:
-        accumulate_values<V, 5>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 5>(out + d0, v + d0, offsets, p, keys, last);
         break;
       case 6:
-        accumulate_values<V, 6>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 6>(out + d0, v + d0, offsets, p, keys, last);
         break;
       case 7:
-        accumulate_values<V, 7>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 7>(out + d0, v + d0, offsets, p, keys, last);
         break;
       default:
-        accumulate_values<V, 8>(out + d0, v + d0, offsets, p, keys, last);
+        accumulate_values<V, kC, 8>(out + d0, v + d0, offsets, p, keys, last);
         break;
     }
   }
 }
 
 // K and V rows are strided (the other KV heads sit between them), which the hardware prefetcher
-// does not follow: the next chunk's rows are requested into L2 while this chunk computes.
-template <class V>
-inline void prefetch_rows(const float* cache, const int64_t* offsets, int keys, int64_t head_dim) {
+// does not follow: the next chunk's rows (n elements each) are requested into L2 while this
+// chunk computes.
+template <class V, class T>
+inline void prefetch_rows(const T* cache, const int64_t* offsets, int keys, int64_t n) {
+  const int64_t bytes = n * static_cast<int64_t>(sizeof(T));
   for (int c = 0; c < keys; ++c) {
     const char* row = reinterpret_cast<const char*>(cache + offsets[c]);
-    for (int64_t byte = 0; byte < head_dim * 4; byte += 64) V::prefetch_l2(row + byte);
+    for (int64_t byte = 0; byte < bytes; byte += 64) V::prefetch_l2(row + byte);
   }
 }
 
-template <class V>
-void paged_attention_items(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
+template <class V, WeightType kC>
+void paged_attention_rows(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
+  using T = typename CacheRows<kC>::T;
+  const T* k_cache = static_cast<const T*>(a.k_cache);
+  const T* v_cache = static_cast<const T*>(a.v_cache);
   const int64_t head_dim = a.head_dim;
   const int group = a.n_heads / a.n_kv_heads;
   float scores[kHeadsPerPass][kKeysPerChunk];
   float running_max[kHeadsPerPass];
   float denominator[kHeadsPerPass];
   int64_t offsets[2][kKeysPerChunk];  // this chunk's and the next chunk's
+  // Scaled caches: the chunk's K and V row scales, and a head's softmax weights times V's.
+  float key_scales[kKeysPerChunk];
+  float value_scales[kKeysPerChunk];
+  float weights[kKeysPerChunk];
   for (int64_t item = begin; item < end; ++item) {
     const int64_t token = item / a.n_kv_heads;
     const int64_t kv_head = item % a.n_kv_heads;
@@ -398,6 +451,7 @@ void paged_attention_items(const PagedAttentionArgs& a, int64_t begin, int64_t e
     auto chunk_keys = [&](int64_t p0) {
       return ctx - p0 > kKeysPerChunk ? kKeysPerChunk : static_cast<int>(ctx - p0);
     };
+    const int64_t back = CacheRows<kC>::kHeader + kv_head * head_dim;  // values to row start
     for (int h0 = 0; h0 < group; h0 += kHeadsPerPass) {
       const int heads = group - h0 > kHeadsPerPass ? kHeadsPerPass : group - h0;
       const int64_t row = (token * a.n_heads + kv_head * group + h0) * head_dim;
@@ -409,20 +463,27 @@ void paged_attention_items(const PagedAttentionArgs& a, int64_t begin, int64_t e
         running_max[h] = -__builtin_inff();
         denominator[h] = 0.0f;
       }
-      if (first < ctx) key_offsets<V>(a, blocks, kv_head, first, chunk_keys(first), offsets[0]);
+      if (first < ctx) {
+        key_offsets<V, kC>(a, blocks, kv_head, first, chunk_keys(first), offsets[0]);
+      }
       for (int64_t p0 = first, chunk = 0; p0 < ctx; p0 += kKeysPerChunk, ++chunk) {
         const int keys = chunk_keys(p0);
         const int64_t* offs = offsets[chunk % 2];
         const int64_t p1 = p0 + kKeysPerChunk;
         if (p1 < ctx) {
           int64_t* next = offsets[(chunk + 1) % 2];
-          key_offsets<V>(a, blocks, kv_head, p1, chunk_keys(p1), next);
-          prefetch_rows<V>(a.k_cache, next, chunk_keys(p1), head_dim);
-          prefetch_rows<V>(a.v_cache, next, chunk_keys(p1), head_dim);
+          key_offsets<V, kC>(a, blocks, kv_head, p1, chunk_keys(p1), next);
+          prefetch_rows<V>(k_cache, next, chunk_keys(p1), head_dim);
+          prefetch_rows<V>(v_cache, next, chunk_keys(p1), head_dim);
+        }
+        if constexpr (CacheRows<kC>::kScaled) {
+          row_scales<kC>(k_cache, offs, keys, back, key_scales);
+          row_scales<kC>(v_cache, offs, keys, back, value_scales);
         }
         for (int h = 0; h < heads; ++h) {
           float* s = scores[h];
-          attention_scores<V>(q + h * head_dim, a.k_cache, offs, keys, head_dim, a.scale, s);
+          attention_scores<V, kC>(q + h * head_dim, k_cache, offs, keys, head_dim, a.scale,
+                                  key_scales, s);
           float chunk_max = -__builtin_inff();
           for (int c = 0; c < keys; ++c) chunk_max = s[c] > chunk_max ? s[c] : chunk_max;
           const float new_max = chunk_max > running_max[h] ? chunk_max : running_max[h];
@@ -433,7 +494,12 @@ void paged_attention_items(const PagedAttentionArgs& a, int64_t begin, int64_t e
           }
           running_max[h] = new_max;
           denominator[h] += exp_shifted_sum<V>(s, keys, new_max);
-          accumulate_value_rows<V>(out + h * head_dim, a.v_cache, offs, s, keys, head_dim);
+          const float* p = s;
+          if constexpr (CacheRows<kC>::kScaled) {
+            for (int c = 0; c < keys; ++c) weights[c] = s[c] * value_scales[c];
+            p = weights;
+          }
+          accumulate_value_rows<V, kC>(out + h * head_dim, v_cache, offs, p, keys, head_dim);
         }
       }
       for (int h = 0; h < heads; ++h) {
@@ -441,6 +507,18 @@ void paged_attention_items(const PagedAttentionArgs& a, int64_t begin, int64_t e
                           denominator[h] > 0.0f ? 1.0f / denominator[h] : 0.0f);
       }
     }
+  }
+}
+
+// Attention over a cache of a.cache_dtype (kF32, kBF16 or kF8Row).
+template <class V>
+void paged_attention_items(const PagedAttentionArgs& a, int64_t begin, int64_t end) {
+  if (a.cache_dtype == DType::kBF16) {
+    paged_attention_rows<V, WeightType::kBf16>(a, begin, end);
+  } else if (a.cache_dtype == DType::kF8Row) {
+    paged_attention_rows<V, WeightType::kF8>(a, begin, end);
+  } else {
+    paged_attention_rows<V, WeightType::kF32>(a, begin, end);
   }
 }
 

@@ -2,18 +2,19 @@
 // roofline measured in the same run. Prints a table and one JSON line. Not a test.
 //
 //   decode_bench --model DIR [--threads 2] [--prompt-len 128] [--decode 32] [--batches 1,4,16,64]
-//                [--quantization none|int8|int4|fp8]
+//                [--quantization none|int8|int4|fp8] [--kv-cache-dtype auto|bf16|fp8]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "engine/backend/cpu_backend.h"
+#include "engine/backend/backend_factory.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/moe_model.h"
 #include "engine/runner/generator.h"
 #include "kernels/cpu/membw.h"
+#include "kernels/cpu/thread_pool.h"
 #include "tests/bench/decode_roofline.h"
 
 namespace sy {
@@ -76,6 +77,7 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 4, 16, 64};
   size_t membw_bytes = size_t{1} << 30;
   std::string quantization_name = "none";
+  std::string kv_cache_dtype_name = "auto";
   app.add_option("--model", model_dir)->required();
   app.add_option("--threads", threads);
   app.add_option("--prompt-len", prompt_len);
@@ -84,11 +86,21 @@ int Main(int argc, char** argv) {
   app.add_option("--membw-bytes", membw_bytes);
   app.add_option("--quantization", quantization_name,
                  "none, int8, int4 or fp8 (as serve --quantization)");
+  app.add_option("--kv-cache-dtype", kv_cache_dtype_name,
+                 "auto (f32), bf16 or fp8 (as serve --kv-cache-dtype)");
   CLI11_PARSE(app, argc, argv);
   auto quantization = ParseQuantization(quantization_name);
   if (!quantization.ok()) return Fail(quantization.status());
+  auto kv_cache_dtype = ParseKvCacheDType(kv_cache_dtype_name);
+  if (!kv_cache_dtype.ok()) return Fail(kv_cache_dtype.status());
 
-  CpuBackend backend(threads);
+  BackendOptions backend_options;
+  backend_options.cpu_threads = threads;
+  backend_options.kv_cache_dtype = *kv_cache_dtype;
+  auto created = CreateBackend(DeviceSpec{}, backend_options);
+  if (!created.ok()) return Fail(created.status());
+  Backend& backend = **created;
+  const DType kv_dtype = backend.kv_cache_dtype();
   auto config = LoadModelConfig(model_dir);
   if (!config.ok()) return Fail(config.status());
   auto checkpoint = Checkpoint::Open(model_dir);
@@ -97,7 +109,8 @@ int Main(int argc, char** argv) {
                                   *quantization);
   if (!weights.ok()) return Fail(weights.status());
   // From the weights as loaded: config.json's torch_dtype need not match the tensors.
-  const double bytes_tok = DecodeBytesPerToken(*config, *weights, prompt_len + decode / 2);
+  const double bytes_tok =
+      DecodeBytesPerToken(*config, *weights, prompt_len + decode / 2, kv_dtype);
   // The matmul weights' dtype: int8/int4g128 when quantized (the embedding keeps the checkpoint's).
   const std::string dtype(dtype_name(weights->layers.at(0).wq.dtype));
   auto model = MoeModel::Create(&backend, *config, std::move(*weights));
@@ -121,6 +134,7 @@ int Main(int argc, char** argv) {
   nlohmann::json report = {{"model", model_dir},
                            {"dtype", dtype},
                            {"threads", threads},
+                           {"kv_cache_dtype", std::string(dtype_name(kv_dtype))},
                            {"read_bandwidth_gbs", bw / 1e9}};
   auto single = RunBatch(runner->get(), 1, prompt_len, decode);
   if (!single.ok()) {
@@ -128,7 +142,8 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const double roofline_tok_s = bw / bytes_tok;
-  std::printf("model %s (%s), %d threads\n", model_dir.c_str(), dtype.c_str(), threads);
+  std::printf("model %s (%s), %d threads, KV cache %s\n", model_dir.c_str(), dtype.c_str(), threads,
+              std::string(dtype_name(kv_dtype)).c_str());
   std::printf("read bandwidth           %8.2f GB/s\n", bw / 1e9);
   std::printf("bytes per decoded token  %8.2f MB\n", bytes_tok / 1e6);
   std::printf("prefill (%lld tokens)     %8.1f tok/s\n", static_cast<long long>(prompt_len),

@@ -1,5 +1,7 @@
 #include "tests/bench/decode_roofline.h"
 
+#include "engine/kv/kv_cache.h"
+
 namespace sy {
 namespace {
 
@@ -10,10 +12,13 @@ double Bytes(const FfnWeights& f) { return Bytes(f.gate_up) + Bytes(f.down); }
 
 }  // namespace
 
-double DecodeBytesPerToken(const ModelConfig& c, const ModelWeights& w, int64_t context) {
+double DecodeBytesPerToken(const ModelConfig& c, const ModelWeights& w, int64_t context,
+                           DType kv_dtype) {
   double bytes = Bytes(w.embed) / static_cast<double>(w.embed.rows);
   const KvRowShape kv_row = KvRowShapeFor(c);
-  const double kv_dim = static_cast<double>(kv_row.k_dim + kv_row.v_dim);
+  // One layer's K and V of one position.
+  const double kv_bytes =
+      static_cast<double>(KvCache::BytesPerToken(1, kv_row.k_dim, kv_row.v_dim, kv_dtype));
   for (const LayerWeights& l : w.layers) {
     for (const Tensor* t : {&l.input_norm, &l.post_attn_norm,
                             &l.wq,         &l.wk,
@@ -37,7 +42,7 @@ double DecodeBytesPerToken(const ModelConfig& c, const ModelWeights& w, int64_t 
     } else {
       bytes += Bytes(l.dense);
     }
-    bytes += kv_dim * sizeof(float) * static_cast<double>(context);
+    bytes += kv_bytes * static_cast<double>(context);
   }
   return bytes + Bytes(w.final_norm) + Bytes(w.lm_head);
 }

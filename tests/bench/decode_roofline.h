@@ -10,7 +10,9 @@
 namespace sy {
 
 // Every weight the step touches at its loaded size (one embedding row; routed experts: the
-// top-k of each MoE layer), plus the f32 K and V of `context` positions.
-double DecodeBytesPerToken(const ModelConfig& config, const ModelWeights& weights, int64_t context);
+// top-k of each MoE layer), plus the K and V of `context` positions in a cache of kv_dtype
+// (row scales included).
+double DecodeBytesPerToken(const ModelConfig& config, const ModelWeights& weights, int64_t context,
+                           DType kv_dtype = DType::kF32);
 
 }  // namespace sy

@@ -20,6 +20,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/testing.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/kv_rows.h"
 
 namespace sy::cpu {
 namespace {
@@ -106,14 +107,25 @@ MatmulResult time_matmul(int64_t k, int64_t n, int64_t m, DType dtype, ThreadPoo
       k, n, m, dtype, pool.size(), seconds, gbs, 2.0 * m * n * k / seconds / 1e9, gbs / read_gbs};
 }
 
-// Decode attention: one new token for each of `seqs` sequences of `ctx` cached positions.
-// Returns GB/s of K and V read (each kv head's rows once; GQA heads re-read them from cache).
-double time_decode_attention(ThreadPool& pool, double min_seconds) {
+// Decode attention: one new token for each of `seqs` sequences of `ctx` cached positions, over a
+// K/V cache of `cache_dtype` (f32, bf16 or kF8Row). Returns GB/s of K and V bytes read (each kv
+// head's rows once; GQA heads re-read them from cache) and the time of one call in *seconds.
+double time_decode_attention(ThreadPool& pool, double min_seconds, DType cache_dtype,
+                             double* seconds) {
   constexpr int kSeqs = 16, kCtx = 2048, kHeads = 16, kKvHeads = 4, kHeadDim = 128, kBlock = 16;
   constexpr int kBlocksPerSeq = kCtx / kBlock;
-  const size_t cache_floats = static_cast<size_t>(kSeqs) * kCtx * kKvHeads * kHeadDim;
-  const std::vector<float> k_cache = random_floats(cache_floats, -1, 1, 3);
-  const std::vector<float> v_cache = random_floats(cache_floats, -1, 1, 4);
+  constexpr int64_t kSlots = static_cast<int64_t>(kSeqs) * kCtx;
+  constexpr int64_t kKvDim = static_cast<int64_t>(kKvHeads) * kHeadDim;
+  const size_t cache_bytes = kSlots * dtype_row_bytes(cache_dtype, kKvDim);
+  std::vector<uint8_t> k_cache(cache_bytes), v_cache(cache_bytes);
+  {
+    const std::vector<float> k = random_floats(kSlots * kKvDim, -1, 1, 3);
+    const std::vector<float> v = random_floats(kSlots * kKvDim, -1, 1, 4);
+    std::vector<int64_t> slots(kSlots);
+    for (int64_t i = 0; i < kSlots; ++i) slots[i] = i;
+    kv_write(k.data(), v.data(), kSlots, kKvDim, slots.data(), k_cache.data(), v_cache.data(),
+             cache_dtype);
+  }
   const std::vector<float> q = random_floats(kSeqs * kHeads * kHeadDim, -1, 1, 5);
   std::vector<float> out(q.size());
   std::vector<int32_t> tables(kSeqs * kBlocksPerSeq);
@@ -126,6 +138,7 @@ double time_decode_attention(ThreadPool& pool, double min_seconds) {
   a.out = out.data();
   a.k_cache = k_cache.data();
   a.v_cache = v_cache.data();
+  a.cache_dtype = cache_dtype;
   a.block_tables = tables.data();
   a.token_seq = token_seq.data();
   a.ctx_len = ctx_len.data();
@@ -136,27 +149,36 @@ double time_decode_attention(ThreadPool& pool, double min_seconds) {
   a.block_size = kBlock;
   a.max_blocks_per_seq = kBlocksPerSeq;
   a.scale = 0.088f;
-  const double seconds = best_time(3, min_seconds, [&](size_t) { paged_attention(a, &pool); });
-  return 2.0 * cache_floats * sizeof(float) / seconds / 1e9;
+  *seconds = best_time(3, min_seconds, [&](size_t) { paged_attention(a, &pool); });
+  return 2.0 * static_cast<double>(cache_bytes) / *seconds / 1e9;
 }
 
 struct LatentResult {
+  DType cache;
   int tokens, ctx, threads;
   double seconds, gbs, gflops, bw_fraction;
 };
 
 // Decode latent attention (DeepSeek-V3 shapes: 16 heads of a 512 + 64 latent cache row): one new
 // token for each of `tokens` sequences of `ctx` cached positions. GB/s counts each token's cache
-// rows once (all heads share them); copies of the cache are cycled through so that every call
-// reads from memory.
-LatentResult time_latent_attention(int tokens, int ctx, ThreadPool& pool, double read_gbs,
-                                   double min_seconds) {
+// rows once (all heads share them), in `cache_dtype` (f32, bf16 or kF8Row); copies of the cache
+// are cycled through so that every call reads from memory.
+LatentResult time_latent_attention(DType cache_dtype, int tokens, int ctx, ThreadPool& pool,
+                                   double read_gbs, double min_seconds) {
   constexpr int kHeads = 16, kLatent = 512, kRope = 64, kBlock = 64;
   constexpr int64_t kRow = kLatent + kRope;
   const int blocks_per_seq = ctx / kBlock;
-  const size_t cache_bytes = static_cast<size_t>(tokens) * ctx * kRow * sizeof(float);
+  const size_t row_bytes = dtype_row_bytes(cache_dtype, kRow);
+  const size_t cache_bytes = static_cast<size_t>(tokens) * ctx * row_bytes;
   const size_t copies = std::max<size_t>(1, (kColdBytes + cache_bytes - 1) / cache_bytes);
-  const std::vector<float> cache = random_floats(copies * cache_bytes / sizeof(float), -1, 1, 6);
+  const size_t rows = copies * tokens * ctx;
+  std::vector<uint8_t> cache(rows * row_bytes);
+  {
+    const std::vector<float> values = random_floats(rows * kRow, -1, 1, 6);
+    for (size_t r = 0; r < rows; ++r) {
+      write_kv_row(values.data() + r * kRow, kRow, cache_dtype, cache.data() + r * row_bytes);
+    }
+  }
   // Copy c's block table rows: sequence s owns blocks (c * tokens + s) * blocks_per_seq + b.
   std::vector<int32_t> tables(copies * tokens * blocks_per_seq);
   for (size_t b = 0; b < tables.size(); ++b) tables[b] = static_cast<int32_t>(b);
@@ -171,6 +193,7 @@ LatentResult time_latent_attention(int tokens, int ctx, ThreadPool& pool, double
   a.q_rope = q_rope.data();
   a.out = out.data();
   a.cache = cache.data();
+  a.cache_dtype = cache_dtype;
   a.token_seq = token_seq.data();
   a.ctx_len = ctx_len.data();
   a.tokens = tokens;
@@ -186,7 +209,8 @@ LatentResult time_latent_attention(int tokens, int ctx, ThreadPool& pool, double
   });
   const double gbs = static_cast<double>(cache_bytes) / seconds / 1e9;
   const double flops = 2.0 * tokens * ctx * kHeads * (kRow + kLatent);
-  return {tokens, ctx, pool.size(), seconds, gbs, flops / seconds / 1e9, gbs / read_gbs};
+  return {cache_dtype,           tokens,        ctx, pool.size(), seconds, gbs,
+          flops / seconds / 1e9, gbs / read_gbs};
 }
 
 std::string to_json(Isa isa, const std::vector<double>& read_gbs,
@@ -215,9 +239,10 @@ std::string to_json(Isa isa, const std::vector<double>& read_gbs,
   j << "],\"latent_attention\":[";
   for (size_t i = 0; i < latent.size(); ++i) {
     const LatentResult& r = latent[i];
-    j << (i ? "," : "") << "{\"tokens\":" << r.tokens << ",\"ctx\":" << r.ctx
-      << ",\"threads\":" << r.threads << ",\"us\":" << r.seconds * 1e6 << ",\"cache_gbs\":" << r.gbs
-      << ",\"gflops\":" << r.gflops << ",\"bw_fraction\":" << r.bw_fraction << "}";
+    j << (i ? "," : "") << "{\"cache\":\"" << dtype_name(r.cache) << "\",\"tokens\":" << r.tokens
+      << ",\"ctx\":" << r.ctx << ",\"threads\":" << r.threads << ",\"us\":" << r.seconds * 1e6
+      << ",\"cache_gbs\":" << r.gbs << ",\"gflops\":" << r.gflops
+      << ",\"bw_fraction\":" << r.bw_fraction << "}";
   }
   j << "]}";
   return j.str();
@@ -274,9 +299,16 @@ int run(const Options& o) {
     std::printf("\ndecode attention (16 seqs x 2048 ctx, 16/4 heads, head_dim 128):\n");
     std::vector<double> attention_gbs;
     for (size_t t = 0; t < owned.size(); ++t) {
-      attention_gbs.push_back(time_decode_attention(*owned[t], min_seconds));
-      std::printf("  %d thread(s): %.1f GB/s of K+V (%.0f%% of read bandwidth)\n", owned[t]->size(),
-                  attention_gbs.back(), 100 * attention_gbs.back() / read_gbs[t]);
+      for (DType cache : {DType::kF32, DType::kBF16, DType::kF8Row}) {
+        double seconds = 0;
+        const double gbs = time_decode_attention(*owned[t], min_seconds, cache, &seconds);
+        if (cache == DType::kF32) attention_gbs.push_back(gbs);
+        std::printf(
+            "  %d thread(s), %-12s cache: %8.0f us, %.1f GB/s of K+V (%.0f%% of read "
+            "bandwidth)\n",
+            owned[t]->size(), std::string(dtype_name(cache)).c_str(), seconds * 1e6, gbs,
+            100 * gbs / read_gbs[t]);
+      }
     }
   }
 
@@ -285,16 +317,19 @@ int run(const Options& o) {
     std::printf(
         "\ndecode latent attention (MLA: 16 heads, 512 + 64 cache row; GB/s = cache bytes / "
         "time)\n");
-    std::printf("%6s %6s %3s %10s %8s %8s %7s\n", "tokens", "ctx", "thr", "us", "GB/s", "GFLOP/s",
-                "of bw");
-    for (int tokens : {1, 8}) {
-      for (int ctx : {1024, 4096}) {
-        for (size_t t = 0; t < owned.size(); ++t) {
-          const LatentResult r =
-              time_latent_attention(tokens, ctx, *owned[t], read_gbs[t], min_seconds);
-          latent.push_back(r);
-          std::printf("%6d %6d %3d %10.1f %8.1f %8.1f %6.0f%%\n", r.tokens, r.ctx, r.threads,
-                      r.seconds * 1e6, r.gbs, r.gflops, 100 * r.bw_fraction);
+    std::printf("%-12s %6s %6s %3s %10s %8s %8s %7s\n", "cache", "tokens", "ctx", "thr", "us",
+                "GB/s", "GFLOP/s", "of bw");
+    for (DType cache : {DType::kF32, DType::kBF16, DType::kF8Row}) {
+      for (int tokens : {1, 8}) {
+        for (int ctx : {1024, 4096}) {
+          for (size_t t = 0; t < owned.size(); ++t) {
+            const LatentResult r =
+                time_latent_attention(cache, tokens, ctx, *owned[t], read_gbs[t], min_seconds);
+            latent.push_back(r);
+            std::printf("%-12s %6d %6d %3d %10.1f %8.1f %8.1f %6.0f%%\n",
+                        std::string(dtype_name(cache)).c_str(), r.tokens, r.ctx, r.threads,
+                        r.seconds * 1e6, r.gbs, r.gflops, 100 * r.bw_fraction);
+          }
         }
       }
     }

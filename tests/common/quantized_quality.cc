@@ -46,13 +46,12 @@ void Accumulate(const std::vector<float>& want, const std::vector<float>& got, i
   }
 }
 
-}  // namespace
-
-QuantizedQuality MeasureQuantizedQuality(const std::string& name, Quantization q) {
+// The measures of `quantized` against `ref` (golden model `name` in directory `dir`), printed
+// under `label`.
+QuantizedQuality Measure(const std::string& name, const std::filesystem::path& dir,
+                         const LoadedModel& ref, const LoadedModel& quantized,
+                         const std::string& label) {
   QuantizedQuality c;
-  const auto dir = std::filesystem::path(GoldenDir()) / "models" / name;
-  LoadedModel ref = LoadForTest(dir.string());
-  LoadedModel quantized = LoadForTest(dir.string(), 16, 256, 2, "cpu", q);
   if (ref.runner == nullptr || quantized.runner == nullptr) {
     ADD_FAILURE() << "cannot load " << dir;
     return c;
@@ -95,7 +94,7 @@ QuantizedQuality MeasureQuantizedQuality(const std::string& name, Quantization q
   std::printf(
       "%s vs none, %s: max|logit diff| %.5f, KL max %.3g mean %.3g nats, top-1 %lld/%lld, "
       "greedy prefix %lld/%lld\n",
-      std::string(QuantizationName(q)).c_str(), name.c_str(), c.max_logit_diff, c.max_kl, c.mean_kl,
+      label.c_str(), name.c_str(), c.max_logit_diff, c.max_kl, c.mean_kl,
       static_cast<long long>(c.top1_same), static_cast<long long>(c.positions),
       static_cast<long long>(c.greedy_same), static_cast<long long>(c.greedy_total));
   ::testing::Test::RecordProperty("max_logit_diff", std::to_string(c.max_logit_diff));
@@ -104,6 +103,22 @@ QuantizedQuality MeasureQuantizedQuality(const std::string& name, Quantization q
   ::testing::Test::RecordProperty("top1_agreement", std::to_string(c.top1()));
   ::testing::Test::RecordProperty("greedy_agreement", std::to_string(c.greedy()));
   return c;
+}
+
+}  // namespace
+
+QuantizedQuality MeasureQuantizedQuality(const std::string& name, Quantization q) {
+  const auto dir = std::filesystem::path(GoldenDir()) / "models" / name;
+  const LoadedModel ref = LoadForTest(dir.string());
+  const LoadedModel quantized = LoadForTest(dir.string(), 16, 256, 2, "cpu", q);
+  return Measure(name, dir, ref, quantized, std::string(QuantizationName(q)));
+}
+
+QuantizedQuality MeasureKvCacheQuality(const std::string& name, KvCacheDType kv) {
+  const auto dir = std::filesystem::path(GoldenDir()) / "models" / name;
+  const LoadedModel ref = LoadForTest(dir.string());
+  const LoadedModel narrow = LoadForTest(dir.string(), 16, 256, 2, "cpu", Quantization::kNone, kv);
+  return Measure(name, dir, ref, narrow, std::string(KvCacheDTypeName(kv)) + " KV cache");
 }
 
 }  // namespace sy::testing

@@ -1,11 +1,13 @@
-// How far a model quantized at load (--quantization) strays from the unquantized one on a golden
-// fixture: the fixture's prompts through both, compared position by position (max |logit diff|,
-// KL divergence of the next-token distributions, top-1 agreement) and by greedy continuation.
+// How far a model quantized at load (--quantization), or one with a narrower KV cache
+// (--kv-cache-dtype), strays from the unquantized one on a golden fixture: the fixture's prompts
+// through both, compared position by position (max |logit diff|, KL divergence of the next-token
+// distributions, top-1 agreement) and by greedy continuation.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
+#include "engine/backend/backend_factory.h"
 #include "engine/model/model_weights.h"
 
 namespace sy::testing {
@@ -27,5 +29,9 @@ struct QuantizedQuality {
 // Runs golden fixture model `name` unquantized and with `q` on the CPU, prints one line with the
 // measures, and records them as test properties. Fails the current test on a load error.
 QuantizedQuality MeasureQuantizedQuality(const std::string& name, Quantization q);
+
+// The same measures for golden fixture model `name` with its KV cache in `kv` (bf16 or fp8)
+// against the f32 cache, weights unquantized, on the CPU.
+QuantizedQuality MeasureKvCacheQuality(const std::string& name, KvCacheDType kv);
 
 }  // namespace sy::testing

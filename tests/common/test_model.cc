@@ -45,7 +45,8 @@ ScratchDir::~ScratchDir() {
 }
 
 LoadedModel LoadForTest(const std::string& dir, int block_size, int64_t max_batch_tokens,
-                        int threads, const std::string& device, Quantization quantization) {
+                        int threads, const std::string& device, Quantization quantization,
+                        KvCacheDType kv_cache_dtype) {
   LoadedModel m;
   auto spec = ParseDevice(device);
   EXPECT_TRUE(spec.ok()) << spec.status().ToString();
@@ -54,6 +55,7 @@ LoadedModel LoadForTest(const std::string& dir, int block_size, int64_t max_batc
   bo.cpu_threads = threads;
   // Golden fixtures are compared at f32 precision: keep the GPU's KV cache in f32 too.
   bo.kv_dtype = DType::kF32;
+  bo.kv_cache_dtype = kv_cache_dtype;
   auto backend = CreateBackend(*spec, bo);
   EXPECT_TRUE(backend.ok()) << backend.status().ToString();
   if (!backend.ok()) return {};

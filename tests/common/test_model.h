@@ -43,8 +43,10 @@ struct LoadedModel {
 };
 
 // Fails the current test (and returns an empty LoadedModel) on error.
+// kv_cache_dtype kAuto keeps the KV cache in f32 on every device.
 LoadedModel LoadForTest(const std::string& dir, int block_size = 16, int64_t max_batch_tokens = 256,
                         int threads = 2, const std::string& device = "cpu",
-                        Quantization quantization = Quantization::kNone);
+                        Quantization quantization = Quantization::kNone,
+                        KvCacheDType kv_cache_dtype = KvCacheDType::kAuto);
 
 }  // namespace sy::testing

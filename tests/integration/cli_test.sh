@@ -101,6 +101,27 @@ grep -q "kv_b_proj.weight_scale_inv" "$work/ds-fp8/model.safetensors" || fail "M
 "$bin" generate --model "$work/ds-fp8" --prompt "Hello there" --max-tokens 8 --ignore-eos \
   >/dev/null 2>"$work/err18" || fail "deepseek fp8: $(cat "$work/err18")"
 grep -q "generated 8 tokens" "$work/err18" || fail "deepseek fp8 summary: $(cat "$work/err18")"
+# --kv-cache-dtype: bf16 and fp8 caches generate, for grouped-query attention and for MLA; a bad
+# value is a clear error for generate and serve alike; fp8 on CUDA is refused with the reason.
+for kv in bf16 fp8; do
+  for model in "$work/m" "$work/deepseek_v3"; do
+    "$bin" generate --model "$model" --kv-cache-dtype $kv --prompt "Hello there" --max-tokens 8 \
+      --ignore-eos >/dev/null 2>"$work/err19" || fail "$kv cache: $(cat "$work/err19")"
+    grep -q "generated 8 tokens" "$work/err19" || fail "$kv cache summary: $(cat "$work/err19")"
+  done
+done
+for cmd in "generate --prompt hi" "serve --grpc-port 0"; do
+  if "$bin" $cmd --model "$work/m" --kv-cache-dtype fp16 >"$work/err20" 2>&1; then
+    fail "$cmd --kv-cache-dtype fp16"
+  fi
+  grep -q -- "--kv-cache-dtype must be auto, bf16 or fp8, got 'fp16'" "$work/err20" ||
+    fail "$cmd kv-cache-dtype message: $(cat "$work/err20")"
+done
+if "$bin" generate --model "$work/m" --prompt hi --device cuda --kv-cache-dtype fp8 \
+  2>"$work/err21"; then
+  fail "fp8 KV cache on cuda"
+fi
+grep -q "CPU backend only" "$work/err21" || fail "fp8 cuda message: $(cat "$work/err21")"
 # Without a GPU (CI), --device cuda is a clear error, never a crash.
 if ! nvidia-smi >/dev/null 2>&1; then
   if "$bin" generate --model "$work/m" --prompt hi --device cuda 2>"$work/err9"; then
