@@ -1,6 +1,5 @@
-// Rows of the paged KV cache in the element types it may hold (f32, bf16, or kF8Row: e4m3fn with
-// one f32 scale per row), converted from f32 on write and back on read. Header-only and shared
-// by the reference and the vectorised kernels, so that both write the same bits.
+// Rows of the paged KV cache in its element types (f32, bf16, kF8Row: e4m3fn + a scale per row),
+// converted on write and read; shared by the reference and vector kernels (the same bits).
 #pragma once
 
 #include <cstdint>

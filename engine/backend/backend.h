@@ -35,8 +35,8 @@ struct Tensor {
   size_t nbytes() const { return static_cast<size_t>(rows) * row_bytes(); }
   // Rows [begin, begin + n) of this tensor.
   Tensor Rows(int64_t begin, int64_t n) const;
-  // The same memory seen with another shape of equal element count (not for kI8, int4 or kF8,
-  // whose rows carry their scales).
+  // The same memory seen with another shape of equal element count (not for kI8, int4, kF8 or
+  // kF8Row, whose rows carry their scales).
   Tensor Reshaped(int64_t new_rows, int64_t new_cols) const;
 };
 
@@ -155,6 +155,8 @@ class Backend {
   virtual bool SupportsWeightDType(DType dtype) const {
     return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16;
   }
+  // Whether HeadMatMul (MLA's absorbed projections) takes weights in `dtype`.
+  virtual bool SupportsHeadMatMulDType(DType dtype) const { return SupportsWeightDType(dtype); }
   // Whether MatMul, Ffn and the expert FFNs apply weights' Tensor::input_perm.
   virtual bool SupportsInputPermutation() const { return false; }
 

@@ -1,4 +1,5 @@
-// Which device a model runs on (`--device cpu|cuda[:N]`) and the backend that drives it.
+// Which device a model runs on (`--device cpu|cuda[:N]`), its KV cache element type
+// (`--kv-cache-dtype`), and the backend that drives it.
 #pragma once
 
 #include <memory>

@@ -543,13 +543,8 @@ void CudaBackend::HeadMatMul(const Tensor& x, const Tensor& w, const Tensor& y, 
           "quantized_head_matmul");
     return;
   }
-  if (w.dtype == DType::kF8) {
-    // cuBLAS multiplies plain 16/32-bit types only, and fp8_matmul takes no head strides.
-    error_ = Status::Unimplemented(
-        "MLA absorption with fp8 weights is not implemented on the CUDA backend");
-    spdlog::error("{}", error_.message());
-    return;
-  }
+  // fp8 weights never get here: LoadModelWeights refuses them (SupportsHeadMatMulDType).
+  SY_CHECK(w.dtype != DType::kF8);
   const int64_t n = w.rows / heads;
   const int64_t k = w.cols;
   const void* b = x.data;

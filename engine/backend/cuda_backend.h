@@ -43,6 +43,10 @@ class CudaBackend final : public Backend {
     return dtype == DType::kF8 || dtype == DType::kI8 || is_int4(dtype) ||
            Backend::SupportsWeightDType(dtype);
   }
+  // HeadMatMul: as MatMul but fp8 (fp8_matmul takes no per-head strides).
+  bool SupportsHeadMatMulDType(DType dtype) const override {
+    return dtype != DType::kF8 && SupportsWeightDType(dtype);
+  }
   Status BeginCapture() override;
   StatusOr<int> EndCapture() override;
   Status Replay(int graph) override;

@@ -658,6 +658,15 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
   ModelWeights w;
   WeightUploader up(ckpt, c.quantization_config, backend, &w, quantization, int4);
   SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
+  for (const LayerWeights& l : w.layers) {
+    for (const Tensor* t : {&l.w_uk_t, &l.w_uv}) {
+      if (t->data != nullptr && !backend->SupportsHeadMatMulDType(t->dtype)) {
+        return Status::Unimplemented(
+            "MLA absorption (kv_b_proj) with " + std::string(dtype_name(t->dtype)) +
+            " weights is not implemented on the " + std::string(backend->name()) + " backend");
+      }
+    }
+  }
   return w;
 }
 

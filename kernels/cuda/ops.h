@@ -6,9 +6,10 @@
 // Conventions: activations are f32; weights are f32, bf16 or f16 (or row-quantized: fp8, int8,
 // int4, below); the KV cache is f32 or bf16; accumulation is f32. Results for one row never depend
 // on which other rows are in the call (batch invariance), so reductions have a fixed order per
-// row and there are no atomics on outputs. No function allocates memory or synchronizes: all of
-// them can be captured in a CUDA graph, and launch shapes depend only on the arguments (never on
-// device data).
+// row and there are no atomics on outputs; the one exception is the row count at which a product
+// changes kernel (cuBLAS or the tensor-core int8/int4 kernel above 16 rows, see below). No function
+// allocates memory or synchronizes: all of them can be captured in a CUDA graph, and launch shapes
+// depend only on the arguments (never on device data).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -148,9 +149,9 @@ cudaError_t fp8_grouped_expert_ffn(const float* x, const int32_t* offsets, int64
 inline constexpr bool is_quantized_weight(DType t) {
   return t == DType::kF8 || t == DType::kI8 || is_int4(t);
 }
-// Up to this many rows an int8/int4 product streams the weights once (a warp per output column,
-// 16-byte loads, f32 activations, the same per-row order for any m); more rows go to a bf16
-// tensor-core kernel (x and the dequantized weights rounded to bf16, as the cuBLAS path rounds
+// Up to this many rows an int8/int4 product streams the weights (a warp per output column, once
+// per 8 rows; 16-byte loads, f32 activations, the same per-row order for any m); more rows go to a
+// bf16 tensor-core kernel (x and the dequantized weights rounded to bf16, as the cuBLAS path rounds
 // x): deterministic, each output from its row and column alone, but not bit-identical to the
 // former. Needs sm_80 or newer.
 inline constexpr int64_t kQuantGemvMaxRows = 16;
@@ -165,7 +166,9 @@ cudaError_t quantized_matmul(const float* x, const void* w, DType w_dtype, const
 cudaError_t quantized_head_matmul(const float* x, const void* w, DType w_dtype, float* y, int64_t m,
                                   int64_t heads, int64_t n, int64_t k, cudaStream_t stream);
 // grouped_expert_ffn for kF8, kI8 or int4 experts: each row's values equal quantized_matmul +
-// silu_mul + quantized_matmul over its expert.
+// silu_mul + quantized_matmul over its expert when the expert has at most kQuantGemvMaxRows rows
+// (more rows: quantized_matmul's tensor-core kernel differs in the last bits; this one does not
+// change with the row count).
 cudaError_t quantized_grouped_expert_ffn(const float* x, const int32_t* offsets, int64_t experts,
                                          const void* const* gate_up_ptrs,
                                          const void* const* down_ptrs, DType w_dtype,

@@ -2,8 +2,8 @@
 // (kernels/dtype.h), and the entry points that pick these or fp8_gemm.cu's kernels by dtype.
 // Weight-only: the weights are dequantized to exactly the values sy::cpu::ref::matmul uses, the
 // activations are never quantized, accumulation is f32.
-//   Decode (m <= kQuantGemvMaxRows): one warp per output column streams its weight row once,
-//   16-byte loads, dequantized in registers, f32 activations, up to 8 rows of x per pass; each
+//   Decode (m <= kQuantGemvMaxRows): one warp per output column streams its weight row once per
+//   8 rows of x (twice for 9-16), 16-byte loads, dequantized in registers, f32 activations; each
 //   lane takes whole 16-byte chunks in a fixed order, then a butterfly: a row's result never
 //   depends on m.
 //   More rows: bf16 tensor cores (wmma), 64 x 64 outputs per block, 32-column k tiles of x and

@@ -393,6 +393,7 @@ TEST(CudaBackendTest, ActOrderInt4CheckpointIsAClearError) {
   o.dtype = DType::kF32;
   o.int4_format = "gptq";
   o.int4_act_order = true;
+  o.int4_group_size = 32;  // tiny-mixtral's inputs are 64 or 128 wide: several groups to permute
   o.out_dir = scratch.path().string();
   ASSERT_TRUE(MakeModel(o).ok());
   auto backend = CreateBackend(ParseDevice("cuda").value(), BackendOptions{});
@@ -404,6 +405,28 @@ TEST(CudaBackendTest, ActOrderInt4CheckpointIsAClearError) {
   ASSERT_FALSE(w.ok());
   EXPECT_EQ(w.status().code(), StatusCode::kUnimplemented);
   EXPECT_NE(w.status().message().find("not implemented on the cuda backend"), std::string::npos)
+      << w.status().ToString();
+}
+
+// The CUDA backend's HeadMatMul takes no fp8 weights: a DeepSeek model quantized to fp8 fails at
+// load, naming MLA's absorption, instead of at its first forward pass.
+TEST(CudaBackendTest, Fp8MlaAbsorptionIsRefusedAtLoad) {
+  SY_REQUIRE_GPU();
+  testing::ScratchDir scratch("cuda_fp8_mla");
+  MakeModelOptions o;
+  o.preset = "tiny-deepseek-v3";
+  o.dtype = DType::kBF16;
+  o.out_dir = scratch.path().string();
+  ASSERT_TRUE(MakeModel(o).ok());
+  auto backend = CreateBackend(ParseDevice("cuda").value(), BackendOptions{});
+  ASSERT_TRUE(backend.ok());
+  auto config = LoadModelConfig(o.out_dir);
+  auto ckpt = Checkpoint::Open(o.out_dir);
+  ASSERT_TRUE(config.ok() && ckpt.ok());
+  auto w = LoadModelWeights(*config, **ckpt, backend->get(), true, Quantization::kFp8);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(w.status().message().find("MLA absorption"), std::string::npos)
       << w.status().ToString();
 }
 

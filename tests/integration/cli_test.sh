@@ -78,7 +78,8 @@ for fmt in gptq awq pack-quantized; do
 done
 # --desc-act: a GPTQ act-order checkpoint (g_idx in a permuted order) loads and generates; the
 # flag needs gptq.
-"$bin" make-model --preset tiny-mixtral --seed 2 --quantization gptq --desc-act \
+# Groups of 32: tiny-mixtral's inputs (64 or 128 wide) then hold several groups to permute.
+"$bin" make-model --preset tiny-mixtral --seed 2 --quantization gptq --desc-act --group-size 32 \
   --out "$work/gptq-act-order" 2>/dev/null || fail "make-model gptq --desc-act"
 grep -q '"desc_act": true' "$work/gptq-act-order/config.json" || fail "desc_act config"
 "$bin" generate --model "$work/gptq-act-order" --prompt "Hello there" --max-tokens 8 \
