@@ -72,8 +72,9 @@ Command AddMakeModelCommand(CLI::App& app) {
          "with --quantization gptq/awq/pack-quantized: input columns per scale (32, 64 or 128)")
       ->capture_default_str();
   cmd->add_flag("--desc-act", opts->int4_act_order,
-                "with --quantization gptq: act-order (desc_act), groups of columns in a random "
-                "order per input with their g_idx, as GPTQ writes them");
+                "with --quantization gptq or pack-quantized: act-order (desc_act; actorder "
+                "group), groups of columns in a random order per input with their g_idx "
+                "(weight_g_idx), as GPTQ and llm-compressor write them");
   cmd->add_flag(
       "--list-presets", *list,
       "print each preset's name, architecture, bf16 weight size and KV bytes per token (bf16 "

@@ -1,6 +1,7 @@
 #include "engine/model/int4_checkpoint.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -45,6 +46,44 @@ int32_t I32At(const TensorView& v, int64_t i) {
   return x;
 }
 
+bool IsPackQuantized(const Int4CheckpointFormat& f) {
+  return f.method == Int4CheckpointFormat::Method::kPackQuantized;
+}
+
+// The tensor naming each input column's group: GPTQ's g_idx, compressed-tensors' weight_g_idx
+// (AWQ has none).
+std::string GIdxName(const Int4CheckpointFormat& f, const std::string& prefix) {
+  return prefix + (IsPackQuantized(f) ? ".weight_g_idx" : ".g_idx");
+}
+
+// The quantization_config setting that makes a checkpoint act-order, as "field value".
+std::string ActOrderSetting(const Int4CheckpointFormat& f) {
+  return IsPackQuantized(f) ? "actorder group" : "desc_act true";
+}
+
+// Checks that the g_idx of linear `prefix` (if it has one) puts column input_order[c] (c when
+// input_order is empty) in group c / group_size: the groups of the rows ReadInt4Linear writes.
+Status CheckGIdxMatchesOrder(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
+                             const std::string& prefix, int64_t cols,
+                             std::span<const int32_t> input_order) {
+  const std::string name = GIdxName(f, prefix);
+  if (!ckpt.Has(name)) {
+    if (input_order.empty()) return Status::Ok();
+    return Status::InvalidArgument(prefix + ": an input order without a " +
+                                   name.substr(prefix.size() + 1));
+  }
+  SY_ASSIGN_OR_RETURN(TensorView g_idx, GetTyped(ckpt, name, {cols}, true));
+  for (int64_t c = 0; c < cols; ++c) {
+    if (I32At(g_idx, input_order.empty() ? c : input_order[c]) != c / f.group_size) {
+      return Status::InvalidArgument(
+          name + (input_order.empty() ? " is not i / group_size (act-order, " + ActOrderSetting(f) +
+                                            "): load it in its input order (ReadInt4InputOrder)"
+                                      : std::string(" does not match the input order")));
+    }
+  }
+  return Status::Ok();
+}
+
 // Nibble slot of column c (0-7) in an AWQ int32: AWQ packs columns in the order
 // [0, 2, 4, 6, 1, 3, 5, 7], so column c sits in slot kAwqSlot[c].
 constexpr int kAwqSlot[8] = {0, 4, 1, 5, 2, 6, 3, 7};
@@ -61,6 +100,23 @@ StatusOr<DType> DTypeForGroup(const json& group) {
   const std::optional<DType> t = Int4DTypeOf(group.is_number_integer() ? group.get<int64_t>() : 0);
   if (!t) return Unsupported("group_size", group.dump(), "expected 32, 64 or 128");
   return *t;
+}
+
+// Whether compressed-tensors' weights.actorder stores a weight_g_idx: "group" (alias "dynamic",
+// and true) quantizes groups of columns taken in activation order; "weight" (alias "static")
+// only visits the columns in that order while the groups stay runs of consecutive columns, and
+// null or false is no act-order: both load as stored.
+StatusOr<bool> PackQuantizedActOrder(const json& actorder) {
+  if (actorder.is_null()) return false;
+  if (actorder.is_boolean()) return actorder.get<bool>();
+  if (actorder.is_string()) {
+    std::string v = actorder.get<std::string>();
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (v == "group" || v == "dynamic") return true;
+    if (v == "weight" || v == "static") return false;
+  }
+  return Unsupported("weights.actorder", actorder.dump(),
+                     "expected null, false, true, group, dynamic, weight or static");
 }
 
 // compressed-tensors' quantization_config with format pack-quantized.
@@ -96,12 +152,10 @@ StatusOr<std::optional<Int4CheckpointFormat>> PackQuantizedFormat(const json& q)
     return Unsupported("weights.strategy", "'" + w.value("strategy", std::string()) + "'",
                        "group only");
   }
-  if (w.contains("actorder") && !w["actorder"].is_null() && w["actorder"] != false) {
-    return Unsupported("weights.actorder", w["actorder"].dump(),
-                       "act-order groups are not runs of consecutive input columns");
-  }
   Int4CheckpointFormat f;
   f.method = Int4CheckpointFormat::Method::kPackQuantized;
+  SY_ASSIGN_OR_RETURN(f.act_order,
+                      PackQuantizedActOrder(w.contains("actorder") ? w["actorder"] : json()));
   SY_ASSIGN_OR_RETURN(f.dtype, DTypeForGroup(w.contains("group_size") ? w["group_size"] : json()));
   f.group_size = int4_group_size(f.dtype);
   f.symmetric = w.value("symmetric", true);
@@ -115,16 +169,15 @@ uint32_t RowNibble(const TensorView& t, int64_t words, int64_t r, int64_t k) {
   return (static_cast<uint32_t>(I32At(t, r * words + k / 8)) >> (4 * (k % 8))) & 0xfu;
 }
 
+// Column c of the rows written is the checkpoint's column input_order[c] (c when empty).
 Status ReadPackQuantized(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
-                         const std::string& p, int64_t rows, int64_t cols, uint8_t* out) {
+                         const std::string& p, int64_t rows, int64_t cols, uint8_t* out,
+                         std::span<const int32_t> input_order) {
   const int64_t groups = (cols + f.group_size - 1) / f.group_size;
   const int64_t words = (cols + 7) / 8;
   SY_ASSIGN_OR_RETURN(TensorView packed, GetTyped(ckpt, p + ".weight_packed", {rows, words}, true));
   SY_ASSIGN_OR_RETURN(TensorView scales,
                       GetTyped(ckpt, p + ".weight_scale", {rows, groups}, false));
-  if (ckpt.Has(p + ".weight_g_idx")) {
-    return Status::InvalidArgument(p + ".weight_g_idx (act-order) is not supported");
-  }
   if (ckpt.Has(p + ".weight_shape")) {
     SY_ASSIGN_OR_RETURN(TensorView shape, ckpt.Get(p + ".weight_shape", {2}));
     int64_t dims[2] = {0, 0};
@@ -155,8 +208,9 @@ Status ReadPackQuantized(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
                 : 8u;
       set_int4_group(row, g, scale, -scale * static_cast<float>(zero));
     }
-    for (int64_t i = 0; i < cols; ++i) {
-      set_int4_q(f.dtype, row, cols, i, static_cast<int>(RowNibble(packed, words, j, i)));
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = input_order.empty() ? c : input_order[c];
+      set_int4_q(f.dtype, row, cols, c, static_cast<int>(RowNibble(packed, words, j, i)));
     }
   }
   return Status::Ok();
@@ -236,22 +290,25 @@ bool HasInt4Linear(const Checkpoint& ckpt, std::string_view weight_name) {
 StatusOr<std::vector<int32_t>> ReadInt4InputOrder(const Checkpoint& ckpt,
                                                   const Int4CheckpointFormat& f,
                                                   std::string_view weight_name, int64_t cols) {
-  const std::string p = Prefix(weight_name);
-  if (f.method != Int4CheckpointFormat::Method::kGptq) return std::vector<int32_t>();
-  if (!ckpt.Has(p + ".g_idx")) {
-    if (f.act_order) return Status::InvalidArgument(p + ".g_idx is missing (desc_act is true)");
+  if (f.method == Int4CheckpointFormat::Method::kAwq) return std::vector<int32_t>();
+  const std::string name = GIdxName(f, Prefix(weight_name));
+  if (!ckpt.Has(name)) {
+    if (f.act_order) {
+      return Status::InvalidArgument(
+          name + " is missing (" + (IsPackQuantized(f) ? "actorder is group" : "desc_act is true") +
+          ")");
+    }
     return std::vector<int32_t>();
   }
-  SY_ASSIGN_OR_RETURN(TensorView g_idx, GetTyped(ckpt, p + ".g_idx", {cols}, true));
+  SY_ASSIGN_OR_RETURN(TensorView g_idx, GetTyped(ckpt, name, {cols}, true));
   const int64_t groups = (cols + f.group_size - 1) / f.group_size;
   std::vector<int64_t> next(static_cast<size_t>(groups), 0);  // counts, then next positions
   bool in_order = true;
   for (int64_t i = 0; i < cols; ++i) {
     const int32_t g = I32At(g_idx, i);
     if (g < 0 || g >= groups) {
-      return Status::InvalidArgument(p + ".g_idx[" + std::to_string(i) + "] is " +
-                                     std::to_string(g) + ", not a group in [0, " +
-                                     std::to_string(groups) + ")");
+      return Status::InvalidArgument(name + "[" + std::to_string(i) + "] is " + std::to_string(g) +
+                                     ", not a group in [0, " + std::to_string(groups) + ")");
     }
     ++next[g];
     in_order = in_order && g == i / f.group_size;
@@ -261,8 +318,8 @@ StatusOr<std::vector<int32_t>> ReadInt4InputOrder(const Checkpoint& ckpt,
     const int64_t want = std::min(f.group_size, cols - g * f.group_size);
     if (next[g] != want) {
       return Status::InvalidArgument(
-          p + ".g_idx puts " + std::to_string(next[g]) + " columns in group " + std::to_string(g) +
-          "; GPTQ act-order groups hold group_size (" + std::to_string(f.group_size) +
+          name + " puts " + std::to_string(next[g]) + " columns in group " + std::to_string(g) +
+          "; act-order groups hold group_size (" + std::to_string(f.group_size) +
           ") columns, the last one the rest");
     }
     next[g] = g * f.group_size;
@@ -277,12 +334,14 @@ Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
                       std::span<const int32_t> input_order) {
   const std::string p = Prefix(weight_name);
   const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
-  if (!input_order.empty() && (!gptq || static_cast<int64_t>(input_order.size()) != cols)) {
-    return Status::InvalidArgument(p +
-                                   ": an input order needs a GPTQ linear and one entry a column");
+  const bool awq = f.method == Int4CheckpointFormat::Method::kAwq;
+  if (!input_order.empty() && (awq || static_cast<int64_t>(input_order.size()) != cols)) {
+    return Status::InvalidArgument(
+        p + ": an input order needs a GPTQ or pack-quantized linear and one entry a column");
   }
-  if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
-    return ReadPackQuantized(ckpt, f, p, rows, cols, out);
+  if (IsPackQuantized(f)) {
+    SY_RETURN_IF_ERROR(CheckGIdxMatchesOrder(ckpt, f, p, cols, input_order));
+    return ReadPackQuantized(ckpt, f, p, rows, cols, out, input_order);
   }
   if (rows % 8 != 0 || (gptq && cols % 8 != 0)) {
     return Status::InvalidArgument(p + ": int4 packing needs in and out features divisible by 8");
@@ -293,20 +352,7 @@ Status ReadInt4Linear(const Checkpoint& ckpt, const Int4CheckpointFormat& f,
       GetTyped(ckpt, p + ".qweight", {gptq ? cols / 8 : cols, gptq ? rows : rows / 8}, true));
   SY_ASSIGN_OR_RETURN(TensorView qzeros, GetTyped(ckpt, p + ".qzeros", {groups, rows / 8}, true));
   SY_ASSIGN_OR_RETURN(TensorView scales, GetTyped(ckpt, p + ".scales", {groups, rows}, false));
-  if (gptq && ckpt.Has(p + ".g_idx")) {
-    SY_ASSIGN_OR_RETURN(TensorView g_idx, GetTyped(ckpt, p + ".g_idx", {cols}, true));
-    for (int64_t c = 0; c < cols; ++c) {
-      if (I32At(g_idx, input_order.empty() ? c : input_order[c]) != c / f.group_size) {
-        return Status::InvalidArgument(
-            p + (input_order.empty()
-                     ? ".g_idx is not i / group_size (act-order, desc_act true): load it in its "
-                       "input order (ReadInt4InputOrder)"
-                     : ".g_idx does not match the input order"));
-      }
-    }
-  } else if (!input_order.empty()) {
-    return Status::InvalidArgument(p + ": an input order without a g_idx");
-  }
+  if (gptq) SY_RETURN_IF_ERROR(CheckGIdxMatchesOrder(ckpt, f, p, cols, input_order));
   // The 4-bit value in an int32 [.., rows / 8] tensor (qzeros, AWQ qweight) for column j.
   auto column_nibble = [&](const TensorView& t, int64_t r, int64_t j) {
     const int slot = gptq ? static_cast<int>(j % 8) : kAwqSlot[j % 8];
@@ -336,9 +382,12 @@ std::vector<PackedInt4Tensor> Int4PackedLayout(const Int4CheckpointFormat& f, in
                                                int64_t cols) {
   if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
     const int64_t groups = (cols + f.group_size - 1) / f.group_size;
-    return {{".weight_packed", DType::kI32, {rows, (cols + 7) / 8}, {}},
-            {".weight_scale", DType::kF16, {rows, groups}, {}},
-            {".weight_shape", DType::kI64, {2}, {}}};
+    std::vector<PackedInt4Tensor> out = {
+        {".weight_packed", DType::kI32, {rows, (cols + 7) / 8}, {}},
+        {".weight_scale", DType::kF16, {rows, groups}, {}},
+        {".weight_shape", DType::kI64, {2}, {}}};
+    if (f.act_order) out.push_back({".weight_g_idx", DType::kI32, {cols}, {}});
+    return out;
   }
   const int64_t groups = (cols + f.group_size - 1) / f.group_size;
   const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
@@ -351,24 +400,32 @@ std::vector<PackedInt4Tensor> Int4PackedLayout(const Int4CheckpointFormat& f, in
 }
 
 // compressed-tensors' symmetric W4A16: scale = max|w| / 7.5 per group (f16), q = clamp(round(w /
-// scale), -8, 7) stored + 8.
+// scale), -8, 7) stored + 8. With act_order (actorder group) group g holds the columns
+// act_order[g * group_size, ...) and weight_g_idx says each column's group; weight_packed stays
+// in the original column order.
 std::vector<PackedInt4Tensor> PackSymmetric(const Int4CheckpointFormat& f, const float* w,
-                                            int64_t rows, int64_t cols) {
+                                            int64_t rows, int64_t cols,
+                                            std::span<const int32_t> act_order) {
   std::vector<PackedInt4Tensor> out = Int4PackedLayout(f, rows, cols);
   const int64_t groups = (cols + f.group_size - 1) / f.group_size;
   const int64_t words = (cols + 7) / 8;
   std::vector<uint32_t> packed(static_cast<size_t>(rows * words), 0);
   std::vector<uint16_t> scales(static_cast<size_t>(rows * groups));
+  // The input column at position k of the order the groups are formed in.
+  auto column = [&](int64_t k) { return act_order.empty() ? k : int64_t{act_order[k]}; };
   for (int64_t j = 0; j < rows; ++j) {
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t begin = g * f.group_size;
       const int64_t end = std::min(cols, begin + f.group_size);
       float max_abs = 0.0f;
-      for (int64_t i = begin; i < end; ++i) max_abs = std::max(max_abs, std::fabs(w[j * cols + i]));
+      for (int64_t k = begin; k < end; ++k) {
+        max_abs = std::max(max_abs, std::fabs(w[j * cols + column(k)]));
+      }
       const uint16_t scale_bits = f32_to_f16(max_abs / 7.5f);
       const float scale = f16_to_f32(scale_bits);
       scales[j * groups + g] = scale_bits;
-      for (int64_t i = begin; i < end; ++i) {
+      for (int64_t k = begin; k < end; ++k) {
+        const int64_t i = column(k);
         const int q =
             scale > 0.0f ? std::clamp(static_cast<int>(std::lround(w[j * cols + i] / scale)), -8, 7)
                          : 0;
@@ -383,6 +440,12 @@ std::vector<PackedInt4Tensor> PackSymmetric(const Int4CheckpointFormat& f, const
                       reinterpret_cast<const uint8_t*>(scales.data() + scales.size()));
   out[2].bytes.assign(reinterpret_cast<const uint8_t*>(shape),
                       reinterpret_cast<const uint8_t*>(shape + 2));
+  if (f.act_order) {
+    std::vector<int32_t> g_idx(static_cast<size_t>(cols));
+    for (int64_t k = 0; k < cols; ++k) g_idx[column(k)] = static_cast<int32_t>(k / f.group_size);
+    out[3].bytes.assign(reinterpret_cast<const uint8_t*>(g_idx.data()),
+                        reinterpret_cast<const uint8_t*>(g_idx.data() + g_idx.size()));
+  }
   return out;
 }
 
@@ -390,7 +453,7 @@ std::vector<PackedInt4Tensor> PackInt4Linear(const Int4CheckpointFormat& f, cons
                                              int64_t rows, int64_t cols,
                                              std::span<const int32_t> act_order) {
   if (f.method == Int4CheckpointFormat::Method::kPackQuantized) {
-    return PackSymmetric(f, w, rows, cols);
+    return PackSymmetric(f, w, rows, cols, act_order);
   }
   std::vector<PackedInt4Tensor> out = Int4PackedLayout(f, rows, cols);
   const bool gptq = f.method == Int4CheckpointFormat::Method::kGptq;
@@ -458,7 +521,7 @@ std::string Int4QuantizationConfigJson(const Int4CheckpointFormat& f) {
                           {"symmetric", true},
                           {"strategy", "group"},
                           {"group_size", f.group_size},
-                          {"actorder", nullptr},
+                          {"actorder", f.act_order ? json("group") : json()},
                           {"dynamic", false},
                           {"observer", "minmax"}};
     q = {{"quant_method", "compressed-tensors"},

@@ -183,7 +183,8 @@ std::map<std::string, std::string> LinearNames(const ModelConfig& c) {
   return names;
 }
 
-// The order GPTQ act-order (desc_act) visits the input columns of the linears reading `input`:
+// The order act-order (GPTQ desc_act, llm-compressor actorder group) visits the input columns
+// of the linears reading `input`:
 // by descending Hessian diagonal, which the calibration inputs decide; here a random
 // permutation per input.
 std::vector<int32_t> ActOrder(uint64_t seed, const std::string& input, int64_t cols) {
@@ -257,8 +258,8 @@ StatusOr<std::string> MakeModelConfigText(const MakeModelOptions& o) {
   // The synthesized tokenizer ends with <|endoftext|>, <|im_start|>, <|im_end|>.
   cfg["eos_token_id"] = vocab - 3;
   cfg["bos_token_id"] = nullptr;
-  if (o.int4_act_order && o.int4_format != "gptq") {
-    return Status::InvalidArgument("--desc-act needs --quantization gptq");
+  if (o.int4_act_order && o.int4_format != "gptq" && o.int4_format != "pack-quantized") {
+    return Status::InvalidArgument("--desc-act needs --quantization gptq or pack-quantized");
   }
   if (!o.int4_format.empty()) {
     SY_ASSIGN_OR_RETURN(Int4CheckpointFormat f, Int4FormatFor(o.int4_format, o.int4_group_size));

@@ -32,8 +32,9 @@ struct MakeModelOptions {
   // (int4_checkpoint.h).
   std::string int4_format;
   int64_t int4_group_size = 128;
-  // With int4_format "gptq": act-order (desc_act true), each linear's groups formed in a random
-  // column order shared by the linears reading the same input, with its g_idx.
+  // With int4_format "gptq" or "pack-quantized": act-order (desc_act true; actorder "group"),
+  // each linear's groups formed in a random column order shared by the linears reading the same
+  // input, with its g_idx (weight_g_idx).
   bool int4_act_order = false;
   // Store the matmul weights (attention projections, expert and dense FFN matrices) as FP8
   // e4m3fn (F8_E4M3) with f32 `weight_scale_inv` per fp8_block x fp8_block block and a

@@ -163,9 +163,9 @@ class WeightSource {
   Status AttachInputOrder(const std::string& name, const std::vector<int32_t>& order, Tensor* t) {
     if (order.empty()) return Status::Ok();
     if (!backend_->SupportsInputPermutation()) {
-      return Status::Unimplemented("act-order int4 weights (GPTQ desc_act, " + name +
-                                   ") are not implemented on the " + std::string(backend_->name()) +
-                                   " backend");
+      return Status::Unimplemented("act-order int4 weights (GPTQ desc_act or actorder group, " +
+                                   name + ") are not implemented on the " +
+                                   std::string(backend_->name()) + " backend");
     }
     SY_ASSIGN_OR_RETURN(DeviceBuffer buf, backend_->Allocate(order.size() * sizeof(int32_t)));
     backend_->CopyToDevice(buf.data(), order.data(), buf.size());

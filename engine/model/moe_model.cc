@@ -150,8 +150,9 @@ Status MoeModel::BuildExpertTables() {
     }
   }
   if (any_perm && !backend_->SupportsInputPermutation()) {
-    return Status::Unimplemented("act-order (GPTQ desc_act) experts are not implemented on the " +
-                                 std::string(backend_->name()) + " backend");
+    return Status::Unimplemented(
+        "act-order (GPTQ desc_act or actorder group) experts are not implemented on the " +
+        std::string(backend_->name()) + " backend");
   }
   if (!any_perm) table_perm_host_.clear();
   SY_ASSIGN_OR_RETURN(table_buffer_, backend_->Allocate(host.size() * sizeof(void*)));

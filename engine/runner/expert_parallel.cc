@@ -49,8 +49,8 @@ StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(const ModelConf
         // Migration copies an expert as (gate_up, down) bytes, which would drop a permutation.
         if (w.gate_up.input_perm != nullptr || w.down.input_perm != nullptr) {
           return Status::Unimplemented(
-              "expert parallelism does not carry act-order (GPTQ desc_act) input permutations; "
-              "layer " +
+              "expert parallelism does not carry act-order (GPTQ desc_act or actorder group) input "
+              "permutations; layer " +
               std::to_string(layer) + " expert " + std::to_string(e) + " has one");
         }
         // Migration copies an expert as (gate_up, down) in one dtype.

@@ -6,7 +6,8 @@ independently of the engine's loader.
     .venv-golden/bin/python scripts/golden/gen_int4_checkpoints.py [--out tests/golden/int4]
 
 Each <format>/ directory holds config.json (its quantization_config), model.safetensors (the
-packed tensors, named <linear>.qweight/.qzeros/.scales[/.g_idx]) and expected.safetensors
+packed tensors, named <linear>.qweight/.qzeros/.scales[/.g_idx] or .weight_packed/
+.weight_scale[/.weight_zero_point/.weight_g_idx]/.weight_shape) and expected.safetensors
 (<linear>.weight: the dequantized [out, in] matrix in f32, and <linear>.scale: the per-group
 scales [groups, out] in f32). The packing follows the libraries' writers (GPTQ: AutoGPTQ /
 GPTQModel's pack, v1 zero points stored minus one; AWQ: AutoAWQ's WQLinear_GEMM with its column
@@ -170,6 +171,51 @@ def pack_quantized(gen, out, name, group, symmetric):
     write(out, name, config, tensors, expected)
 
 
+def pack_quantized_act_order(gen, out, group):
+    """llm-compressor's actorder "group": asymmetric groups of `group` columns taken in a random
+    (activation) order perm, weight_packed in the original column order and weight_g_idx the group
+    of each column; expected is W[:, i] = (q[:, i] - z[:, g[i]]) * s[:, g[i]] from the unpacked
+    tensors. One linear [16, 80]: a partial last group of 16 columns."""
+    lin, out_f, in_f = "layer.act_order", 16, 80
+    w = torch.randn(out_f, in_f, generator=gen) * 0.02
+    perm = torch.randperm(in_f, generator=gen)
+    groups = (in_f + group - 1) // group
+    q = torch.empty(out_f, in_f, dtype=torch.int64)
+    scales = torch.empty(out_f, groups, dtype=torch.float16)
+    zeros = torch.empty(out_f, groups, dtype=torch.int64)
+    for g in range(groups):
+        members = perm[g * group:(g + 1) * group]
+        cols = w[:, members]
+        lo = cols.min(dim=1).values.clamp(max=0)
+        hi = cols.max(dim=1).values.clamp(min=0)
+        scale = ((hi - lo) / 15).half()
+        zero = (torch.round(-lo / scale.float()) - 8).clamp(-8, 7).long()
+        q[:, members] = (torch.round(cols / scale.float()[:, None]) +
+                         zero[:, None]).clamp(-8, 7).long()
+        scales[:, g] = scale
+        zeros[:, g] = zero
+    g_idx = (torch.arange(in_f, dtype=torch.int32) // group)[torch.argsort(perm)]
+    tensors = {lin + ".weight_packed": pack_signed_along(q, 1), lin + ".weight_scale": scales,
+               lin + ".weight_zero_point": pack_signed_along(zeros, 0),
+               lin + ".weight_g_idx": g_idx.to(torch.int32),
+               lin + ".weight_shape": torch.tensor([out_f, in_f], dtype=torch.int64)}
+    xq = unpack_signed_along(tensors[lin + ".weight_packed"], 1, in_f)
+    zp = unpack_signed_along(tensors[lin + ".weight_zero_point"], 0, out_f)
+    g_of = tensors[lin + ".weight_g_idx"].long()
+    weight = ((xq - zp[:, g_of]).float() * scales.float()[:, g_of]).contiguous()
+    step = scales.float()[:, g_of]
+    assert bool(((weight - w).abs() <= step * 0.51 + 1e-6).all()), "act-order packing"
+    expected = {lin + ".weight": weight, lin + ".scale": scales.float().t().contiguous()}
+    config = {"quant_method": "compressed-tensors", "format": "pack-quantized",
+              "config_groups": {"group_0": {
+                  "targets": ["Linear"], "input_activations": None, "output_activations": None,
+                  "weights": {"num_bits": 4, "type": "int", "symmetric": False,
+                              "strategy": "group", "group_size": group, "actorder": "group",
+                              "dynamic": False, "observer": "minmax"}}},
+              "ignore": ["lm_head"], "quantization_status": "compressed"}
+    write(out, "pack_quantized_act_order", config, tensors, expected)
+
+
 def write(out, name, quantization_config, tensors, expected):
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
@@ -225,6 +271,8 @@ def main():
     # compressed-tensors pack-quantized: asymmetric in groups of 32, symmetric in groups of 128.
     pack_quantized(gen, args.out, "pack_quantized", 32, symmetric=False)
     pack_quantized(gen, args.out, "pack_quantized_sym", 128, symmetric=True)
+    # ... with actorder "group" (weight_g_idx), asymmetric in groups of 32.
+    pack_quantized_act_order(gen, args.out, 32)
 
 
 if __name__ == "__main__":

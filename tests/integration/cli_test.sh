@@ -76,15 +76,20 @@ for fmt in gptq awq pack-quantized; do
     >/dev/null 2>"$work/err14" || fail "$fmt checkpoint: $(cat "$work/err14")"
   grep -q "generated 8 tokens" "$work/err14" || fail "$fmt summary: $(cat "$work/err14")"
 done
-# --desc-act: a GPTQ act-order checkpoint (g_idx in a permuted order) loads and generates; the
-# flag needs gptq.
-# Groups of 32: tiny-mixtral's inputs (64 or 128 wide) then hold several groups to permute.
+# --desc-act: GPTQ (g_idx) and pack-quantized (actorder group, weight_g_idx) act-order
+# checkpoints in a permuted order load and generate; the flag needs one of them. Groups of 32:
+# tiny-mixtral's inputs (64 or 128 wide) then hold several groups to permute.
 "$bin" make-model --preset tiny-mixtral --seed 2 --quantization gptq --desc-act --group-size 32 \
   --out "$work/gptq-act-order" 2>/dev/null || fail "make-model gptq --desc-act"
 grep -q '"desc_act": true' "$work/gptq-act-order/config.json" || fail "desc_act config"
-"$bin" generate --model "$work/gptq-act-order" --prompt "Hello there" --max-tokens 8 \
-  --ignore-eos >/dev/null 2>"$work/err14" || fail "act-order checkpoint: $(cat "$work/err14")"
-grep -q "generated 8 tokens" "$work/err14" || fail "act-order summary: $(cat "$work/err14")"
+"$bin" make-model --preset tiny-mixtral --seed 2 --quantization pack-quantized --desc-act \
+  --group-size 32 --out "$work/pack-act-order" 2>/dev/null || fail "make-model pack-quantized --desc-act"
+grep -q '"actorder": "group"' "$work/pack-act-order/config.json" || fail "actorder config"
+for m in gptq-act-order pack-act-order; do
+  "$bin" generate --model "$work/$m" --prompt "Hello there" --max-tokens 8 \
+    --ignore-eos >/dev/null 2>"$work/err14" || fail "$m checkpoint: $(cat "$work/err14")"
+  grep -q "generated 8 tokens" "$work/err14" || fail "$m summary: $(cat "$work/err14")"
+done
 "$bin" make-model --preset tiny-mixtral --quantization awq --desc-act --out "$work/awq-act" \
   2>"$work/err14" && fail "awq --desc-act accepted"
 grep -q "desc-act needs --quantization gptq" "$work/err14" || fail "--desc-act: $(cat "$work/err14")"

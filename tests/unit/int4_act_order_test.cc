@@ -1,9 +1,10 @@
-// GPTQ act-order (desc_act) checkpoints load exactly (engine/model/int4_checkpoint.h): each
-// group's columns are stored together in ReadInt4InputOrder's order and the CPU backend's MatMul
-// reads x in that order (Tensor::input_perm). Checked against the weights dequantized in torch
-// with g_idx (tests/golden/int4/gptq's layer.act_order), against the same product without the
-// permutation, on whole models written by make-model --desc-act, and on g_idx that GPTQ never
-// writes, which are refused naming g_idx.
+// Act-order int4 checkpoints (GPTQ desc_act, compressed-tensors pack-quantized actorder "group")
+// load exactly (engine/model/int4_checkpoint.h): each group's columns are stored together in
+// ReadInt4InputOrder's order and the CPU backend's MatMul reads x in that order
+// (Tensor::input_perm). Checked against the weights dequantized in torch with g_idx
+// (tests/golden/int4/gptq's layer.act_order, tests/golden/int4/pack_quantized_act_order), against
+// the same product without the permutation, on whole models written by make-model --desc-act,
+// and on g_idx that act-order never writes, which are refused naming g_idx (weight_g_idx).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -94,6 +95,62 @@ TEST(Int4ActOrder, LoadsTheTorchDequantizedWeightsInGroupOrder) {
   auto plain = ReadInt4InputOrder(*fx.ckpt, fx.format, "layer.a.weight", 192);
   ASSERT_TRUE(plain.ok());
   EXPECT_TRUE(plain->empty());
+}
+
+// compressed-tensors' actorder "group": [16, 80] in groups of 32 (the last of 16), asymmetric,
+// weight_packed in the original column order.
+TEST(Int4ActOrder, PackQuantizedLoadsTheTorchDequantizedWeightsInGroupOrder) {
+  constexpr int64_t rows_n = 16, cols_n = 80, group = 32;
+  const std::string dir = testing::GoldenDir() + "/int4/pack_quantized_act_order";
+  auto f = ReadInt4CheckpointFormat(dir);
+  auto ckpt = Checkpoint::Open(dir);
+  ASSERT_TRUE(f.ok() && f->has_value() && ckpt.ok()) << f.status().ToString();
+  EXPECT_EQ((*f)->method, Int4CheckpointFormat::Method::kPackQuantized);
+  EXPECT_TRUE((*f)->act_order);
+  EXPECT_FALSE((*f)->symmetric);
+  const std::string weight = "layer.act_order.weight";
+  EXPECT_TRUE(HasInt4Linear(**ckpt, weight));
+  auto order = ReadInt4InputOrder(**ckpt, **f, weight, cols_n);
+  ASSERT_TRUE(order.ok()) << order.status().ToString();
+  ASSERT_EQ(static_cast<int64_t>(order->size()), cols_n);
+  auto g_idx = (*ckpt)->Get("layer.act_order.weight_g_idx", {cols_n});
+  ASSERT_TRUE(g_idx.ok());
+  std::vector<int32_t> sorted = *order;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < cols_n; ++i) ASSERT_EQ(sorted[i], i) << "not a permutation";
+  for (int64_t c = 0; c < cols_n; ++c) {
+    EXPECT_EQ(static_cast<const int32_t*>(g_idx->data)[(*order)[c]], c / group);
+  }
+
+  const DType t = (*f)->dtype;
+  const size_t row_bytes = dtype_row_bytes(t, cols_n);
+  std::vector<uint8_t> rows(rows_n * row_bytes);
+  const Status read = ReadInt4Linear(**ckpt, **f, weight, rows_n, cols_n, rows.data(), *order);
+  ASSERT_TRUE(read.ok()) << read.ToString();
+  auto expected = SafetensorsFile::Open(dir + "/expected.safetensors");
+  ASSERT_TRUE(expected.ok());
+  auto want = (*expected)->Get(weight);
+  auto want_scale = (*expected)->Get("layer.act_order.scale");
+  ASSERT_TRUE(want.ok() && want_scale.ok());
+  const auto* w = static_cast<const float*>(want->data);
+  const auto* s = static_cast<const float*>(want_scale->data);
+  for (int64_t j = 0; j < rows_n; ++j) {
+    const uint8_t* row = rows.data() + j * row_bytes;
+    for (int64_t g = 0; g < 3; ++g) ASSERT_EQ(int4_row_scale(row, g), s[g * rows_n + j]);
+    for (int64_t c = 0; c < cols_n; ++c) {
+      // The min (-scale * zero) is rounded to f16: at most 2^-11 of 16 scales.
+      const float scale = s[c / group * rows_n + j];
+      ASSERT_NEAR(int4_row_value(t, row, cols_n, c), w[j * cols_n + (*order)[c]], scale * 16 / 2048)
+          << "row " << j << " col " << c;
+    }
+  }
+  // Without its order the act-order linear is refused, naming weight_g_idx and actorder.
+  const Status st = ReadInt4Linear(**ckpt, **f, weight, rows_n, cols_n, rows.data());
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("layer.act_order.weight_g_idx is not i / group_size (act-order, "
+                              "actorder group)"),
+            std::string::npos)
+      << st.message();
 }
 
 TEST(Int4ActOrder, MatMulReadsXInTheWeightsInputOrder) {
@@ -216,10 +273,111 @@ TEST(Int4ActOrder, GIdxThatGptqNeverWritesIsRefused) {
   EXPECT_NE(st.message().find("g_idx does not match"), std::string::npos) << st.message();
 }
 
-// make-model --quantization gptq --desc-act: g_idx shared by the linears reading one input, and
-// models whose logits match an f32 model holding the checkpoint's weights dequantized here with
-// g_idx (W[:, i] = (q[:, i] - z[g_idx[i]]) * s[g_idx[i]], the GPTQ libraries' unpacking).
-class Int4ActOrderModel : public ::testing::Test {
+// A one-linear pack-quantized checkpoint [8, 256] (symmetric) in groups of 128 with `actorder`
+// (a JSON value) and weight_g_idx `g_idx` of dtype `g_idx_dtype` (none when empty).
+std::string WritePackQuantized(const std::filesystem::path& dir, const std::vector<int32_t>& g_idx,
+                               const std::string& actorder, DType g_idx_dtype = DType::kI32) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json")
+      << R"({"quantization_config": {"quant_method": "compressed-tensors",
+            "format": "pack-quantized", "config_groups": {"group_0": {"targets": ["Linear"],
+            "weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group",
+            "group_size": 128, "actorder": )"
+      << actorder << "}}}}}";
+  ShardedSafetensorsWriter writer(dir.string(), 1 << 20);
+  const std::vector<int32_t> packed(kRows * kCols / 8, 0x76543210);
+  const std::vector<uint16_t> scales(kRows * 2, f32_to_f16(0.01f));
+  std::vector<int64_t> g_idx_i64(g_idx.begin(), g_idx.end());
+  EXPECT_TRUE(writer.Declare("l.weight_packed", DType::kI32, {kRows, kCols / 8}).ok());
+  EXPECT_TRUE(writer.Declare("l.weight_scale", DType::kF16, {kRows, 2}).ok());
+  if (!g_idx.empty()) {
+    EXPECT_TRUE(writer.Declare("l.weight_g_idx", g_idx_dtype, {kCols}).ok());
+  }
+  EXPECT_TRUE(writer.Write("l.weight_packed", packed.data()).ok());
+  EXPECT_TRUE(writer.Write("l.weight_scale", scales.data()).ok());
+  if (!g_idx.empty()) {
+    const void* data =
+        g_idx_dtype == DType::kI64 ? static_cast<const void*>(g_idx_i64.data()) : g_idx.data();
+    EXPECT_TRUE(writer.Write("l.weight_g_idx", data).ok());
+  }
+  EXPECT_TRUE(writer.Finish().ok());
+  return dir.string();
+}
+
+TEST(Int4ActOrder, PackQuantizedGIdxThatActOrderNeverWritesIsRefused) {
+  testing::ScratchDir scratch("int4_pack_act_order_bad");
+  std::vector<int32_t> interleaved(kCols);
+  for (int64_t i = 0; i < kCols; ++i) interleaved[i] = static_cast<int32_t>(i % 2);
+  std::vector<int32_t> uneven = interleaved;
+  uneven[0] = 1;
+  std::vector<int32_t> out_of_range = interleaved;
+  out_of_range[5] = -1;
+  struct Case {
+    std::string name;
+    std::vector<int32_t> g_idx;
+    DType dtype;
+    std::string message;
+  };
+  for (const Case& c :
+       {Case{"uneven", uneven, DType::kI32, "l.weight_g_idx puts 127 columns in group 0"},
+        Case{"out_of_range", out_of_range, DType::kI32, "l.weight_g_idx[5] is -1"},
+        Case{"i64", interleaved, DType::kI64, "l.weight_g_idx has dtype"},
+        Case{"missing", {}, DType::kI32, "l.weight_g_idx is missing (actorder is group)"}}) {
+    const std::string dir =
+        WritePackQuantized(scratch.path() / c.name, c.g_idx, "\"group\"", c.dtype);
+    auto f = ReadInt4CheckpointFormat(dir);
+    auto ckpt = Checkpoint::Open(dir);
+    ASSERT_TRUE(f.ok() && f->has_value() && ckpt.ok()) << c.name;
+    EXPECT_TRUE((*f)->act_order);
+    auto order = ReadInt4InputOrder(**ckpt, **f, "l.weight", kCols);
+    ASSERT_FALSE(order.ok()) << c.name;
+    EXPECT_EQ(order.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(order.status().message().find(c.message), std::string::npos)
+        << order.status().message();
+  }
+  // actorder "weight" only changed the order GPTQ visited the columns: no weight_g_idx, groups
+  // of consecutive columns, read as stored.
+  const std::string weight_dir = WritePackQuantized(scratch.path() / "weight", {}, "\"weight\"");
+  auto wf = ReadInt4CheckpointFormat(weight_dir);
+  auto wckpt = Checkpoint::Open(weight_dir);
+  ASSERT_TRUE(wf.ok() && wf->has_value() && wckpt.ok());
+  EXPECT_FALSE((*wf)->act_order);
+  auto none = ReadInt4InputOrder(**wckpt, **wf, "l.weight", kCols);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->empty());
+  std::vector<uint8_t> rows(kRows * dtype_row_bytes((*wf)->dtype, kCols));
+  EXPECT_TRUE(ReadInt4Linear(**wckpt, **wf, "l.weight", kRows, kCols, rows.data()).ok());
+
+  // The interleaved weight_g_idx loads in its order (even columns, then odd ones); another order
+  // is refused.
+  const std::string dir = WritePackQuantized(scratch.path() / "interleaved", interleaved, "true");
+  auto f = ReadInt4CheckpointFormat(dir);
+  auto ckpt = Checkpoint::Open(dir);
+  ASSERT_TRUE(f.ok() && f->has_value() && ckpt.ok());
+  EXPECT_TRUE((*f)->act_order);
+  auto order = ReadInt4InputOrder(**ckpt, **f, "l.weight", kCols);
+  ASSERT_TRUE(order.ok()) << order.status().ToString();
+  for (int64_t c = 0; c < kCols; ++c) {
+    ASSERT_EQ((*order)[c], c < 128 ? 2 * c : 2 * (c - 128) + 1);
+  }
+  EXPECT_TRUE(ReadInt4Linear(**ckpt, **f, "l.weight", kRows, kCols, rows.data(), *order).ok());
+  // Column c holds the stored column order[c]: value order[c] % 8 (0x76543210), scale 0.01.
+  for (int64_t c = 0; c < kCols; ++c) {
+    EXPECT_FLOAT_EQ(int4_row_value((*f)->dtype, rows.data(), kCols, c),
+                    f16_to_f32(f32_to_f16(0.01f)) * static_cast<float>((*order)[c] % 8 - 8));
+  }
+  std::vector<int32_t> identity(kCols);
+  std::iota(identity.begin(), identity.end(), 0);
+  const Status st = ReadInt4Linear(**ckpt, **f, "l.weight", kRows, kCols, rows.data(), identity);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("l.weight_g_idx does not match"), std::string::npos) << st.message();
+}
+
+// make-model --quantization gptq / pack-quantized --desc-act: g_idx (weight_g_idx) shared by the
+// linears reading one input, and models whose logits match an f32 model holding the checkpoint's
+// weights dequantized here with g_idx (W[:, i] = (q[:, i] - z[g_idx[i]]) * s[g_idx[i]], the
+// libraries' unpacking). The parameter is make-model's --quantization.
+class Int4ActOrderModel : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     MakeModelOptions plain;
@@ -229,7 +387,7 @@ class Int4ActOrderModel : public ::testing::Test {
     plain.out_dir = (scratch_.path() / "plain").string();
     ASSERT_TRUE(MakeModel(plain).ok());
     MakeModelOptions q = plain;
-    q.int4_format = "gptq";
+    q.int4_format = GetParam();
     q.int4_group_size = 32;
     q.int4_act_order = true;
     q.out_dir = (scratch_.path() / "act_order").string();
@@ -265,7 +423,38 @@ std::vector<float> DequantizeGptq(const Checkpoint& ckpt, const std::string& pre
   return w;
 }
 
-TEST_F(Int4ActOrderModel, SharesGIdxPerInputAndMovesDownsOrderIntoGateUp) {
+// compressed-tensors' dequantization of pack-quantized linear `prefix` (symmetric: values stored
+// + 8 along rows, zero 0) as [rows, cols], each column scaled by its weight_g_idx group's scale.
+std::vector<float> DequantizePackQuantized(const Checkpoint& ckpt, const std::string& prefix,
+                                           int64_t rows, int64_t cols, int64_t groups) {
+  auto packed = ckpt.Get(prefix + ".weight_packed", {rows, (cols + 7) / 8});
+  auto scales = ckpt.Get(prefix + ".weight_scale", {rows, groups});
+  auto g_idx = ckpt.Get(prefix + ".weight_g_idx", {cols});
+  EXPECT_TRUE(packed.ok() && scales.ok() && g_idx.ok()) << prefix;
+  EXPECT_FALSE(ckpt.Has(prefix + ".weight_zero_point")) << prefix;
+  const auto* p = static_cast<const uint32_t*>(packed->data);
+  const auto* g = static_cast<const int32_t*>(g_idx->data);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (int64_t j = 0; j < rows; ++j) {
+    for (int64_t i = 0; i < cols; ++i) {
+      const int q = static_cast<int>((p[j * ((cols + 7) / 8) + i / 8] >> (4 * (i % 8))) & 15u) - 8;
+      const float s = load_as_f32(scales->data, DType::kF16, j * groups + g[i]);
+      w[j * cols + i] = s * static_cast<float>(q);
+    }
+  }
+  return w;
+}
+
+// Linear `prefix` of an act-order checkpoint written as `format` ("gptq" or "pack-quantized"),
+// dequantized with its g_idx.
+std::vector<float> Dequantize(const std::string& format, const Checkpoint& ckpt,
+                              const std::string& prefix, int64_t rows, int64_t cols,
+                              int64_t groups) {
+  return format == "gptq" ? DequantizeGptq(ckpt, prefix, rows, cols, groups)
+                          : DequantizePackQuantized(ckpt, prefix, rows, cols, groups);
+}
+
+TEST_P(Int4ActOrderModel, SharesGIdxPerInputAndMovesDownsOrderIntoGateUp) {
   auto config = LoadModelConfig(dir("act_order"));
   auto ckpt = Checkpoint::Open(dir("act_order"));
   ASSERT_TRUE(config.ok() && ckpt.ok());
@@ -302,8 +491,9 @@ TEST_F(Int4ActOrderModel, SharesGIdxPerInputAndMovesDownsOrderIntoGateUp) {
   const std::vector<int32_t> down_order = order(n.experts[2].down, inter);
   const std::vector<int32_t> gate_order = order(n.experts[2].gate, h);
   const int64_t groups = (h + 31) / 32;
-  const std::vector<float> gate = DequantizeGptq(
-      **ckpt, n.experts[2].gate.substr(0, n.experts[2].gate.size() - 7), inter, h, groups);
+  const std::vector<float> gate =
+      Dequantize(GetParam(), **ckpt, n.experts[2].gate.substr(0, n.experts[2].gate.size() - 7),
+                 inter, h, groups);
   for (int64_t r = 0; r < inter; ++r) {
     const void* row = e2.gate_up.Rows(r, 1).data;
     for (int64_t c = 0; c < h; ++c) {
@@ -315,11 +505,11 @@ TEST_F(Int4ActOrderModel, SharesGIdxPerInputAndMovesDownsOrderIntoGateUp) {
   }
 }
 
-// Replaces every GPTQ linear of checkpoint `packed` by its dequantization, as f32 tensors named
+// Replaces every int4 linear of checkpoint `packed` by its dequantization, as f32 tensors named
 // <linear>.weight, beside the plain tensors of `plain`: the model in `out` is what the
 // act-order checkpoint means.
-void WriteDequantizedModel(const std::string& plain, const std::string& packed,
-                           const std::string& out) {
+void WriteDequantizedModel(const std::string& format, const std::string& plain,
+                           const std::string& packed, const std::string& out) {
   std::filesystem::create_directories(out);
   for (const char* file :
        {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"}) {
@@ -341,10 +531,11 @@ void WriteDequantizedModel(const std::string& plain, const std::string& packed,
   for (const TensorView& v : views) ASSERT_TRUE(writer.Declare(v.name, v.dtype, v.shape).ok());
   for (const TensorView& v : views) {
     const std::string prefix = v.name.substr(0, v.name.size() - 7);
-    if (v.shape.size() == 2 && (*packed_ckpt)->Has(prefix + ".qweight")) {
+    if (v.shape.size() == 2 && ((*packed_ckpt)->Has(prefix + ".qweight") ||
+                                (*packed_ckpt)->Has(prefix + ".weight_packed"))) {
       const int64_t groups = (v.shape[1] + (*f)->group_size - 1) / (*f)->group_size;
       const std::vector<float> w =
-          DequantizeGptq(**packed_ckpt, prefix, v.shape[0], v.shape[1], groups);
+          Dequantize(format, **packed_ckpt, prefix, v.shape[0], v.shape[1], groups);
       ASSERT_TRUE(writer.Write(v.name, w.data()).ok());
     } else {
       ASSERT_TRUE(writer.Write(v.name, v.data).ok());
@@ -353,8 +544,8 @@ void WriteDequantizedModel(const std::string& plain, const std::string& packed,
   ASSERT_TRUE(writer.Finish().ok());
 }
 
-TEST_F(Int4ActOrderModel, LogitsMatchTheDequantizedModel) {
-  WriteDequantizedModel(dir("plain"), dir("act_order"), dir("dequantized"));
+TEST_P(Int4ActOrderModel, LogitsMatchTheDequantizedModel) {
+  WriteDequantizedModel(GetParam(), dir("plain"), dir("act_order"), dir("dequantized"));
   if (HasFatalFailure()) return;
   const std::vector<int32_t> prompt = {5, 17, 99, 3, 42, 250, 7, 8};
   auto logits = [&](const std::string& name) {
@@ -391,6 +582,13 @@ TEST_F(Int4ActOrderModel, LogitsMatchTheDequantizedModel) {
   }
   EXPECT_LT(max_diff, 0.02 * max_logit) << "max |diff| " << max_diff << " of " << max_logit;
 }
+
+INSTANTIATE_TEST_SUITE_P(Formats, Int4ActOrderModel,
+                         ::testing::Values(std::string("gptq"), std::string("pack-quantized")),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param == "gptq" ? std::string("Gptq")
+                                                       : std::string("PackQuantized");
+                         });
 
 }  // namespace
 }  // namespace sy

@@ -188,6 +188,23 @@ TEST(Int4Checkpoint, QuantizationConfigFields) {
                            "group_size": 128, "desc_act": true}})");
   ASSERT_TRUE(act_order.ok()) << act_order.status().ToString();
   EXPECT_TRUE((*act_order)->act_order);
+  // compressed-tensors' actorder: true, "group" and its alias "dynamic" (any case) store a
+  // weight_g_idx; "weight" and its alias "static" keep groups of consecutive columns.
+  for (const auto& [actorder, act_order] : {std::pair<std::string, bool>{"null", false},
+                                            {"false", false},
+                                            {"true", true},
+                                            {R"("group")", true},
+                                            {R"("Dynamic")", true},
+                                            {R"("weight")", false},
+                                            {R"("static")", false}}) {
+    auto f = read(R"({"quantization_config": {"quant_method": "compressed-tensors",
+                  "format": "pack-quantized", "config_groups": {"g": {"weights": {"num_bits": 4,
+                  "strategy": "group", "group_size": 64, "actorder": )" +
+                  actorder + "}}}}}");
+    ASSERT_TRUE(f.ok()) << actorder << ": " << f.status().ToString();
+    ASSERT_TRUE(f->has_value());
+    EXPECT_EQ((*f)->act_order, act_order) << actorder;
+  }
   struct Bad {
     const char* config;
     const char* field;
@@ -213,7 +230,7 @@ TEST(Int4Checkpoint, QuantizationConfigFields) {
                "weights.strategy"},
            Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized",
                    "config_groups": {"g": {"weights": {"num_bits": 4, "strategy": "group",
-                   "group_size": 128, "actorder": "group"}}}})",
+                   "group_size": 128, "actorder": "random"}}}})",
                "weights.actorder"},
            Bad{R"({"quant_method": "compressed-tensors", "format": "pack-quantized",
                    "config_groups": {"g": {"weights": {"num_bits": 4, "strategy": "group",
