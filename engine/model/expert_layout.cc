@@ -39,7 +39,7 @@ StatusOr<ModelWeightNames> CheckpointWeightNames(const ModelConfig& config,
     LayerWeightNames& layer = names.layers[i];
     if (layer.router.empty()) continue;
     LayerWeightNames fused = layer;
-    SetExpertLayout(config, i, ExpertLayout::kFused, &fused);
+    UseFusedExperts(config, i, &fused);
     const std::string& gate_up = fused.experts[0].gate;
     const std::string& down = fused.experts[0].down;
     if (!checkpoint.Has(gate_up) && !checkpoint.Has(down)) continue;

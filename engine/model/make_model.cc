@@ -210,7 +210,7 @@ std::map<std::string, std::vector<std::string>> FusedParts(const ModelConfig& c)
     const LayerWeightNames& per = names.layers[i];
     if (per.router.empty()) continue;
     LayerWeightNames fused = per;
-    SetExpertLayout(c, i, ExpertLayout::kFused, &fused);
+    UseFusedExperts(c, i, &fused);
     if (fused.router != per.router) parts[fused.router] = {per.router};
     std::vector<std::string>& gate_up = parts[fused.experts[0].gate];
     std::vector<std::string>& down = parts[fused.experts[0].down];

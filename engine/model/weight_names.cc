@@ -68,20 +68,9 @@ ModelWeightNames WeightNamesFor(const ModelConfig& c) {
   return m;
 }
 
-void SetExpertLayout(const ModelConfig& c, int64_t layer, ExpertLayout layout,
-                     LayerWeightNames* l) {
+void UseFusedExperts(const ModelConfig& c, int64_t layer, LayerWeightNames* l) {
   if (l->router.empty()) return;
   const std::string p = "model.layers." + std::to_string(layer) + ".";
-  const bool mixtral = c.arch == Arch::kMixtral;
-  if (layout == ExpertLayout::kPerExpert) {
-    const std::string moe = p + (mixtral ? "block_sparse_moe." : "mlp.");
-    l->router = moe + "gate.weight";
-    l->experts.clear();
-    for (int64_t e = 0; e < c.num_experts; ++e) {
-      l->experts.push_back(Ffn(moe + "experts." + std::to_string(e) + ".", mixtral));
-    }
-    return;
-  }
   // transformers 5 renames Mixtral's block_sparse_moe to mlp along with fusing its experts.
   l->router = p + "mlp.gate.weight";
   l->experts.assign(c.num_experts,
@@ -93,7 +82,7 @@ std::vector<WeightSpec> ListWeights(const ModelConfig& c, ExpertLayout layout) {
   ModelWeightNames m = WeightNamesFor(c);
   if (layout == ExpertLayout::kFused) {
     for (size_t i = 0; i < m.layers.size(); ++i) {
-      SetExpertLayout(c, static_cast<int64_t>(i), layout, &m.layers[i]);
+      UseFusedExperts(c, static_cast<int64_t>(i), &m.layers[i]);
     }
   }
   const int64_t h = c.hidden_size;

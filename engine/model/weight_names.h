@@ -51,10 +51,9 @@ struct ModelWeightNames {
 
 ModelWeightNames WeightNamesFor(const ModelConfig& config);
 
-// The names of MoE layer `layer` with its routed experts stored in `layout` (WeightNamesFor
-// gives kPerExpert), written into `names`.
-void SetExpertLayout(const ModelConfig& config, int64_t layer, ExpertLayout layout,
-                     LayerWeightNames* names);
+// Rewrites the names of MoE layer `layer` (from WeightNamesFor: kPerExpert) to kFused: its
+// router's and its routed experts'. Leaves a dense layer alone.
+void UseFusedExperts(const ModelConfig& config, int64_t layer, LayerWeightNames* names);
 
 // Every weight of the model as (name, shape), in checkpoint order.
 struct WeightSpec {
