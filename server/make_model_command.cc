@@ -75,6 +75,10 @@ Command AddMakeModelCommand(CLI::App& app) {
                 "with --quantization gptq or pack-quantized: act-order (desc_act; actorder "
                 "group), groups of columns in a random order per input with their g_idx "
                 "(weight_g_idx), as GPTQ and llm-compressor write them");
+  cmd->add_flag("--fused-experts", opts->fused_experts,
+                "store each MoE layer's routed experts fused, as transformers 5 does: "
+                "mlp.experts.gate_up_proj [experts, 2 * inter, hidden] and "
+                "mlp.experts.down_proj [experts, hidden, inter]");
   cmd->add_flag(
       "--list-presets", *list,
       "print each preset's name, architecture, bf16 weight size and KV bytes per token (bf16 "

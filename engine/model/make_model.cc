@@ -200,6 +200,30 @@ std::vector<int32_t> ActOrder(uint64_t seed, const std::string& input, int64_t c
 // 256 byte tokens and the three special tokens of the synthesized tokenizer.
 constexpr int64_t kMinVocab = 259;
 
+// For a fused checkpoint: each fused tensor's per-expert tensors, in the order their values
+// follow one another in it (gate 0, up 0, gate 1, up 1, ...; down 0, down 1, ...), and Mixtral's
+// renamed router. make-model draws every value under its per-expert name, so a fused checkpoint
+// holds the same weights as the per-expert one of the same seed.
+std::map<std::string, std::vector<std::string>> FusedParts(const ModelConfig& c) {
+  std::map<std::string, std::vector<std::string>> parts;
+  const ModelWeightNames names = WeightNamesFor(c);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const LayerWeightNames& per = names.layers[i];
+    if (per.router.empty()) continue;
+    LayerWeightNames fused = per;
+    UseFusedExperts(c, i, &fused);
+    if (fused.router != per.router) parts[fused.router] = {per.router};
+    std::vector<std::string>& gate_up = parts[fused.experts[0].gate];
+    std::vector<std::string>& down = parts[fused.experts[0].down];
+    for (const FfnNames& e : per.experts) {
+      gate_up.push_back(e.gate);
+      gate_up.push_back(e.up);
+      down.push_back(e.down);
+    }
+  }
+  return parts;
+}
+
 Status WriteText(const std::filesystem::path& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << text;
@@ -302,7 +326,13 @@ Status MakeModel(const MakeModelOptions& o,
   SY_RETURN_IF_ERROR(WriteText(dir / "tokenizer_config.json",
                                SynthesizeTokenizerConfig(tokenizer).dump(2) + "\n"));
 
-  const std::vector<WeightSpec> specs = ListWeights(config);
+  if (o.fused_experts && (!o.int4_format.empty() || o.fp8)) {
+    return Status::InvalidArgument("--fused-experts writes f32, bf16 or f16 experts only");
+  }
+  const std::vector<WeightSpec> specs =
+      ListWeights(config, o.fused_experts ? ExpertLayout::kFused : ExpertLayout::kPerExpert);
+  const std::map<std::string, std::vector<std::string>> fused_parts =
+      o.fused_experts ? FusedParts(config) : std::map<std::string, std::vector<std::string>>();
   std::optional<Int4CheckpointFormat> int4;
   if (!o.int4_format.empty()) {
     SY_ASSIGN_OR_RETURN(int4, Int4FormatFor(o.int4_format, o.int4_group_size));
@@ -332,12 +362,27 @@ Status MakeModel(const MakeModelOptions& o,
   }
   const size_t elem = dtype_size(o.dtype);
   for (const WeightSpec& s : specs) {
-    Rng rng(HashName(o.seed, s.name));
-    const Init init = InitFor(s.name);
-    const RouterSkew::Rule* rule = skew ? skew->RuleFor(s.name) : nullptr;
-    const uint64_t cols = s.shape.size() == 2 ? static_cast<uint64_t>(s.shape[1]) : 0;
+    // The tensor's values are those of `parts` (itself unless fused) one after another.
+    const auto fused = fused_parts.find(s.name);
+    const std::vector<std::string> parts =
+        fused != fused_parts.end() ? fused->second : std::vector<std::string>{s.name};
+    uint64_t numel = 1;
+    for (int64_t d : s.shape) numel *= static_cast<uint64_t>(d);
+    const uint64_t part_numel = numel / parts.size();
+    size_t part = 0;
+    Rng rng(HashName(o.seed, parts[0]));
+    Init init = InitFor(parts[0]);
+    const RouterSkew::Rule* rule = skew ? skew->RuleFor(parts[0]) : nullptr;
+    const uint64_t cols = s.shape.size() >= 2 ? static_cast<uint64_t>(s.shape.back()) : 0;
     // Element `index` of the tensor, drawn in order: Box-Muller, one normal per draw.
-    auto next_value = [&](uint64_t index) {
+    auto next_value = [&](uint64_t fused_index) {
+      if (fused_index / part_numel != part) {
+        part = fused_index / part_numel;
+        rng = Rng(HashName(o.seed, parts[part]));
+        init = InitFor(parts[part]);
+        rule = skew ? skew->RuleFor(parts[part]) : nullptr;
+      }
+      const uint64_t index = fused_index % part_numel;
       const double r = std::sqrt(-2.0 * std::log(rng.Uniform()));
       const double z = r * std::cos(2.0 * 3.14159265358979323846 * rng.Uniform());
       const float v = init.mean + init.std * static_cast<float>(z);

@@ -43,6 +43,9 @@ struct MakeModelOptions {
   // LM head stay in `dtype` (modules_to_not_convert).
   bool fp8 = false;
   int64_t fp8_block = 128;
+  // Store each MoE layer's routed experts fused (ExpertLayout::kFused), with the values the
+  // per-expert tensors of the same seed would hold. Not with int4_format or fp8.
+  bool fused_experts = false;
 };
 
 // Writes the checkpoint; `progress` (optional) receives a line per written tensor group.

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/model/expert_layout.h"
 #include "engine/model/fp8_checkpoint.h"
 #include "engine/model/int4_checkpoint.h"
 #include "engine/model/rope.h"
@@ -129,6 +130,7 @@ class WeightSource {
   // stored in down's input order instead, so silu(gate) * up comes out in that order (exact:
   // each row keeps its own scales).
   StatusOr<FfnWeights> Ffn(const FfnNames& names, int64_t inter, int64_t hidden) {
+    if (names.fused_expert >= 0) return FusedFfn(names, inter, hidden);
     FfnWeights f;
     if (const std::optional<DType> stored = PreQuantizedDType(names.down)) {
       SY_ASSIGN_OR_RETURN(f.down, NewTensor(*stored, hidden, inter));
@@ -183,6 +185,12 @@ class WeightSource {
   virtual Status UploadStoredRows(const std::string& name, int64_t /*rows*/, int64_t /*cols*/,
                                   const std::vector<int64_t>& /*pick*/, const Tensor& /*t*/) {
     return Status::Internal("no FP8 tensor " + name);
+  }
+
+  // Routed expert names.fused_expert of a layer whose experts are stored fused (ExpertLayout).
+  virtual StatusOr<FfnWeights> FusedFfn(const FfnNames& names, int64_t /*inter*/,
+                                        int64_t /*hidden*/) {
+    return Status::Internal("no fused expert tensor " + names.gate);
   }
 
   // The dtype a float matrix stored as `name` is kept in (f32 for an FP8 one).
@@ -272,10 +280,14 @@ class WeightSource {
 // config's quantization_config) become DType::kF8 rows.
 class WeightUploader final : public WeightSource {
  public:
-  WeightUploader(const Checkpoint& ckpt, const QuantizationConfig& stored, Backend* backend,
+  WeightUploader(const Checkpoint& ckpt, const ModelConfig& config, Backend* backend,
                  ModelWeights* out, Quantization quantization,
                  std::optional<Int4CheckpointFormat> int4 = {})
-      : WeightSource(backend, out, quantization), ckpt_(ckpt), stored_(stored), int4_(int4) {}
+      : WeightSource(backend, out, quantization),
+        ckpt_(ckpt),
+        stored_(config.quantization_config),
+        num_experts_(config.num_experts),
+        int4_(int4) {}
 
   // A matrix [rows, cols] in its stored dtype.
   StatusOr<Tensor> Matrix(const std::string& name, int64_t rows, int64_t cols) override {
@@ -388,6 +400,16 @@ class WeightUploader final : public WeightSource {
     return UploadRows(t, [&](int64_t r, uint8_t* out) { return m.ConvertRow(pick[r], out); });
   }
 
+  // gate_up_proj's rows of an expert are already its gate rows then its up rows: the stacked
+  // gate_up a matmul reads. Quantization is per row, so it gives the bytes the per-expert
+  // tensors would.
+  StatusOr<FfnWeights> FusedFfn(const FfnNames& names, int64_t inter, int64_t hidden) override {
+    FfnWeights f;
+    SY_ASSIGN_OR_RETURN(f.gate_up, ExpertMatrix(names.gate, names.fused_expert, 2 * inter, hidden));
+    SY_ASSIGN_OR_RETURN(f.down, ExpertMatrix(names.down, names.fused_expert, hidden, inter));
+    return f;
+  }
+
  private:
   // Converts the checkpoint's FP8 matrix `name` into the kF8 tensor t through a host staging
   // buffer.
@@ -408,8 +430,37 @@ class WeightUploader final : public WeightSource {
                                  std::string(dtype_name(v.dtype)) + "; expected f32, bf16 or f16");
   }
 
+  // Expert `expert`'s [rows, cols] matrix of the fused tensor `name` [experts, rows, cols].
+  StatusOr<Tensor> ExpertMatrix(const std::string& name, int64_t expert, int64_t rows,
+                                int64_t cols) {
+    const int64_t shape[] = {num_experts_, rows, cols};
+    SY_ASSIGN_OR_RETURN(TensorView v, ckpt_.Get(name, shape));
+    if (v.dtype != DType::kF32 && v.dtype != DType::kBF16 && v.dtype != DType::kF16) {
+      return Status::Unimplemented("fused expert tensor " + name + " has dtype " +
+                                   std::string(dtype_name(v.dtype)) +
+                                   "; fused experts load from f32, bf16 or f16 only");
+    }
+    const int64_t first = expert * rows * cols;
+    if (quantization_ == Quantization::kNone) {
+      SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(v.dtype, rows, cols));
+      backend_->CopyToDevice(
+          t.data, static_cast<const uint8_t*>(v.data) + first * dtype_size(v.dtype), t.nbytes());
+      return t;
+    }
+    SY_ASSIGN_OR_RETURN(Tensor t, NewTensor(QuantizedWeightDType(quantization_), rows, cols));
+    SY_RETURN_IF_ERROR(UploadValues(
+        [&](int64_t r, float* out) {
+          for (int64_t c = 0; c < cols; ++c) {
+            out[c] = load_as_f32(v.data, v.dtype, first + r * cols + c);
+          }
+        },
+        t));
+    return t;
+  }
+
   const Checkpoint& ckpt_;
   const QuantizationConfig& stored_;
+  int64_t num_experts_;
   std::optional<Int4CheckpointFormat> int4_;
 };
 
@@ -580,11 +631,11 @@ Status CheckQuantization(Quantization q, const Backend& backend) {
   return Status::Ok();
 }
 
-Status LoadAll(const ModelConfig& c, bool load_routed_experts, WeightSource& up, ModelWeights& w) {
+Status LoadAll(const ModelConfig& c, const ModelWeightNames& names, bool load_routed_experts,
+               WeightSource& up, ModelWeights& w) {
   if (c.clip_qkv) {
     return Status::Unimplemented("clip_qkv is not supported yet");
   }
-  const ModelWeightNames names = WeightNamesFor(c);
   SY_ASSIGN_OR_RETURN(w.embed, up.Matrix(names.embed, c.vocab_size, c.hidden_size));
   if (w.embed.dtype == DType::kF8) {
     return Status::Unimplemented("the embedding table " + names.embed +
@@ -655,9 +706,10 @@ StatusOr<ModelWeights> LoadModelWeights(const ModelConfig& c, const Checkpoint& 
     return Status::Unimplemented("int4 (GPTQ/AWQ) checkpoints are not implemented on the " +
                                  std::string(backend->name()) + " backend");
   }
+  SY_ASSIGN_OR_RETURN(const ModelWeightNames names, CheckpointWeightNames(c, ckpt));
   ModelWeights w;
-  WeightUploader up(ckpt, c.quantization_config, backend, &w, quantization, int4);
-  SY_RETURN_IF_ERROR(LoadAll(c, load_routed_experts, up, w));
+  WeightUploader up(ckpt, c, backend, &w, quantization, int4);
+  SY_RETURN_IF_ERROR(LoadAll(c, names, load_routed_experts, up, w));
   for (const LayerWeights& l : w.layers) {
     for (const Tensor* t : {&l.w_uk_t, &l.w_uv}) {
       if (t->data != nullptr && !backend->SupportsHeadMatMulDType(t->dtype)) {
@@ -726,7 +778,7 @@ StatusOr<ModelWeights> RandomModelWeights(const ModelConfig& c, Backend* backend
   SY_RETURN_IF_ERROR(CheckQuantization(quantization, *backend));
   ModelWeights w;
   RandomWeights up(seed, dtype, backend, &w, quantization);
-  SY_RETURN_IF_ERROR(LoadAll(c, /*load_routed_experts=*/true, up, w));
+  SY_RETURN_IF_ERROR(LoadAll(c, WeightNamesFor(c), /*load_routed_experts=*/true, up, w));
   return w;
 }
 
@@ -734,7 +786,7 @@ StatusOr<FfnWeights> LoadExpertWeights(const ModelConfig& c, const Checkpoint& c
                                        Backend* backend, const FfnNames& names,
                                        std::vector<DeviceBuffer>* buffers) {
   ModelWeights owner;
-  WeightUploader up(ckpt, c.quantization_config, backend, &owner, Quantization::kNone);
+  WeightUploader up(ckpt, c, backend, &owner, Quantization::kNone);
   SY_ASSIGN_OR_RETURN(FfnWeights f, up.Ffn(names, c.moe_intermediate_size, c.hidden_size));
   for (DeviceBuffer& b : owner.buffers) buffers->push_back(std::move(b));
   return f;

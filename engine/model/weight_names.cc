@@ -68,8 +68,23 @@ ModelWeightNames WeightNamesFor(const ModelConfig& c) {
   return m;
 }
 
-std::vector<WeightSpec> ListWeights(const ModelConfig& c) {
-  const ModelWeightNames m = WeightNamesFor(c);
+void UseFusedExperts(const ModelConfig& c, int64_t layer, LayerWeightNames* l) {
+  if (l->router.empty()) return;
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  // transformers 5 renames Mixtral's block_sparse_moe to mlp along with fusing its experts.
+  l->router = p + "mlp.gate.weight";
+  l->experts.assign(c.num_experts,
+                    FfnNames{p + "mlp.experts.gate_up_proj", "", p + "mlp.experts.down_proj", 0});
+  for (int64_t e = 0; e < c.num_experts; ++e) l->experts[e].fused_expert = e;
+}
+
+std::vector<WeightSpec> ListWeights(const ModelConfig& c, ExpertLayout layout) {
+  ModelWeightNames m = WeightNamesFor(c);
+  if (layout == ExpertLayout::kFused) {
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      UseFusedExperts(c, static_cast<int64_t>(i), &m.layers[i]);
+    }
+  }
   const int64_t h = c.hidden_size;
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
@@ -109,7 +124,13 @@ std::vector<WeightSpec> ListWeights(const ModelConfig& c) {
     add(l.post_attn_norm, {h});
     add(l.router, {c.num_experts, h});
     add(l.router_bias, {c.num_experts});
-    for (const FfnNames& e : l.experts) add_ffn(e, c.moe_intermediate_size);
+    if (!l.experts.empty() && l.experts[0].fused_expert >= 0) {
+      const int64_t inter = c.moe_intermediate_size;
+      add(l.experts[0].gate, {c.num_experts, 2 * inter, h});
+      add(l.experts[0].down, {c.num_experts, h, inter});
+    } else {
+      for (const FfnNames& e : l.experts) add_ffn(e, c.moe_intermediate_size);
+    }
     add_ffn(l.shared_expert, c.shared_expert_intermediate_size);
     add(l.shared_expert_gate, {1, h});
     add_ffn(l.dense, c.dense_intermediate_size);

@@ -12,7 +12,18 @@ namespace sy {
 
 struct FfnNames {
   std::string gate, up, down;  // gate/up: [inter, hidden]; down: [hidden, inter]
+  // >= 0: routed expert number fused_expert of a layer that stores its experts fused (see
+  // ExpertLayout); gate then names gate_up_proj, down names down_proj, and up is empty.
+  int64_t fused_expert = -1;
 };
+
+// How a layer's routed experts are stored. kPerExpert: one tensor per expert and projection
+// (`experts.{e}.gate_proj.weight`, ...; Mixtral `block_sparse_moe.experts.{e}.w1.weight`, ...).
+// kFused: transformers 5's MoE parameters, one tensor per layer for all experts:
+// `mlp.experts.gate_up_proj` [experts, 2 * inter, hidden] (each expert's gate rows, then its up
+// rows) and `mlp.experts.down_proj` [experts, hidden, inter]; for Mixtral under `mlp.` too, its
+// router then `mlp.gate.weight`.
+enum class ExpertLayout { kPerExpert, kFused };
 
 struct LayerWeightNames {
   std::string input_norm, post_attn_norm;
@@ -40,11 +51,17 @@ struct ModelWeightNames {
 
 ModelWeightNames WeightNamesFor(const ModelConfig& config);
 
+// Rewrites the names of MoE layer `layer` (from WeightNamesFor: kPerExpert) to kFused: its
+// router's and its routed experts'. Leaves a dense layer alone.
+void UseFusedExperts(const ModelConfig& config, int64_t layer, LayerWeightNames* names);
+
 // Every weight of the model as (name, shape), in checkpoint order.
 struct WeightSpec {
   std::string name;
   std::vector<int64_t> shape;
 };
-std::vector<WeightSpec> ListWeights(const ModelConfig& config);
+// With kFused, each MoE layer's routed experts are the two fused tensors.
+std::vector<WeightSpec> ListWeights(const ModelConfig& config,
+                                    ExpertLayout layout = ExpertLayout::kPerExpert);
 
 }  // namespace sy

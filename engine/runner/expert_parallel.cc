@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "engine/core/check.h"
+#include "engine/model/expert_layout.h"
 #include "engine/model/model_weights.h"
 #include "engine/model/weight_names.h"
 
@@ -24,7 +26,7 @@ StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(const ModelConf
   std::unique_ptr<ExpertParallel> ep(
       new ExpertParallel(config, backend, std::move(placement), comm));
   const ExpertPlacement& p = ep->placement_;
-  const ModelWeightNames names = WeightNamesFor(config);
+  SY_ASSIGN_OR_RETURN(const ModelWeightNames names, CheckpointWeightNames(config, checkpoint));
   ep->experts_.resize(config.num_layers);
   ep->buffers_.resize(config.num_layers);
   for (int32_t li = 0; li < p.num_layers(); ++li) {
@@ -33,9 +35,13 @@ StatusOr<std::unique_ptr<ExpertParallel>> ExpertParallel::Create(const ModelConf
     ep->buffers_[layer].resize(config.num_experts);
     for (int32_t e = 0; e < p.num_experts(); ++e) {
       if (li == 0 && e == 0) {
-        const int64_t shape[] = {config.moe_intermediate_size, config.hidden_size};
-        SY_ASSIGN_OR_RETURN(TensorView v,
-                            checkpoint.Get(names.layers[layer].experts[0].gate, shape));
+        const FfnNames& first = names.layers[layer].experts[0];
+        const std::vector<int64_t> shape =
+            first.fused_expert >= 0
+                ? std::vector<int64_t>{config.num_experts, 2 * config.moe_intermediate_size,
+                                       config.hidden_size}
+                : std::vector<int64_t>{config.moe_intermediate_size, config.hidden_size};
+        SY_ASSIGN_OR_RETURN(TensorView v, checkpoint.Get(first.gate, shape));
         // FP8 checkpoint tensors load as kF8 rows (with their scales).
         ep->expert_dtype_ = v.dtype == DType::kE4M3 ? DType::kF8 : v.dtype;
       }
