@@ -2,11 +2,12 @@
 // quantized_matmul against ref::matmul with DType::kI8 and kI4G32/64/128 weights (odd sizes,
 // partial groups and chunks, the decode kernel's m and the tensor-core kernel's), batch invariance
 // within each kernel, quantized_grouped_expert_ffn against ref::matmul + ref::silu_mul +
-// ref::matmul per expert, and quantized_head_matmul against ref::head_matmul. Weights are
-// kernels/cpu/testing.h's random matrices quantized by quantize_i8_row / quantize_i4_row. The
-// comparison is with the reference, not the CPU backend's fast int4 kernel: that one quantizes x to
-// int8 per group, while these kernels keep x in f32 (weight-only, as ref::matmul). Skipped without
-// a GPU, except the argument checks, which never reach the device.
+// ref::matmul per expert (kF8 experts too), and quantized_head_matmul against ref::head_matmul.
+// Weights are kernels/cpu/testing.h's random matrices quantized by quantize_i8_row /
+// quantize_i4_row / quantize_f8_row. The comparison is with the reference, not the CPU backend's
+// fast int4 kernel: that one quantizes x to int8 per group, while these kernels keep x in f32
+// (weight-only, as ref::matmul). Skipped without a GPU, except the argument checks, which never
+// reach the device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -150,8 +151,9 @@ TEST(CudaQuantGemm, RowIsBitIdenticalAloneOrInAnyBatch) {
 
 TEST(CudaQuantGemm, GroupedExpertFfnMatchesReferencePerExpert) {
   SY_REQUIRE_GPU();
-  // Odd hidden (int8: unaligned rows, scalar x loads; int4: a partial chunk and group), and an
-  // intermediate size of two and a quarter 32-element chunks.
+  // Odd hidden (int8: unaligned rows, scalar x loads; int4: a partial chunk and group; fp8: a
+  // partial 128-column block), and an intermediate size of two and a quarter 32-element chunks.
+  // fp8 goes through the same entry point to fp8_grouped_expert_ffn.
   constexpr int64_t kHidden = 201, kInter = 72;
   const std::vector<int64_t> counts = {3, 0, 1, 17, 0, 5};
   const int64_t experts = static_cast<int64_t>(counts.size());
@@ -159,7 +161,7 @@ TEST(CudaQuantGemm, GroupedExpertFfnMatchesReferencePerExpert) {
   for (int64_t c : counts) offsets.push_back(offsets.back() + static_cast<int32_t>(c));
   const int64_t rows = offsets.back();
   const std::vector<float> x = cpu::random_floats(rows * kHidden, -1, 1, 11);
-  for (DType dtype : kDTypes) {
+  for (DType dtype : {DType::kF8, DType::kI8, DType::kI4G32, DType::kI4G64, DType::kI4G128}) {
     std::vector<cpu::Weights> gate_up, down;
     std::vector<std::unique_ptr<DeviceArray<uint8_t>>> dev;
     std::vector<const void*> gate_up_ptrs, down_ptrs;

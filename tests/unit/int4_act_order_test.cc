@@ -45,48 +45,66 @@ Fixture OpenGptqFixture() {
   return {std::move(*ckpt), **f};
 }
 
-TEST(Int4ActOrder, LoadsTheTorchDequantizedWeightsInGroupOrder) {
-  Fixture fx = OpenGptqFixture();
-  const std::string weight = "layer.act_order.weight";
-  auto order = ReadInt4InputOrder(*fx.ckpt, fx.format, weight, kCols);
-  ASSERT_TRUE(order.ok()) << order.status().ToString();
-  ASSERT_EQ(static_cast<int64_t>(order->size()), kCols);
-  std::vector<int32_t> sorted = *order;
+// `order` is a permutation of the cols columns that puts them in groups of `group` by the
+// checkpoint's g_idx tensor `g_idx_name`.
+void ExpectGroupOrder(const Checkpoint& ckpt, const std::string& g_idx_name,
+                      const std::vector<int32_t>& order, int64_t cols, int64_t group) {
+  ASSERT_EQ(static_cast<int64_t>(order.size()), cols);
+  std::vector<int32_t> sorted = order;
   std::sort(sorted.begin(), sorted.end());
-  for (int64_t i = 0; i < kCols; ++i) ASSERT_EQ(sorted[i], i) << "not a permutation";
-  // Stable: within a group, the checkpoint's column order.
-  for (int64_t c = 1; c < kCols; ++c) {
-    if (c % 128 != 0) {
-      EXPECT_LT((*order)[c - 1], (*order)[c]);
-    }
-  }
-  auto g_idx = fx.ckpt->Get("layer.act_order.g_idx", {kCols});
+  for (int64_t i = 0; i < cols; ++i) ASSERT_EQ(sorted[i], i) << "not a permutation";
+  auto g_idx = ckpt.Get(g_idx_name, {cols});
   ASSERT_TRUE(g_idx.ok());
-  for (int64_t c = 0; c < kCols; ++c) {
-    EXPECT_EQ(static_cast<const int32_t*>(g_idx->data)[(*order)[c]], c / 128);
+  for (int64_t c = 0; c < cols; ++c) {
+    EXPECT_EQ(static_cast<const int32_t*>(g_idx->data)[order[c]], c / group);
   }
+}
 
-  const DType t = fx.format.dtype;
-  const size_t row_bytes = dtype_row_bytes(t, kCols);
-  std::vector<uint8_t> rows(kRows * row_bytes);
-  ASSERT_TRUE(ReadInt4Linear(*fx.ckpt, fx.format, weight, kRows, kCols, rows.data(), *order).ok());
-  auto expected = SafetensorsFile::Open(testing::GoldenDir() + "/int4/gptq/expected.safetensors");
+// ReadInt4Linear of `weight` in `order` gives, row by row, the scales and the weights (column
+// order[c] at c) that torch dequantized into dir/expected.safetensors.
+void ExpectRowsMatchTorch(const Checkpoint& ckpt, const Int4CheckpointFormat& format,
+                          const std::string& dir, const std::string& weight, int64_t rows,
+                          int64_t cols, int64_t group, const std::vector<int32_t>& order) {
+  const DType t = format.dtype;
+  const size_t row_bytes = dtype_row_bytes(t, cols);
+  std::vector<uint8_t> got(rows * row_bytes);
+  const Status read = ReadInt4Linear(ckpt, format, weight, rows, cols, got.data(), order);
+  ASSERT_TRUE(read.ok()) << read.ToString();
+  auto expected = SafetensorsFile::Open(dir + "/expected.safetensors");
   ASSERT_TRUE(expected.ok());
   auto want = (*expected)->Get(weight);
   auto want_scale = (*expected)->Get("layer.act_order.scale");
   ASSERT_TRUE(want.ok() && want_scale.ok());
   const auto* w = static_cast<const float*>(want->data);
   const auto* s = static_cast<const float*>(want_scale->data);
-  for (int64_t j = 0; j < kRows; ++j) {
-    const uint8_t* row = rows.data() + j * row_bytes;
-    for (int64_t g = 0; g < 2; ++g) ASSERT_EQ(int4_row_scale(row, g), s[g * kRows + j]);
-    for (int64_t c = 0; c < kCols; ++c) {
+  const int64_t groups = (cols + group - 1) / group;
+  for (int64_t j = 0; j < rows; ++j) {
+    const uint8_t* row = got.data() + j * row_bytes;
+    for (int64_t g = 0; g < groups; ++g) ASSERT_EQ(int4_row_scale(row, g), s[g * rows + j]);
+    for (int64_t c = 0; c < cols; ++c) {
       // The min (-scale * zero) is rounded to f16: at most 2^-11 of 16 scales.
-      const float scale = s[c / 128 * kRows + j];
-      ASSERT_NEAR(int4_row_value(t, row, kCols, c), w[j * kCols + (*order)[c]], scale * 16 / 2048)
+      const float scale = s[c / group * rows + j];
+      ASSERT_NEAR(int4_row_value(t, row, cols, c), w[j * cols + order[c]], scale * 16 / 2048)
           << "row " << j << " col " << c;
     }
   }
+}
+
+TEST(Int4ActOrder, LoadsTheTorchDequantizedWeightsInGroupOrder) {
+  Fixture fx = OpenGptqFixture();
+  const std::string weight = "layer.act_order.weight";
+  auto order = ReadInt4InputOrder(*fx.ckpt, fx.format, weight, kCols);
+  ASSERT_TRUE(order.ok()) << order.status().ToString();
+  ExpectGroupOrder(*fx.ckpt, "layer.act_order.g_idx", *order, kCols, 128);
+  // Stable: within a group, the checkpoint's column order.
+  for (int64_t c = 1; c < kCols; ++c) {
+    if (c % 128 != 0) {
+      EXPECT_LT((*order)[c - 1], (*order)[c]);
+    }
+  }
+  ExpectRowsMatchTorch(*fx.ckpt, fx.format, testing::GoldenDir() + "/int4/gptq", weight, kRows,
+                       kCols, 128, *order);
+  std::vector<uint8_t> rows(kRows * dtype_row_bytes(fx.format.dtype, kCols));
   // Without its order the act-order linear is refused, naming desc_act.
   const Status st = ReadInt4Linear(*fx.ckpt, fx.format, weight, kRows, kCols, rows.data());
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
@@ -112,38 +130,9 @@ TEST(Int4ActOrder, PackQuantizedLoadsTheTorchDequantizedWeightsInGroupOrder) {
   EXPECT_TRUE(HasInt4Linear(**ckpt, weight));
   auto order = ReadInt4InputOrder(**ckpt, **f, weight, cols_n);
   ASSERT_TRUE(order.ok()) << order.status().ToString();
-  ASSERT_EQ(static_cast<int64_t>(order->size()), cols_n);
-  auto g_idx = (*ckpt)->Get("layer.act_order.weight_g_idx", {cols_n});
-  ASSERT_TRUE(g_idx.ok());
-  std::vector<int32_t> sorted = *order;
-  std::sort(sorted.begin(), sorted.end());
-  for (int64_t i = 0; i < cols_n; ++i) ASSERT_EQ(sorted[i], i) << "not a permutation";
-  for (int64_t c = 0; c < cols_n; ++c) {
-    EXPECT_EQ(static_cast<const int32_t*>(g_idx->data)[(*order)[c]], c / group);
-  }
-
-  const DType t = (*f)->dtype;
-  const size_t row_bytes = dtype_row_bytes(t, cols_n);
-  std::vector<uint8_t> rows(rows_n * row_bytes);
-  const Status read = ReadInt4Linear(**ckpt, **f, weight, rows_n, cols_n, rows.data(), *order);
-  ASSERT_TRUE(read.ok()) << read.ToString();
-  auto expected = SafetensorsFile::Open(dir + "/expected.safetensors");
-  ASSERT_TRUE(expected.ok());
-  auto want = (*expected)->Get(weight);
-  auto want_scale = (*expected)->Get("layer.act_order.scale");
-  ASSERT_TRUE(want.ok() && want_scale.ok());
-  const auto* w = static_cast<const float*>(want->data);
-  const auto* s = static_cast<const float*>(want_scale->data);
-  for (int64_t j = 0; j < rows_n; ++j) {
-    const uint8_t* row = rows.data() + j * row_bytes;
-    for (int64_t g = 0; g < 3; ++g) ASSERT_EQ(int4_row_scale(row, g), s[g * rows_n + j]);
-    for (int64_t c = 0; c < cols_n; ++c) {
-      // The min (-scale * zero) is rounded to f16: at most 2^-11 of 16 scales.
-      const float scale = s[c / group * rows_n + j];
-      ASSERT_NEAR(int4_row_value(t, row, cols_n, c), w[j * cols_n + (*order)[c]], scale * 16 / 2048)
-          << "row " << j << " col " << c;
-    }
-  }
+  ExpectGroupOrder(**ckpt, "layer.act_order.weight_g_idx", *order, cols_n, group);
+  ExpectRowsMatchTorch(**ckpt, **f, dir, weight, rows_n, cols_n, group, *order);
+  std::vector<uint8_t> rows(rows_n * dtype_row_bytes((*f)->dtype, cols_n));
   // Without its order the act-order linear is refused, naming weight_g_idx and actorder.
   const Status st = ReadInt4Linear(**ckpt, **f, weight, rows_n, cols_n, rows.data());
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
